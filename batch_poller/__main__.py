@@ -1,0 +1,3 @@
+from batch_poller.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Statuses and the pure decisions made about a job. No I/O, no imports from the package."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class BedrockStatus(StrEnum):
+    """The ten statuses GetModelInvocationJob reports."""
+
+    SUBMITTED = "Submitted"
+    VALIDATING = "Validating"
+    SCHEDULED = "Scheduled"
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    PARTIALLY_COMPLETED = "PartiallyCompleted"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    EXPIRED = "Expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_BEDROCK
+
+
+_TERMINAL_BEDROCK = frozenset(
+    {
+        BedrockStatus.COMPLETED,
+        BedrockStatus.PARTIALLY_COMPLETED,
+        BedrockStatus.FAILED,
+        BedrockStatus.STOPPED,
+        BedrockStatus.EXPIRED,
+    }
+)
+
+
+class JobStatus(StrEnum):
+    """The daemon's own view of a tracked job."""
+
+    SUBMITTED = "SUBMITTED"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    PARTIALLY_COMPLETED = "PARTIALLY_COMPLETED"
+    FAILED = "FAILED"
+    RESULT_FETCH_FAILED = "RESULT_FETCH_FAILED"
+
+
+JOB_ARN_PATTERN = re.compile(
+    r"^arn:aws(-[^:]+)?:bedrock:(?P<region>[a-z0-9-]{1,20}):(?P<account>[0-9]{12})"
+    r":model-invocation-job/(?P<job_id>[a-z0-9]{12})$"
+)
+
+
+def job_id_from_arn(job_arn: str) -> str:
+    """The job id is the last segment of the ARN; Bedrock writes output under it."""
+    match = JOB_ARN_PATTERN.match(job_arn)
+    if match is None:
+        raise ValueError(f"not a Bedrock batch job ARN: {job_arn!r}")
+    return match.group("job_id")

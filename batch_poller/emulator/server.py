@@ -1,0 +1,112 @@
+"""Starts the moto server (S3, SQS) and the Bedrock emulator on loopback, and stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aioboto3
+from aiohttp import web
+from moto.server import ThreadedMotoServer
+
+from batch_poller.emulator.app import build_app
+from batch_poller.emulator.clock import EmulatorClock
+from batch_poller.emulator.control import EmulatorControl
+from batch_poller.emulator.registry import JobRegistry
+
+ACCOUNT_ID = "123456789012"  # moto's account
+TICK_SECONDS = 0.1
+# The emulator's clients need credentials of some kind; moto accepts any.
+EMULATOR_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    bedrock: str
+    s3: str
+
+    def environment(self) -> dict[str, str]:
+        return {"BEDROCK_ENDPOINT_URL": self.bedrock, "S3_ENDPOINT_URL": self.s3}
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(
+    host: str = "127.0.0.1", port: int = 0, s3_port: int = 0, region: str = "us-east-1"
+) -> AsyncIterator[Endpoints]:
+    """The moto server and the emulator, serving until the context exits."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    moto = ThreadedMotoServer(ip_address=host, port=s3_port, verbose=False)
+    moto.start()
+    try:
+        moto_host, moto_port = moto.get_host_and_port()
+        s3_url = f"http://{_url_host(moto_host)}:{moto_port}"
+        session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
+        async with (
+            session.client("s3", endpoint_url=s3_url) as s3,
+            session.client("sqs", endpoint_url=s3_url) as sqs,
+        ):
+            registry = JobRegistry(EmulatorClock(), s3, sqs, account_id=ACCOUNT_ID, region=region)
+            runner = web.AppRunner(build_app(registry), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            ticker = asyncio.create_task(_tick(registry), name="emulator-ticker")
+            try:
+                bound_port = runner.addresses[0][1]
+                yield Endpoints(bedrock=f"http://{_url_host(host)}:{bound_port}", s3=s3_url)
+            finally:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+                await runner.cleanup()
+    finally:
+        moto.stop()
+
+
+async def _tick(registry: JobRegistry) -> None:
+    """Moves jobs on by the clock even when nobody asks, so events go out on time."""
+    log = logging.getLogger("batch_poller.emulator")
+    while True:
+        try:
+            await registry.settle_all()
+        except Exception:  # one bad pass must not stop the emulator's clock
+            log.exception("emulator tick failed")
+        await asyncio.sleep(TICK_SECONDS)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def serve_until_signalled(
+    *,
+    host: str,
+    port: int,
+    s3_port: int,
+    region: str,
+    events_queue: str | None,
+    announce: Callable[[str], None],
+) -> None:
+    """`batch-poller emulate`: print the endpoints, serve until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with running_emulator(host, port, s3_port, region) as endpoints:
+        if events_queue:
+            await _create_events_queue(endpoints, region, events_queue)
+        for name, url in endpoints.environment().items():
+            announce(f"{name}={url}")
+        await stop.wait()
+
+
+async def _create_events_queue(endpoints: Endpoints, region: str, name: str) -> None:
+    session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
+    async with session.client("sqs", endpoint_url=endpoints.s3) as sqs:
+        queue_url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
+    async with EmulatorControl(endpoints.bedrock) as control:
+        await control.configure(events_queue_url=queue_url)
