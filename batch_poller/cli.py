@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         "--events-queue", metavar="NAME", help="create this SQS queue and send job events to it"
     )
     emulate.set_defaults(command=_emulate)
+
+    demo = commands.add_parser("demo", help="run jobs of several model families on the emulator")
+    demo.set_defaults(command=_demo)
     return parser
 
 
@@ -56,6 +59,12 @@ def _emulate(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from batch_poller.demo import run_demo
+
+    return asyncio.run(run_demo())
 
 
 if __name__ == "__main__":

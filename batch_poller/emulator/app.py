@@ -45,6 +45,7 @@ def build_app(registry: JobRegistry) -> web.Application:
     app.router.add_post("/_emulator/jobs/{job}/advance", _advance)
     app.router.add_post("/_emulator/jobs/{job}/finish", _finish)
     app.router.add_put("/_emulator/jobs/{job}/faults", _job_faults)
+    app.router.add_delete("/_emulator/jobs/{job}/faults", _clear_job_faults)
     return app
 
 
@@ -130,6 +131,9 @@ async def _list(request: web.Request) -> web.Response:
         raise invalid(f"sortBy: {query['sortBy']!r} must be CreationTime")
     if order == "Descending":
         jobs.reverse()
+    wanted = query.get("statusEquals")
+    if wanted is not None and wanted not in BedrockStatus.__members__.values():
+        raise invalid(f"statusEquals: {wanted!r} is not a job status")
     jobs = [j for j in jobs if _matches(j, query)]
     max_results = _max_results(query.get("maxResults"))
     filters = _filter_fingerprint(query)
@@ -146,13 +150,8 @@ async def _list(request: web.Request) -> web.Response:
 
 
 def _matches(job: EmulatedJob, query: Any) -> bool:
-    if "statusEquals" in query:
-        try:
-            wanted = BedrockStatus(query["statusEquals"])
-        except ValueError:
-            raise invalid(f"statusEquals: {query['statusEquals']!r} is not a job status") from None
-        if job.status is not wanted:
-            return False
+    if "statusEquals" in query and job.status.value != query["statusEquals"]:
+        return False
     if "nameContains" in query and query["nameContains"] not in job.job_name:
         return False
     if "submitTimeAfter" in query and job.submit_time <= parse_timestamp(
@@ -297,12 +296,16 @@ async def _finish(request: web.Request) -> web.Response:
 
 
 async def _job_faults(request: web.Request) -> web.Response:
-    """A Faults object for this job's Get and Stop calls; null clears them."""
+    """A Faults object for this job's Get and Stop calls."""
     job = _control_job(request)
-    body = await _json_body(request)
     try:
-        faults = None if body is None else Faults.model_validate(body)
+        faults = Faults.model_validate(await _json_body(request))
     except ValidationError as error:
         raise _settings_error(error) from None
     request.app[REGISTRY].set_job_faults(job, faults)
-    return web.json_response(faults.model_dump(mode="json") if faults else None)
+    return web.json_response(faults.model_dump(mode="json"))
+
+
+async def _clear_job_faults(request: web.Request) -> web.Response:
+    request.app[REGISTRY].set_job_faults(_control_job(request), None)
+    return web.json_response({"faults": None})

@@ -76,7 +76,11 @@ class EmulatorControl:
         return result
 
     async def set_job_faults(self, job: str, faults: dict[str, Any] | None) -> None:
-        await self._call("PUT", f"/jobs/{_id(job)}/faults", faults)
+        """Faults for one job's calls; None clears them."""
+        if faults is None:
+            await self._call("DELETE", f"/jobs/{_id(job)}/faults")
+        else:
+            await self._call("PUT", f"/jobs/{_id(job)}/faults", faults)
 
 
 def _id(job: str) -> str:

@@ -4,6 +4,7 @@ Bedrock has (validating the input, writing results, announcing every change)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 from collections import Counter
 from collections.abc import Iterable
@@ -103,7 +104,8 @@ class JobRegistry:
         options = self._options_from_tags(request.tags)
         await self._check_s3(request)
         job_id = "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
-        now = self.clock.now()
+        # Bedrock's timestamps carry milliseconds; keeping no more makes filters exact.
+        now = math.floor(self.clock.now() * 1000) / 1000
         self._sequence += 1
         job = EmulatedJob(
             sequence=self._sequence,

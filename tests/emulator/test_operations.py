@@ -1,0 +1,143 @@
+"""The four Bedrock operations through a real aioboto3 client."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from batch_poller.domain import job_id_from_arn
+from tests.helpers import BUCKET, NOVA, ROLE_ARN, create_job, error_code, make_records, put_input
+
+
+@pytest.fixture
+async def input_uri(endpoints: Any, s3: Any) -> str:
+    return await put_input(s3, "inputs/a.jsonl", make_records(4))
+
+
+async def test_create_returns_an_arn_that_get_answers_by_arn_and_by_id(
+    bedrock: Any, input_uri: str
+) -> None:
+    arn = await create_job(bedrock, input_uri, name="nightly-1")
+
+    by_arn = await bedrock.get_model_invocation_job(jobIdentifier=arn)
+    by_id = await bedrock.get_model_invocation_job(jobIdentifier=job_id_from_arn(arn))
+
+    assert arn.startswith("arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/")
+    for job in (by_arn, by_id):
+        assert job["jobArn"] == arn
+        assert job["jobName"] == "nightly-1"
+        assert job["modelId"] == NOVA
+        assert job["roleArn"] == ROLE_ARN
+        assert job["status"] == "Submitted"
+        assert isinstance(job["submitTime"], datetime)
+        assert job["submitTime"].tzinfo is not None
+        assert job["inputDataConfig"]["s3InputDataConfig"]["s3Uri"] == input_uri
+        assert job["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"] == f"s3://{BUCKET}/output/"
+        assert job["timeoutDurationInHours"] == 24
+
+
+async def test_list_returns_summaries_with_status(bedrock: Any, input_uri: str) -> None:
+    arns = [await create_job(bedrock, input_uri, name=f"job-{i}") for i in range(3)]
+
+    listed = await bedrock.list_model_invocation_jobs()
+
+    summaries = listed["invocationJobSummaries"]
+    assert [s["jobArn"] for s in summaries] == list(reversed(arns))  # newest first by default
+    assert {s["status"] for s in summaries} == {"Submitted"}
+    assert "nextToken" not in listed
+
+
+async def test_stop_moves_a_running_job_to_stopping_then_stopped(
+    bedrock: Any, control: Any, input_uri: str
+) -> None:
+    await control.freeze_clock()
+    arn = await create_job(bedrock, input_uri)
+
+    await bedrock.stop_model_invocation_job(jobIdentifier=arn)
+    stopping = await bedrock.get_model_invocation_job(jobIdentifier=arn)
+    await control.advance(arn)
+    stopped = await bedrock.get_model_invocation_job(jobIdentifier=arn)
+
+    assert stopping["status"] == "Stopping"
+    assert stopped["status"] == "Stopped"
+    assert stopped["endTime"] >= stopped["submitTime"]
+
+
+async def test_stopping_a_finished_job_is_a_conflict(
+    bedrock: Any, control: Any, input_uri: str
+) -> None:
+    arn = await create_job(bedrock, input_uri)
+    await control.finish(arn, "Completed")
+
+    with pytest.raises(ClientError) as raised:
+        await bedrock.stop_model_invocation_job(jobIdentifier=arn)
+
+    assert error_code(raised.value) == "ConflictException"
+    assert isinstance(raised.value, bedrock.exceptions.ConflictException)
+
+
+async def test_the_same_client_request_token_returns_the_same_job(
+    bedrock: Any, input_uri: str
+) -> None:
+    first = await create_job(bedrock, input_uri, clientRequestToken="token-1")
+    again = await create_job(bedrock, input_uri, clientRequestToken="token-1")
+    listed = await bedrock.list_model_invocation_jobs()
+
+    assert first == again
+    assert len(listed["invocationJobSummaries"]) == 1
+    job = await bedrock.get_model_invocation_job(jobIdentifier=first)
+    assert job["clientRequestToken"] == "token-1"
+
+
+async def test_a_reused_token_with_other_parameters_is_a_conflict(
+    bedrock: Any, input_uri: str
+) -> None:
+    await create_job(bedrock, input_uri, name="first", clientRequestToken="token-2")
+
+    with pytest.raises(bedrock.exceptions.ConflictException):
+        await create_job(bedrock, input_uri, name="second", clientRequestToken="token-2")
+
+
+async def test_a_job_name_in_use_is_a_conflict(bedrock: Any, input_uri: str) -> None:
+    await create_job(bedrock, input_uri, name="taken")
+
+    with pytest.raises(bedrock.exceptions.ConflictException):
+        await create_job(bedrock, input_uri, name="taken")
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    ["abcdefabcdef", "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefabcdef"],
+)
+async def test_an_unknown_job_is_resource_not_found(
+    bedrock: Any, endpoints: Any, identifier: str
+) -> None:
+    with pytest.raises(bedrock.exceptions.ResourceNotFoundException) as raised:
+        await bedrock.get_model_invocation_job(jobIdentifier=identifier)
+
+    assert "abcdefabcdef" in str(raised.value)
+
+
+async def test_an_arn_of_another_account_is_not_found(bedrock: Any, input_uri: str) -> None:
+    arn = await create_job(bedrock, input_uri)
+    other = arn.replace("123456789012", "210987654321")
+
+    with pytest.raises(bedrock.exceptions.ResourceNotFoundException):
+        await bedrock.get_model_invocation_job(jobIdentifier=other)
+
+
+async def test_a_malformed_identifier_is_a_validation_error(
+    raw_bedrock: Any, endpoints: Any
+) -> None:
+    with pytest.raises(raw_bedrock.exceptions.ValidationException) as raised:
+        await raw_bedrock.get_model_invocation_job(jobIdentifier="not-a-job")
+
+    assert "jobIdentifier" in str(raised.value)
+
+
+async def test_stop_of_an_unknown_job_is_resource_not_found(bedrock: Any, endpoints: Any) -> None:
+    with pytest.raises(bedrock.exceptions.ResourceNotFoundException):
+        await bedrock.stop_model_invocation_job(jobIdentifier="abcdefabcdef")
