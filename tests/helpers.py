@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -42,10 +43,8 @@ async def put_input(s3: Any, key: str, records: list[dict[str, Any]], bucket: st
 
 
 async def ensure_bucket(s3: Any, bucket: str) -> None:
-    try:
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
         await s3.create_bucket(Bucket=bucket)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
 
 
 async def create_job(
