@@ -1,0 +1,26 @@
+"""Persistence for tracked jobs and their result records (SQLite or PostgreSQL)."""
+
+from batch_poller.store.engine import make_engine
+from batch_poller.store.jobs import (
+    JobRow,
+    JobStore,
+    NewJob,
+    RecordRow,
+    RecordTotals,
+    UnknownJobError,
+    open_store,
+)
+from batch_poller.store.migrations import current_version, upgrade
+
+__all__ = [
+    "JobRow",
+    "JobStore",
+    "NewJob",
+    "RecordRow",
+    "RecordTotals",
+    "UnknownJobError",
+    "current_version",
+    "make_engine",
+    "open_store",
+    "upgrade",
+]

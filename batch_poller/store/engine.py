@@ -1,0 +1,108 @@
+"""Engine creation and the few places where SQLite and PostgreSQL differ."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+# Users write plain URLs; the store only ever talks through the async drivers.
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=ON",
+)
+
+# Execution option asking for BEGIN IMMEDIATE on SQLite: a transaction that reads
+# before it writes (the migrations) must hold the write lock from the start, or
+# two processes can both read "version 0" and then collide.
+SQLITE_BEGIN_IMMEDIATE = "batch_poller_begin_immediate"
+
+
+def _mask(raw: str) -> str:
+    # Unparseable, so we cannot tell where a password ends: hide all credentials.
+    if "@" not in raw:
+        return raw
+    head, _, host = raw.rpartition("@")
+    scheme = head.partition("://")[0] + "://" if "://" in head else ""
+    return f"{scheme}***@{host}"
+
+
+def to_async_url(url: str) -> URL:
+    """Parse a user URL and point it at the async driver, or raise ValueError."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"cannot parse database URL {_mask(url)!r}") from None
+    driver = _DRIVERS.get(parsed.drivername)
+    if driver is None:
+        shown = parsed.render_as_string(hide_password=True)
+        raise ValueError(
+            f"unsupported database URL {shown!r}: scheme {parsed.drivername!r} is not "
+            "sqlite:// or postgresql://"
+        )
+    return parsed.set(drivername=driver)
+
+
+def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
+    """An AsyncEngine for a sqlite:// or postgresql:// URL.
+
+    ``schema`` (PostgreSQL only) becomes the connection's search_path, so every
+    unqualified table lives there; the tests use it to isolate themselves.
+    """
+    async_url = to_async_url(url)
+    if async_url.get_backend_name() == "sqlite":
+        if schema is not None:
+            raise ValueError("schema is only supported for PostgreSQL")
+        return _sqlite_engine(async_url)
+    connect_args: dict[str, Any] = {}
+    if schema is not None:
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(async_url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    in_memory = url.database in (None, "", ":memory:")
+    # An in-memory database exists once per connection, so share one connection.
+    extra: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
+    engine = create_async_engine(url, **extra)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver: its implicit BEGIN skips DDL and
+        # cannot be IMMEDIATE. _on_begin below emits ours.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def dialect_insert(dialect_name: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """INSERT with on_conflict_do_update/do_nothing; both dialects spell it alike."""
+    if dialect_name == "sqlite":
+        return sqlite.insert(table)
+    if dialect_name == "postgresql":
+        return postgresql.insert(table)
+    raise ValueError(f"unsupported dialect {dialect_name!r}")

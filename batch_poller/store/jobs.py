@@ -1,0 +1,438 @@
+"""JobStore: every read and write the daemon makes, over one AsyncEngine."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import CursorResult, Update, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
+from batch_poller.store.engine import dialect_insert, make_engine
+from batch_poller.store.migrations import upgrade
+from batch_poller.store.tables import batch_records, bedrock_batch_jobs
+
+_JOBS = bedrock_batch_jobs
+_RECORDS = batch_records
+
+_POLLABLE = (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS)
+_FETCHED = (JobStatus.COMPLETED, JobStatus.PARTIALLY_COMPLETED)
+_HAS_OUTPUT = (BedrockStatus.COMPLETED, BedrockStatus.PARTIALLY_COMPLETED)
+
+
+class UnknownJobError(LookupError):
+    """An update named a job the store does not track."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What the daemon knows about a job when it starts tracking it."""
+
+    arn: str
+    job_id: str | None = None  # derived from the ARN when None
+    job_name: str | None = None
+    model_id: str | None = None
+    bedrock_status: BedrockStatus | None = None
+    status: JobStatus = JobStatus.SUBMITTED
+    message: str | None = None
+    input_s3_uri: str | None = None
+    output_s3_prefix: str | None = None
+    s3_folder: str | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One row of bedrock_batch_jobs."""
+
+    batch_job_arn: str
+    job_id: str
+    job_name: str | None
+    model_id: str | None
+    status: JobStatus
+    bedrock_status: BedrockStatus | None
+    message: str | None
+    input_s3_uri: str | None
+    s3_folder: str | None
+    output_s3_prefix: str | None
+    submitted_at: datetime | None
+    last_checked_at: datetime | None
+    completed_at: datetime | None
+    results_fetched_at: datetime | None
+    results_fetch_attempts: int
+    last_error: str | None
+    cleanup_completed_at: datetime | None
+    cleanup_attempts: int
+    total_records: int | None
+    success_records: int | None
+    error_records: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: Decimal | None
+    bytes_freed: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> JobRow:
+        values = dict(row)
+        values["status"] = JobStatus(values["status"])
+        if values["bedrock_status"] is not None:
+            values["bedrock_status"] = BedrockStatus(values["bedrock_status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """One result record, as an ingester produces it."""
+
+    record_id: str
+    outcome: str  # "ok" | "error"
+    model_output: str | None = None
+    model_input: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    source_file: str | None = None
+    line_number: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTotals:
+    """Aggregates over one job's stored records."""
+
+    total: int = 0
+    ok: int = 0
+    error: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    by_error_code: dict[str, int] = field(default_factory=dict)
+
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
+
+
+class JobStore:
+    """All persistence for the daemon. Every method is one short transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- tracking and lookup -------------------------------------------------
+
+    async def track_job(self, job: NewJob, now: datetime) -> bool:
+        """Start tracking a job; True if it was new. Never rewinds a known job."""
+        values = {
+            "batch_job_arn": job.arn,
+            "job_id": job.job_id if job.job_id is not None else job_id_from_arn(job.arn),
+            "job_name": job.job_name,
+            "model_id": job.model_id,
+            "status": job.status.value,
+            "bedrock_status": None if job.bedrock_status is None else job.bedrock_status.value,
+            "message": job.message,
+            "input_s3_uri": job.input_s3_uri,
+            "s3_folder": job.s3_folder,
+            "output_s3_prefix": job.output_s3_prefix,
+            "submitted_at": job.submitted_at,
+            "completed_at": job.completed_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.engine.begin() as conn:
+            stmt = dialect_insert(conn.dialect.name, _JOBS).values(values)
+            result = await conn.execute(stmt.on_conflict_do_nothing())
+            inserted = result.rowcount == 1
+            if not inserted and job.s3_folder:
+                # A re-track may tell us the folder we own; it may not steal one.
+                await conn.execute(
+                    update(_JOBS)
+                    .where(_JOBS.c.batch_job_arn == job.arn)
+                    .where(or_(_JOBS.c.s3_folder.is_(None), _JOBS.c.s3_folder == ""))
+                    .values(s3_folder=job.s3_folder, updated_at=now)
+                )
+        return inserted
+
+    async def get_job(self, arn_or_job_id: str) -> JobRow | None:
+        key = _JOBS.c.batch_job_arn if arn_or_job_id.startswith("arn:") else _JOBS.c.job_id
+        rows = await self._select_jobs(
+            select(_JOBS).where(key == arn_or_job_id).order_by(_JOBS.c.batch_job_arn).limit(1)
+        )
+        return rows[0] if rows else None
+
+    async def list_jobs(
+        self, status: JobStatus | None = None, limit: int = 100, offset: int = 0
+    ) -> list[JobRow]:
+        """Newest first (by submission, else by when we started tracking)."""
+        query = select(_JOBS)
+        if status is not None:
+            query = query.where(_JOBS.c.status == status.value)
+        newest = func.coalesce(_JOBS.c.submitted_at, _JOBS.c.created_at)
+        query = query.order_by(newest.desc(), _JOBS.c.batch_job_arn).limit(limit).offset(offset)
+        return await self._select_jobs(query)
+
+    async def get_pending_batch_jobs_for_polling(
+        self, check_interval_seconds: float, now: datetime, limit: int | None = None
+    ) -> list[JobRow]:
+        """Unfinished jobs not checked within the interval, oldest submission first."""
+        query = select(_JOBS).where(_JOBS.c.status.in_([s.value for s in _POLLABLE]))
+        if check_interval_seconds > 0:
+            cutoff = now - timedelta(seconds=check_interval_seconds)
+            query = query.where(
+                or_(_JOBS.c.last_checked_at.is_(None), _JOBS.c.last_checked_at <= cutoff)
+            )
+        query = query.order_by(_JOBS.c.submitted_at.asc().nulls_last(), _JOBS.c.batch_job_arn)
+        if limit is not None:
+            query = query.limit(limit)
+        return await self._select_jobs(query)
+
+    async def get_jobs_needing_fetch(self) -> list[JobRow]:
+        """Bedrock finished with output but we never finished storing it (crash resume).
+
+        FAILED is excluded too: the daemon decided that job is over.
+        """
+        query = (
+            select(_JOBS)
+            .where(_JOBS.c.bedrock_status.in_([s.value for s in _HAS_OUTPUT]))
+            .where(_JOBS.c.results_fetched_at.is_(None))
+            .where(
+                _JOBS.c.status.not_in([JobStatus.RESULT_FETCH_FAILED.value, JobStatus.FAILED.value])
+            )
+            .order_by(_JOBS.c.completed_at.asc().nulls_last(), _JOBS.c.batch_job_arn)
+        )
+        return await self._select_jobs(query)
+
+    async def get_fetch_failed_jobs(self) -> list[JobRow]:
+        query = (
+            select(_JOBS)
+            .where(_JOBS.c.status == JobStatus.RESULT_FETCH_FAILED.value)
+            .order_by(_JOBS.c.batch_job_arn)
+        )
+        return await self._select_jobs(query)
+
+    async def get_batch_jobs_pending_cleanup(self) -> list[JobRow]:
+        query = (
+            select(_JOBS)
+            .where(_JOBS.c.results_fetched_at.is_not(None))
+            .where(_JOBS.c.cleanup_completed_at.is_(None))
+            .where(_JOBS.c.status.in_([s.value for s in _FETCHED]))
+            .order_by(_JOBS.c.results_fetched_at, _JOBS.c.batch_job_arn)
+        )
+        return await self._select_jobs(query)
+
+    async def status_counts(self) -> dict[JobStatus, int]:
+        """Every status, zeros included, so gauges can be reset from it."""
+        counts = dict.fromkeys(JobStatus, 0)
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(_JOBS.c.status, func.count()).group_by(_JOBS.c.status)
+            )
+            for status, count in result:
+                counts[JobStatus(status)] = int(count)
+        return counts
+
+    # -- state changes -------------------------------------------------------
+
+    async def record_check(
+        self,
+        arn: str,
+        *,
+        bedrock_status: BedrockStatus | None,
+        status: JobStatus,
+        message: str | None,
+        completed_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        values: dict[str, Any] = {
+            "last_checked_at": now,
+            "bedrock_status": None if bedrock_status is None else bedrock_status.value,
+            "status": status.value,
+            "message": message,
+            "updated_at": now,
+        }
+        if completed_at is not None:
+            values["completed_at"] = completed_at
+        await self._update(arn, update(_JOBS).values(values))
+
+    async def mark_results_fetched(
+        self, arn: str, totals: RecordTotals, status: JobStatus, now: datetime
+    ) -> None:
+        if status not in _FETCHED:
+            raise ValueError(
+                f"results fetched means COMPLETED or PARTIALLY_COMPLETED, not {status}"
+            )
+        await self._update(
+            arn,
+            update(_JOBS).values(
+                results_fetched_at=now,
+                status=status.value,
+                total_records=totals.total,
+                success_records=totals.ok,
+                error_records=totals.error,
+                input_tokens=totals.input_tokens,
+                output_tokens=totals.output_tokens,
+                cost=totals.cost,
+                last_error=None,
+                updated_at=now,
+            ),
+        )
+
+    async def increment_fetch_attempts(self, arn: str, error: str | None, now: datetime) -> int:
+        """Count one more fetch attempt; ``error=None`` keeps the previous last_error."""
+        values: dict[str, Any] = {
+            "results_fetch_attempts": _JOBS.c.results_fetch_attempts + 1,
+            "updated_at": now,
+        }
+        if error is not None:
+            values["last_error"] = error
+        stmt = update(_JOBS).values(values).returning(_JOBS.c.results_fetch_attempts)
+        return await self._update_returning_int(arn, stmt)
+
+    async def mark_fetch_failed(self, arn: str, error: str, now: datetime) -> None:
+        await self._update(
+            arn,
+            update(_JOBS).values(
+                status=JobStatus.RESULT_FETCH_FAILED.value, last_error=error, updated_at=now
+            ),
+        )
+
+    async def mark_failed(self, arn: str, message: str, now: datetime) -> None:
+        await self._update(
+            arn,
+            update(_JOBS).values(status=JobStatus.FAILED.value, message=message, updated_at=now),
+        )
+
+    async def mark_cleanup_completed(self, arn: str, bytes_freed: int, now: datetime) -> None:
+        """Cleanup is done; the last_error it may have left is cleared."""
+        await self._update(
+            arn,
+            update(_JOBS).values(
+                cleanup_completed_at=now, bytes_freed=bytes_freed, last_error=None, updated_at=now
+            ),
+        )
+
+    async def record_cleanup_error(self, arn: str, error: str, now: datetime) -> int:
+        """Keep cleanup pending; returns the new cleanup_attempts."""
+        stmt = (
+            update(_JOBS)
+            .values(cleanup_attempts=_JOBS.c.cleanup_attempts + 1, last_error=error, updated_at=now)
+            .returning(_JOBS.c.cleanup_attempts)
+        )
+        return await self._update_returning_int(arn, stmt)
+
+    # -- records -------------------------------------------------------------
+
+    async def write_records(self, arn: str, rows: Sequence[RecordRow], now: datetime) -> int:
+        """Upsert records in one transaction; returns how many distinct records were written.
+
+        A record written again replaces the stored one, so a resumed ingest is harmless.
+        """
+        # Last occurrence wins, as it would row by row, and no statement sees a key twice.
+        unique = {row.record_id: row for row in rows}
+        if not unique:
+            return 0
+        params = [
+            {"batch_job_arn": arn, "stored_at": now, **{f: getattr(r, f) for f in _RECORD_FIELDS}}
+            for r in unique.values()
+        ]
+        async with self.engine.begin() as conn:
+            stmt = dialect_insert(conn.dialect.name, _RECORDS)
+            replaced = {c.name: stmt.excluded[c.name] for c in _RECORDS.c if not c.primary_key}
+            # A list of parameter sets makes this one executemany, not N statements.
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[_RECORDS.c.batch_job_arn, _RECORDS.c.record_id],
+                    set_=replaced,
+                ),
+                params,
+            )
+        return len(params)
+
+    async def record_counts(self, arn: str) -> RecordTotals:
+        """Totals from one GROUP BY (outcome, error_code) query, summed up here."""
+        query = (
+            select(
+                _RECORDS.c.outcome,
+                _RECORDS.c.error_code,
+                func.count(),
+                func.coalesce(func.sum(_RECORDS.c.input_tokens), 0),
+                func.coalesce(func.sum(_RECORDS.c.output_tokens), 0),
+                func.sum(_RECORDS.c.cost),
+            )
+            .where(_RECORDS.c.batch_job_arn == arn)
+            .group_by(_RECORDS.c.outcome, _RECORDS.c.error_code)
+        )
+        total = ok = error = input_tokens = output_tokens = 0
+        cost = Decimal(0)
+        by_error_code: dict[str, int] = {}
+        async with self.engine.connect() as conn:
+            for outcome, code, count, tokens_in, tokens_out, cost_sum in await conn.execute(query):
+                total += count
+                input_tokens += int(tokens_in)
+                output_tokens += int(tokens_out)
+                cost += cost_sum if cost_sum is not None else 0
+                if outcome == "ok":
+                    ok += count
+                else:
+                    error += count
+                    if code is not None:
+                        by_error_code[code] = by_error_code.get(code, 0) + count
+        return RecordTotals(
+            total=total,
+            ok=ok,
+            error=error,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            by_error_code=by_error_code,
+        )
+
+    async def record_ids(self, arn: str) -> set[str]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(_RECORDS.c.record_id).where(_RECORDS.c.batch_job_arn == arn)
+            )
+            return set(result.scalars())
+
+    # -- helpers -------------------------------------------------------------
+
+    async def _select_jobs(self, query: Any) -> list[JobRow]:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(query)
+            return [JobRow.from_mapping(row) for row in result.mappings()]
+
+    async def _update(self, arn: str, stmt: Update) -> None:
+        async with self.engine.begin() as conn:
+            result: CursorResult[Any] = await conn.execute(stmt.where(_JOBS.c.batch_job_arn == arn))
+            if result.rowcount == 0:
+                raise UnknownJobError(arn)
+
+    async def _update_returning_int(self, arn: str, stmt: Update) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(stmt.where(_JOBS.c.batch_job_arn == arn))
+            value = result.scalar_one_or_none()
+        if value is None:
+            raise UnknownJobError(arn)
+        return int(value)
+
+
+async def open_store(url: str, *, schema: str | None = None) -> JobStore:
+    """Connect, bring the schema up to date, and hand back a store."""
+    engine = make_engine(url, schema=schema)
+    try:
+        await upgrade(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return JobStore(engine)

@@ -1,0 +1,178 @@
+"""Numbered schema migrations, each applied in its own transaction.
+
+Migrations are frozen snapshots: they never import the current tables, so
+changing tables.py later cannot silently rewrite history. A new change is a new
+function appended to MIGRATIONS (and tables.SCHEMA_VERSION bumped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.schema import CreateColumn
+
+from batch_poller.store.engine import SQLITE_BEGIN_IMMEDIATE
+from batch_poller.store.tables import SCHEMA_VERSION, UTCDateTime
+
+Migration = Callable[[Connection], None]
+
+# Any constant will do; it only has to be the same in every process.
+_PG_LOCK_KEY = 0x6261746368  # "batch"
+
+
+def _schema_version_table(md: MetaData) -> Table:
+    return Table(
+        "schema_version", md, Column("version", Integer, primary_key=True, autoincrement=False)
+    )
+
+
+def _m1_initial(conn: Connection) -> None:
+    """The first release: no cleanup accounting yet."""
+    md = MetaData()
+    Table(
+        "bedrock_batch_jobs",
+        md,
+        Column("batch_job_arn", Text, primary_key=True),
+        Column("job_id", Text, nullable=False),
+        Column("job_name", Text),
+        Column("model_id", Text),
+        Column("status", Text, nullable=False),
+        Column("bedrock_status", Text),
+        Column("message", Text),
+        Column("input_s3_uri", Text),
+        Column("s3_folder", Text),
+        Column("output_s3_prefix", Text),
+        Column("submitted_at", UTCDateTime),
+        Column("last_checked_at", UTCDateTime),
+        Column("completed_at", UTCDateTime),
+        Column("results_fetched_at", UTCDateTime),
+        Column("results_fetch_attempts", Integer, nullable=False, server_default="0"),
+        Column("last_error", Text),
+        Column("cleanup_completed_at", UTCDateTime),
+        Column("total_records", Integer),
+        Column("success_records", Integer),
+        Column("error_records", Integer),
+        Column("input_tokens", BigInteger),
+        Column("output_tokens", BigInteger),
+        Column("cost", Numeric(18, 8)),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        Index("ix_bedrock_batch_jobs_status_checked", "status", "last_checked_at"),
+        Index("ix_bedrock_batch_jobs_job_id", "job_id"),
+    )
+    Table(
+        "batch_records",
+        md,
+        Column(
+            "batch_job_arn",
+            Text,
+            ForeignKey("bedrock_batch_jobs.batch_job_arn", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        Column("record_id", Text, primary_key=True),
+        Column("outcome", Text, nullable=False),
+        Column("model_output", Text),
+        Column("model_input", Text),
+        Column("error_code", Text),
+        Column("error_message", Text),
+        Column("source_file", Text),
+        Column("line_number", Integer),
+        Column("input_tokens", Integer),
+        Column("output_tokens", Integer),
+        Column("cost", Numeric(18, 8)),
+        Column("stored_at", UTCDateTime, nullable=False),
+        CheckConstraint("outcome IN ('ok', 'error')", name="ck_batch_records_outcome"),
+    )
+    _schema_version_table(md)
+    md.create_all(conn)
+
+
+def _m2_cleanup_accounting(conn: Connection) -> None:
+    """Count cleanup retries and the bytes a cleanup freed."""
+    _add_columns(
+        conn,
+        "bedrock_batch_jobs",
+        Column("cleanup_attempts", Integer, nullable=False, server_default="0"),
+        Column("bytes_freed", BigInteger),
+    )
+
+
+def _add_columns(conn: Connection, table_name: str, *columns: Column[object]) -> None:
+    # Core has no ALTER TABLE; CreateColumn renders the same column clause
+    # CREATE TABLE would, so the result matches a fresh create_all exactly.
+    table = Table(table_name, MetaData(), *columns)
+    preparer = conn.dialect.identifier_preparer
+    for column in columns:
+        clause = CreateColumn(column).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {clause}")
+
+
+MIGRATIONS: Sequence[Migration] = (_m1_initial, _m2_cleanup_accounting)
+assert len(MIGRATIONS) == SCHEMA_VERSION, "tables.SCHEMA_VERSION must follow MIGRATIONS"
+
+
+def _read_version(conn: Connection) -> int:
+    if not inspect(conn).has_table("schema_version"):
+        return 0
+    table = _schema_version_table(MetaData())
+    version = conn.execute(select(func.max(table.c.version))).scalar_one()
+    return int(version) if version is not None else 0
+
+
+def _write_version(conn: Connection, version: int) -> None:
+    table = _schema_version_table(MetaData())
+    conn.execute(delete(table))
+    conn.execute(insert(table).values(version=version))
+
+
+async def current_version(engine: AsyncEngine) -> int:
+    """The schema version recorded in the database (0 for an empty database)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_read_version)
+
+
+async def upgrade(engine: AsyncEngine, *, target: int | None = None) -> int:
+    """Apply the missing migrations (up to ``target``) and return the version now.
+
+    Safe to run from several processes at once: each step takes a lock (PostgreSQL
+    advisory lock, SQLite write lock) and re-reads the version under it.
+    """
+    target = len(MIGRATIONS) if target is None else target
+    for number, migration in enumerate(MIGRATIONS[:target], start=1):
+        async with engine.connect() as conn:
+            await conn.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
+            async with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY}
+                    )
+                found = await conn.run_sync(_read_version)
+                if found > len(MIGRATIONS):
+                    raise RuntimeError(
+                        f"database schema version {found} is newer than this program "
+                        f"knows ({len(MIGRATIONS)}); upgrade batch_poller"
+                    )
+                if found < number:
+                    await conn.run_sync(migration)
+                    await conn.run_sync(_write_version, number)
+    return await current_version(engine)

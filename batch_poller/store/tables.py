@@ -1,0 +1,123 @@
+"""The current schema. migrations.py must arrive at exactly this."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+SCHEMA_VERSION = 2
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on both dialects.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite stores naive text, which we
+    write as UTC and read back as UTC. Naive input is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store only takes aware datetimes")
+        value = value.astimezone(UTC)
+        # SQLite's text format would silently drop the zone; keep comparisons lexical.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Decimal out of both dialects (SQLite keeps a REAL, so ~15 significant digits).
+MONEY = Numeric(18, 8)
+
+
+metadata = MetaData()
+
+bedrock_batch_jobs = Table(
+    "bedrock_batch_jobs",
+    metadata,
+    Column("batch_job_arn", Text, primary_key=True),
+    Column("job_id", Text, nullable=False),
+    Column("job_name", Text),
+    Column("model_id", Text),
+    Column("status", Text, nullable=False),
+    Column("bedrock_status", Text),
+    Column("message", Text),
+    Column("input_s3_uri", Text),
+    Column("s3_folder", Text),
+    Column("output_s3_prefix", Text),
+    Column("submitted_at", UTCDateTime),
+    Column("last_checked_at", UTCDateTime),
+    Column("completed_at", UTCDateTime),
+    Column("results_fetched_at", UTCDateTime),
+    Column("results_fetch_attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("cleanup_completed_at", UTCDateTime),
+    Column("cleanup_attempts", Integer, nullable=False, server_default="0"),
+    Column("total_records", Integer),
+    Column("success_records", Integer),
+    Column("error_records", Integer),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("cost", MONEY),
+    Column("bytes_freed", BigInteger),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_bedrock_batch_jobs_status_checked", "status", "last_checked_at"),
+    Index("ix_bedrock_batch_jobs_job_id", "job_id"),
+)
+
+batch_records = Table(
+    "batch_records",
+    metadata,
+    Column(
+        "batch_job_arn",
+        Text,
+        ForeignKey("bedrock_batch_jobs.batch_job_arn", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("record_id", Text, primary_key=True),
+    Column("outcome", Text, nullable=False),
+    Column("model_output", Text),
+    Column("model_input", Text),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    Column("source_file", Text),
+    Column("line_number", Integer),
+    Column("input_tokens", Integer),
+    Column("output_tokens", Integer),
+    Column("cost", MONEY),
+    Column("stored_at", UTCDateTime, nullable=False),
+    CheckConstraint("outcome IN ('ok', 'error')", name="ck_batch_records_outcome"),
+)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+)

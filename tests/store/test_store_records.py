@@ -1,0 +1,156 @@
+"""Result records: idempotent batched upserts and their aggregates."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, event, select
+from sqlalchemy.exc import IntegrityError
+from store_testlib import NOW, arn
+
+from batch_poller.store import JobStore, NewJob, RecordRow
+from batch_poller.store.tables import batch_records, bedrock_batch_jobs
+
+
+@pytest.fixture
+async def job(store: JobStore) -> str:
+    await store.track_job(NewJob(arn=arn(1)), NOW)
+    return arn(1)
+
+
+def ok(n: int, **kw: Any) -> RecordRow:
+    fields: dict[str, Any] = {
+        "model_output": f'{{"n": {n}}}',
+        "model_input": f'{{"prompt": "p{n}"}}',
+        "source_file": "batch.jsonl.out",
+        "line_number": n,
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cost": Decimal("0.00012345"),
+    }
+    fields.update(kw)
+    return RecordRow(record_id=f"r{n:06d}", outcome="ok", **fields)
+
+
+def err(n: int, code: str) -> RecordRow:
+    return RecordRow(record_id=f"e{n:06d}", outcome="error", error_code=code, error_message="boom")
+
+
+async def stored(store: JobStore, job_arn: str) -> dict[str, Any]:
+    async with store.engine.connect() as conn:
+        result = await conn.execute(
+            select(batch_records).where(batch_records.c.batch_job_arn == job_arn)
+        )
+        return {row.record_id: row._asdict() for row in result}
+
+
+async def test_writing_the_same_records_again_replaces_them(store: JobStore, job: str) -> None:
+    first = [ok(1), ok(2), ok(3)]
+    assert await store.write_records(job, first, NOW) == 3
+    changed = ok(3, model_output='{"n": "changed"}', output_tokens=99, cost=Decimal("0.5"))
+    later = NOW.replace(hour=13)
+    assert await store.write_records(job, [ok(1), ok(2), changed], later) == 3
+
+    rows = await stored(store, job)
+    assert sorted(rows) == ["r000001", "r000002", "r000003"]
+    assert rows["r000003"]["model_output"] == '{"n": "changed"}'
+    assert rows["r000003"]["output_tokens"] == 99
+    assert rows["r000003"]["cost"] == Decimal("0.5")
+    assert rows["r000003"]["stored_at"] == later
+    assert rows["r000001"]["model_output"] == '{"n": 1}'
+    assert rows["r000001"]["line_number"] == 1
+    assert await store.record_ids(job) == {"r000001", "r000002", "r000003"}
+
+
+async def test_model_output_text_is_stored_as_given(store: JobStore, job: str) -> None:
+    raw = '{ "content": [ {"text": "héllo \\u00e9 \\n"} ],  "stop_reason": "end_turn" }'
+    await store.write_records(job, [ok(1, model_output=raw)], NOW)
+    assert (await stored(store, job))["r000001"]["model_output"] == raw
+
+
+async def test_duplicates_within_one_batch_keep_the_last(store: JobStore, job: str) -> None:
+    written = await store.write_records(job, [ok(1), ok(1, model_output='"second"')], NOW)
+    assert written == 1
+    assert (await stored(store, job))["r000001"]["model_output"] == '"second"'
+
+
+async def test_empty_batch_writes_nothing(store: JobStore, job: str) -> None:
+    assert await store.write_records(job, [], NOW) == 0
+    assert await store.record_ids(job) == set()
+
+
+async def test_ten_thousand_rows_in_one_executemany(store: JobStore, job: str) -> None:
+    rows = [ok(n) for n in range(10_000)]
+    inserts: list[bool] = []
+
+    def spy(_conn: Any, _cursor: Any, statement: str, _params: Any, _ctx: Any, many: bool) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(many)
+
+    sync_engine = store.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", spy)
+    try:
+        started = time.perf_counter()
+        assert await store.write_records(job, rows, NOW) == 10_000
+        elapsed = time.perf_counter() - started
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", spy)
+
+    assert inserts == [True]  # one statement, executed many: no per-row round trips
+    assert len(await store.record_ids(job)) == 10_000
+    assert elapsed < 30, f"10,000 rows took {elapsed:.1f}s"
+    # Writing the same batch again stays at 10,000.
+    await store.write_records(job, rows, NOW)
+    assert (await store.record_counts(job)).total == 10_000
+
+
+async def test_a_bad_row_rolls_the_whole_batch_back(store: JobStore, job: str) -> None:
+    rows = [ok(1), ok(2), RecordRow(record_id="bad", outcome="maybe")]
+    with pytest.raises(IntegrityError):
+        await store.write_records(job, rows, NOW)
+    assert await store.record_ids(job) == set()
+
+
+async def test_records_need_a_tracked_job_and_go_with_it(store: JobStore, job: str) -> None:
+    with pytest.raises(IntegrityError):
+        await store.write_records(arn(2), [ok(1)], NOW)
+    await store.write_records(job, [ok(1), err(2, "ValidationException")], NOW)
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            delete(bedrock_batch_jobs).where(bedrock_batch_jobs.c.batch_job_arn == job)
+        )
+    async with store.engine.connect() as conn:
+        left = (await conn.execute(select(batch_records.c.record_id))).all()
+    assert left == []  # ON DELETE CASCADE (and, on SQLite, foreign_keys=ON)
+
+
+async def test_record_counts_sum_everything(store: JobStore, job: str) -> None:
+    await store.track_job(NewJob(arn=arn(2)), NOW)
+    await store.write_records(arn(2), [ok(99, input_tokens=1_000_000)], NOW)  # other job
+
+    rows = [
+        ok(1, input_tokens=100, output_tokens=50, cost=Decimal("0.00100000")),
+        ok(2, input_tokens=200, output_tokens=70, cost=Decimal("0.00200001")),
+        ok(3, input_tokens=None, output_tokens=None, cost=None),
+        err(4, "ValidationException"),
+        err(5, "ValidationException"),
+        err(6, "ThrottlingException"),
+        RecordRow(record_id="e7", outcome="error", error_message="no code"),
+    ]
+    await store.write_records(job, rows, NOW)
+    totals = await store.record_counts(job)
+    assert (totals.total, totals.ok, totals.error) == (7, 3, 4)
+    assert (totals.input_tokens, totals.output_tokens) == (300, 120)
+    assert isinstance(totals.cost, Decimal)
+    assert totals.cost == Decimal("0.00300001")
+    assert totals.by_error_code == {"ValidationException": 2, "ThrottlingException": 1}
+
+
+async def test_record_counts_of_an_empty_job_are_zero(store: JobStore, job: str) -> None:
+    totals = await store.record_counts(job)
+    assert (totals.total, totals.ok, totals.error, totals.input_tokens) == (0, 0, 0, 0)
+    assert totals.cost == Decimal(0)
+    assert totals.by_error_code == {}
