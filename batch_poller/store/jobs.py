@@ -103,6 +103,7 @@ class RecordRow:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost: Decimal | None = None
+    raw_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

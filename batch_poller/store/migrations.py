@@ -127,7 +127,12 @@ def _add_columns(conn: Connection, table_name: str, *columns: Column[object]) ->
         conn.exec_driver_sql(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {clause}")
 
 
-MIGRATIONS: Sequence[Migration] = (_m1_initial, _m2_cleanup_accounting)
+def _m3_raw_text(conn: Connection) -> None:
+    """Keep the raw text of a line that could not be parsed, so nothing is lost with it."""
+    _add_columns(conn, "batch_records", Column("raw_text", Text))
+
+
+MIGRATIONS: Sequence[Migration] = (_m1_initial, _m2_cleanup_accounting, _m3_raw_text)
 assert len(MIGRATIONS) == SCHEMA_VERSION, "tables.SCHEMA_VERSION must follow MIGRATIONS"
 
 

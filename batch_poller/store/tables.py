@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -113,6 +113,8 @@ batch_records = Table(
     Column("output_tokens", Integer),
     Column("cost", MONEY),
     Column("stored_at", UTCDateTime, nullable=False),
+    # The line as read, for lines that could not be parsed (error_code PARSE_ERROR).
+    Column("raw_text", Text),
     CheckConstraint("outcome IN ('ok', 'error')", name="ck_batch_records_outcome"),
 )
 

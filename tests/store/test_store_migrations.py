@@ -6,12 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, MetaData, Table, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from store_testlib import NOW, EngineFactory, arn
 
 from batch_poller.domain import BedrockStatus, JobStatus
-from batch_poller.store import JobStore, NewJob, RecordRow, current_version, upgrade
+from batch_poller.store import JobStore, NewJob, current_version, upgrade
 from batch_poller.store.migrations import MIGRATIONS
 from batch_poller.store.tables import SCHEMA_VERSION, metadata, schema_version
 
@@ -96,7 +96,8 @@ async def test_upgrading_a_version_1_database_keeps_rows_and_ends_like_fresh(
     assert "cleanup_attempts" not in v1["bedrock_batch_jobs"]["columns"]
     assert await current_version(old) == 1
 
-    # The first release wrote these; track_job/write_records only touch v1 columns.
+    # The first release wrote these; track_job only touches v1 columns, and the record is
+    # written through the v1 table as the database itself describes it.
     writer = JobStore(old)
     await writer.track_job(
         NewJob(
@@ -108,7 +109,19 @@ async def test_upgrading_a_version_1_database_keeps_rows_and_ends_like_fresh(
         ),
         NOW,
     )
-    await writer.write_records(arn(1), [RecordRow("r1", "ok", model_output='{"a": 1}')], NOW)
+    async with old.begin() as conn:
+        v1_records = await conn.run_sync(
+            lambda sync: Table("batch_records", MetaData(), autoload_with=sync)
+        )
+        await conn.execute(
+            insert(v1_records).values(
+                batch_job_arn=arn(1),
+                record_id="r1",
+                outcome="ok",
+                model_output='{"a": 1}',
+                stored_at=NOW,
+            )
+        )
 
     assert await upgrade(old) == SCHEMA_VERSION
 

@@ -1,0 +1,143 @@
+"""The one Settings model. Precedence: defaults < TOML file < environment.
+
+The file is `--config FILE`, else $BATCH_POLLER_CONFIG, else /etc/batch-poller/config.toml when
+it exists. Environment keys are BATCH_POLLER_<SECTION>__<KEY>.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SYSTEM_CONFIG = Path("/etc/batch-poller/config.toml")
+EX_CONFIG = 78  # sysexits.h: configuration error; systemd's unit does not restart on it
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message is one line naming the problem."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AwsSettings(Section):
+    region: str = "us-east-1"
+    # Empty means AWS itself; a URL points the clients at an emulator or a VPC endpoint.
+    bedrock_endpoint_url: str = ""
+    s3_endpoint_url: str = ""
+
+
+def default_database_url() -> str:
+    """The service's state directory under systemd, else the current directory."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    folder = Path(state) if state else Path.cwd()
+    return f"sqlite:///{folder / 'batch-poller.db'}"
+
+
+class DatabaseSettings(Section):
+    url: str = Field(default_factory=default_database_url)
+
+
+class PollerSettings(Section):
+    enabled: bool = True
+    interval_seconds: float = Field(60.0, gt=0, le=86_400)
+    # 0 means every job is due at every pass.
+    check_interval_seconds: float = Field(30.0, ge=0, le=86_400)
+    max_concurrent_jobs: int = Field(8, ge=1, le=1024)
+
+
+class ResultsSettings(Section):
+    max_retries: int = Field(3, ge=1, le=50)
+    retry_base_seconds: float = Field(2.0, ge=0, le=3600)
+    store_model_input: bool = False
+    batch_size: int = Field(2000, ge=1, le=100_000)
+
+
+class CleanupSettings(Section):
+    enabled: bool = True
+    # When set, only prefixes under one of these s3:// URIs are ever deleted.
+    managed_prefixes: list[str] = Field(default_factory=list)
+
+
+class ModelPrice(Section):
+    """Batch prices per 1,000 tokens, in the account's currency."""
+
+    input_per_1k: Decimal = Field(ge=0)
+    output_per_1k: Decimal = Field(Decimal(0), ge=0)
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "console", "json"] = "auto"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BATCH_POLLER_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    poller: PollerSettings = Field(default_factory=PollerSettings)
+    results: ResultsSettings = Field(default_factory=ResultsSettings)
+    cleanup: CleanupSettings = Field(default_factory=CleanupSettings)
+    pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+
+def config_path(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("BATCH_POLLER_CONFIG")
+    if from_env:
+        return Path(from_env)
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
+
+
+def load_settings(explicit_path: str | None = None) -> Settings:
+    """The effective settings, or ConfigError with one line saying what is wrong and where."""
+    path = config_path(explicit_path)
+    data = read_toml(path) if path else {}
+    try:
+        return Settings(**data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, path)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def _describe(error: ValidationError, path: Path | None) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    env_name = "BATCH_POLLER_" + "__".join(str(p) for p in first["loc"]).upper()
+    where = f"environment {env_name}" if env_name in os.environ else f"config file {path}"
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {key!r} (from {where})"
+    return f"setting {key}={first.get('input')!r} is invalid: {first['msg']} (from {where})"
