@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from batch_poller import __version__
+from batch_poller.cli_errors import CommandError
+from batch_poller.config import EX_CONFIG, ConfigError, Settings, load_settings
 from batch_poller.logging import configure_logging
+
+EXIT_ERROR = 1
+Command = Callable[[argparse.Namespace, Settings | None], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -17,19 +23,92 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "command"):
         parser.print_help()
         return 2
-    configure_logging(args.log_level)
-    result: int = args.command(args)
+    settings = None
+    if args.needs_settings:
+        try:
+            settings = load_settings(args.config)
+        except ConfigError as error:
+            print(f"batch-poller: configuration error: {error}", file=sys.stderr)
+            return EX_CONFIG
+    # The demo draws its own progress; its log shows only what went wrong.
+    quiet = "WARNING" if args.command is _demo else "INFO"
+    configure_logging(
+        args.log_level or (settings.logging.level if settings else quiet),
+        _log_format(settings),
+    )
+    try:
+        result: int = args.command(args, settings)
+    except CommandError as error:
+        print(f"batch-poller: {error}", file=sys.stderr)
+        return EXIT_ERROR
     return result
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="batch-poller", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"batch-poller {__version__}")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
-    commands = parser.add_subparsers(title="commands")
+def _log_format(settings: Settings | None) -> Any:
+    if settings is None or settings.logging.format == "auto":
+        return None
+    return settings.logging.format
 
-    emulate = commands.add_parser(
-        "emulate", help="serve the local Bedrock batch emulator and an S3/SQS server"
+
+def _need(settings: Settings | None) -> Settings:
+    assert settings is not None, "this command is declared with settings"
+    return settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch-poller",
+        description="Tracks Amazon Bedrock batch jobs, stores their results, cleans S3 up.",
+    )
+    parser.add_argument("--version", action="version", version=f"batch-poller {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def add(
+        name: str, command: Command, help: str, settings: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(command=command, needs_settings=settings)
+        return sub
+
+    run = add("run", _run, "run the daemon until SIGTERM or SIGINT")
+    run.add_argument("--once", action="store_true", help="one full pass, then exit")
+
+    track = add("track", _track, "start tracking batch jobs")
+    track.add_argument("arns", nargs="+", metavar="JOB_ARN")
+    track.add_argument(
+        "--input-prefix",
+        metavar="S3_URI",
+        help="the job's input folder, deleted at cleanup (only with one ARN)",
+    )
+
+    jobs = add("jobs", _jobs, "list tracked jobs")
+    jobs.add_argument("--status", help="only jobs with this status")
+    jobs.add_argument("--limit", type=int, default=100)
+    jobs.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    show = add("show", _show, "show one tracked job")
+    show.add_argument("job", metavar="JOB", help="job ARN or job id")
+    show.add_argument("--json", action="store_true")
+
+    add(
+        "process-completed",
+        _process_completed,
+        "one pass now, retrying failed fetches and pending cleanups",
+    )
+
+    cleanup = add("cleanup", _cleanup, "delete a stored job's S3 folders now")
+    cleanup.add_argument("job", metavar="JOB", help="job ARN or job id")
+
+    db = add("db", _db_upgrade, "database schema")
+    db.add_argument("action", choices=["upgrade"])
+
+    demo = add("demo", _demo, "run the daemon on the local emulator with demo jobs", settings=False)
+    demo.add_argument("--keep", metavar="DIR", help="keep the demo database in this folder")
+
+    emulate = add(
+        "emulate", _emulate, "serve the local Bedrock batch emulator and an S3/SQS server", False
     )
     emulate.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     emulate.add_argument("--port", type=int, default=0, help="Bedrock emulator port (0: any free)")
@@ -38,14 +117,62 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument(
         "--events-queue", metavar="NAME", help="create this SQS queue and send job events to it"
     )
-    emulate.set_defaults(command=_emulate)
-
-    demo = commands.add_parser("demo", help="run jobs of several model families on the emulator")
-    demo.set_defaults(command=_demo)
     return parser
 
 
-def _emulate(args: argparse.Namespace) -> int:
+def _arun(coroutine: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coroutine)
+
+
+def _run(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.app import run_daemon
+
+    return _arun(run_daemon(_need(settings), once=args.once))
+
+
+def _track(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.commands import track
+
+    return _arun(track(_need(settings), args.arns, args.input_prefix))
+
+
+def _jobs(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.commands import list_jobs
+
+    return _arun(list_jobs(_need(settings), args.status, args.limit, as_json=args.json))
+
+
+def _show(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.commands import show_job
+
+    return _arun(show_job(_need(settings), args.job, as_json=args.json))
+
+
+def _process_completed(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.commands import process_completed
+
+    return _arun(process_completed(_need(settings)))
+
+
+def _cleanup(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.commands import cleanup_job
+
+    return _arun(cleanup_job(_need(settings), args.job))
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.commands import upgrade_database
+
+    return _arun(upgrade_database(_need(settings)))
+
+
+def _demo(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.demo import run_demo
+
+    return _arun(run_demo(keep=args.keep))
+
+
+def _emulate(args: argparse.Namespace, settings: Settings | None) -> int:
     from batch_poller.emulator.server import serve_until_signalled
 
     asyncio.run(
@@ -59,12 +186,6 @@ def _emulate(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from batch_poller.demo import run_demo
-
-    return asyncio.run(run_demo())
 
 
 if __name__ == "__main__":

@@ -58,6 +58,8 @@ class ResultsSettings(Section):
     retry_base_seconds: float = Field(2.0, ge=0, le=3600)
     store_model_input: bool = False
     batch_size: int = Field(2000, ge=1, le=100_000)
+    # A longer line is stored as an error record instead of being held in memory.
+    max_line_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
 
 class CleanupSettings(Section):

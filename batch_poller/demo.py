@@ -1,14 +1,18 @@
-"""`batch-poller demo`: the emulator, a few jobs of several model families, and what became of them.
+"""`batch-poller demo`: the daemon on the local emulator, with jobs of several model families.
 
-It needs no AWS account: everything runs on loopback. Its jobs cover the cases a user meets:
-plain success, records that fail, a job that fails, and a job only partly completed.
+It needs no AWS account: everything runs on loopback, the database is SQLite in a temporary
+folder. Its jobs cover the cases a user meets: plain success, records that fail, a job that
+fails, and a job only partly completed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aioboto3
@@ -16,8 +20,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from batch_poller.domain import BedrockStatus, job_id_from_arn
+from batch_poller.app import build_supervisor, open_runtime
+from batch_poller.aws.s3 import S3Uri
+from batch_poller.config import Settings
+from batch_poller.domain import JobStatus
 from batch_poller.emulator.server import EMULATOR_CREDENTIALS, Endpoints, running_emulator
+from batch_poller.runtime import Runtime
+from batch_poller.store import JobRow
+from batch_poller.tracking import track_jobs
+
+EMULATOR_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": EMULATOR_CREDENTIALS["aws_access_key_id"],
+    "AWS_SECRET_ACCESS_KEY": EMULATOR_CREDENTIALS["aws_secret_access_key"],
+}
 
 BUCKET = "batch-poller-demo"
 ROLE_ARN = "arn:aws:iam::123456789012:role/BedrockBatchInference"
@@ -102,62 +117,105 @@ async def submit_demo_jobs(endpoints: Endpoints, region: str) -> list[str]:
         return arns
 
 
-async def wait_until_settled(
-    endpoints: Endpoints, region: str, arns: list[str], console: Console
-) -> list[dict[str, Any]]:
-    session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
-    async with session.client("bedrock", endpoint_url=endpoints.bedrock) as bedrock:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} jobs settled"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("Bedrock batch jobs", total=len(arns))
-            while True:
-                jobs = [await bedrock.get_model_invocation_job(jobIdentifier=a) for a in arns]
-                settled = sum(BedrockStatus(j["status"]).is_terminal for j in jobs)
-                progress.update(task, completed=settled)
-                if settled == len(arns):
-                    return jobs
-                await asyncio.sleep(0.5)
+SETTLED = (JobStatus.COMPLETED, JobStatus.PARTIALLY_COMPLETED)
+DEMO_PRICES = {
+    "amazon.nova-lite-v1:0": ("0.00003", "0.00012"),
+    "amazon.nova-micro-v1:0": ("0.0000175", "0.00007"),
+    "anthropic.claude-3-haiku-20240307-v1:0": ("0.000125", "0.000625"),
+    "amazon.titan-embed-text-v2:0": ("0.00001", "0"),
+    "meta.llama3-1-8b-instruct-v1:0": ("0.00011", "0.00011"),
+}
 
 
-async def read_manifest(endpoints: Endpoints, region: str, arn: str) -> dict[str, int] | None:
-    session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
-    async with session.client("s3", endpoint_url=endpoints.s3) as s3:
-        try:
-            response = await s3.get_object(
-                Bucket=BUCKET, Key=f"output/{job_id_from_arn(arn)}/manifest.json.out"
-            )
-        except s3.exceptions.NoSuchKey:
-            return None
-        async with response["Body"] as body:
-            manifest: dict[str, int] = json.loads(await body.read())
-            return manifest
+def demo_settings(endpoints: Endpoints, folder: Path, region: str) -> Settings:
+    return Settings(
+        aws={
+            "region": region,
+            "bedrock_endpoint_url": endpoints.bedrock,
+            "s3_endpoint_url": endpoints.s3,
+        },
+        database={"url": f"sqlite:///{folder / 'batch-poller.db'}"},
+        poller={"interval_seconds": 1, "check_interval_seconds": 0},
+        results={"retry_base_seconds": 0.5},
+        cleanup={"managed_prefixes": [f"s3://{BUCKET}/"]},
+        pricing={
+            model: {"input_per_1k": price_in, "output_per_1k": price_out}
+            for model, (price_in, price_out) in DEMO_PRICES.items()
+        },
+    )
 
 
-async def run_demo(region: str = "us-east-1") -> int:
+def settled(job: JobRow) -> bool:
+    if job.status in SETTLED:
+        return job.cleanup_completed_at is not None
+    return job.status in (JobStatus.FAILED, JobStatus.RESULT_FETCH_FAILED)
+
+
+async def watch(rt: Runtime, arns: list[str], console: Console) -> list[JobRow]:
+    """Shows progress until every demo job is settled: stored and cleaned, or failed."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} jobs settled"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("batch-poller", total=len(arns))
+        while True:
+            jobs = [job for arn in arns if (job := await rt.store.get_job(arn)) is not None]
+            done = sum(settled(job) for job in jobs)
+            progress.update(task, completed=done)
+            if done == len(arns):
+                return jobs
+            await asyncio.sleep(0.25)
+
+
+def summary(jobs: list[JobRow]) -> Table:
+    table = Table(title="What batch-poller did")
+    for column in ("job", "status", "records", "ok", "errors", "tokens in/out", "cost", "freed"):
+        table.add_column(column)
+    for job in jobs:
+        table.add_row(
+            job.job_name or job.job_id,
+            job.status.value,
+            _or_dash(job.total_records),
+            _or_dash(job.success_records),
+            _or_dash(job.error_records),
+            f"{_or_dash(job.input_tokens)}/{_or_dash(job.output_tokens)}",
+            "-" if job.cost is None else f"${job.cost:.6f}",
+            "-" if job.bytes_freed is None else f"{job.bytes_freed:,} B",
+        )
+    return table
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+async def run_demo(keep: str | None = None, region: str = "us-east-1") -> int:
     console = Console()
-    async with running_emulator(region=region) as endpoints:
-        console.print(f"Bedrock emulator at {endpoints.bedrock}, S3 at {endpoints.s3}")
-        arns = await submit_demo_jobs(endpoints, region)
-        jobs = await wait_until_settled(endpoints, region, arns, console)
-        table = Table(title="Demo jobs")
-        for column in ("job", "model", "status", "records", "ok", "errors", "tokens in/out"):
-            table.add_column(column)
-        for job in jobs:
-            manifest = await read_manifest(endpoints, region, job["jobArn"])
-            counts = manifest or {}
-            table.add_row(
-                job["jobName"],
-                job["modelId"],
-                job["status"],
-                str(counts.get("totalRecordCount", "-")),
-                str(counts.get("successRecordCount", "-")),
-                str(counts.get("errorRecordCount", "-")),
-                f"{counts.get('inputTokenCount', '-')}/{counts.get('outputTokenCount', '-')}",
-            )
-        console.print(table)
+    # The demo talks only to the local emulator, which accepts any credentials.
+    os.environ.update(EMULATOR_ENVIRONMENT)
+    os.environ.pop("AWS_PROFILE", None)
+    with tempfile.TemporaryDirectory(prefix="batch-poller-demo-") as scratch:
+        folder = Path(keep) if keep else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        async with running_emulator(region=region) as endpoints:
+            console.print(f"Bedrock emulator at {endpoints.bedrock}, S3 at {endpoints.s3}")
+            console.print(f"Database: {folder / 'batch-poller.db'}")
+            arns = await submit_demo_jobs(endpoints, region)
+            settings = demo_settings(endpoints, folder, region)
+            async with open_runtime(settings) as rt:
+                for arn, job in zip(arns, DEMO_JOBS, strict=True):
+                    await track_jobs(rt, [arn], f"s3://{BUCKET}/input/{job.name}/")
+                supervisor = build_supervisor(rt)
+                daemon = asyncio.create_task(supervisor.run(), name="daemon")
+                jobs = await watch(rt, arns, console)
+                rt.stopping.set()
+                await daemon
+                left = [item.key async for item in rt.s3.list_objects(S3Uri(BUCKET, ""))]
+        console.print(summary(jobs))
+        console.print(
+            f"Objects left in s3://{BUCKET}/: {len(left)} (what the failed job left is kept)"
+        )
     return 0

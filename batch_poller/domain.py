@@ -59,3 +59,40 @@ def job_id_from_arn(job_arn: str) -> str:
     if match is None:
         raise ValueError(f"not a Bedrock batch job ARN: {job_arn!r}")
     return match.group("job_id")
+
+
+# Bedrock's status -> the daemon's, before results are stored. A finished job with output stays
+# IN_PROGRESS until its records are safely stored; only then does it become COMPLETED.
+_STATUS_MAP = {
+    BedrockStatus.SUBMITTED: JobStatus.IN_PROGRESS,
+    BedrockStatus.VALIDATING: JobStatus.IN_PROGRESS,
+    BedrockStatus.SCHEDULED: JobStatus.IN_PROGRESS,
+    BedrockStatus.IN_PROGRESS: JobStatus.IN_PROGRESS,
+    BedrockStatus.STOPPING: JobStatus.IN_PROGRESS,
+    BedrockStatus.COMPLETED: JobStatus.IN_PROGRESS,
+    BedrockStatus.PARTIALLY_COMPLETED: JobStatus.IN_PROGRESS,
+    BedrockStatus.FAILED: JobStatus.FAILED,
+    BedrockStatus.STOPPED: JobStatus.FAILED,
+    BedrockStatus.EXPIRED: JobStatus.FAILED,
+}
+
+
+def internal_status(status: BedrockStatus) -> JobStatus:
+    return _STATUS_MAP[status]
+
+
+def has_results(status: BedrockStatus) -> bool:
+    """Bedrock finished this job and wrote output that must be stored."""
+    return status in (BedrockStatus.COMPLETED, BedrockStatus.PARTIALLY_COMPLETED)
+
+
+def final_status(status: BedrockStatus) -> JobStatus:
+    """The status a job with results takes once they are stored."""
+    if status is BedrockStatus.PARTIALLY_COMPLETED:
+        return JobStatus.PARTIALLY_COMPLETED
+    return JobStatus.COMPLETED
+
+
+def retry_delay(attempt: int, base_seconds: float) -> float:
+    """Seconds to wait after the given failed fetch attempt: base, 2 x base, 4 x base, ..."""
+    return float(base_seconds * 2 ** (attempt - 1))

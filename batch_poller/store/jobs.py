@@ -232,6 +232,15 @@ class JobStore:
         )
         return await self._select_jobs(query)
 
+    async def list_jobs_not_cleaned(self) -> list[JobRow]:
+        """Every job whose S3 data has not been cleaned up: its folders are still in use."""
+        query = (
+            select(_JOBS)
+            .where(_JOBS.c.cleanup_completed_at.is_(None))
+            .order_by(_JOBS.c.batch_job_arn)
+        )
+        return await self._select_jobs(query)
+
     async def status_counts(self) -> dict[JobStatus, int]:
         """Every status, zeros included, so gauges can be reset from it."""
         counts = dict.fromkeys(JobStatus, 0)
@@ -312,6 +321,15 @@ class JobStore:
         await self._update(
             arn,
             update(_JOBS).values(status=JobStatus.FAILED.value, message=message, updated_at=now),
+        )
+
+    async def mark_check_failed(self, arn: str, error: str, now: datetime) -> None:
+        """Bedrock refused to describe the job for good (not found, access denied)."""
+        await self._update(
+            arn,
+            update(_JOBS).values(
+                status=JobStatus.FAILED.value, last_error=error, last_checked_at=now, updated_at=now
+            ),
         )
 
     async def mark_cleanup_completed(self, arn: str, bytes_freed: int, now: datetime) -> None:

@@ -1,0 +1,82 @@
+"""Bedrock's batch control plane, as the daemon needs it: read one job, list jobs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from batch_poller.aws.errors import RetryPolicy
+from batch_poller.domain import BedrockStatus, job_id_from_arn
+
+
+@dataclass(frozen=True)
+class BedrockJob:
+    arn: str
+    job_id: str
+    name: str | None
+    model_id: str | None
+    status: BedrockStatus
+    message: str | None
+    submitted_at: datetime | None
+    ended_at: datetime | None
+    input_uri: str | None
+    output_uri: str | None
+
+    @property
+    def output_folder(self) -> str | None:
+        """Where Bedrock writes this job's results: `{output uri}/{job id}/`."""
+        if not self.output_uri:
+            return None
+        return f"{self.output_uri.rstrip('/')}/{self.job_id}/"
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> BedrockJob:
+        arn = data["jobArn"]
+        input_config = data.get("inputDataConfig", {}).get("s3InputDataConfig", {})
+        output_config = data.get("outputDataConfig", {}).get("s3OutputDataConfig", {})
+        return cls(
+            arn=arn,
+            job_id=job_id_from_arn(arn),
+            name=data.get("jobName"),
+            model_id=data.get("modelId"),
+            status=BedrockStatus(data["status"]),
+            message=data.get("message") or None,
+            submitted_at=data.get("submitTime"),
+            ended_at=data.get("endTime"),
+            input_uri=input_config.get("s3Uri"),
+            output_uri=output_config.get("s3Uri"),
+        )
+
+
+class Bedrock:
+    def __init__(self, client: Any, retry: RetryPolicy) -> None:
+        self._client = client
+        self._retry = retry
+
+    async def get_job(self, identifier: str) -> BedrockJob:
+        data = await self._retry.run(
+            "GetModelInvocationJob",
+            lambda: self._client.get_model_invocation_job(jobIdentifier=identifier),
+        )
+        return BedrockJob.from_api(data)
+
+    async def list_jobs(
+        self, submitted_after: datetime | None = None, page_size: int = 1000
+    ) -> AsyncIterator[BedrockJob]:
+        """Every job submitted after the given time, oldest first, page by page."""
+        params: dict[str, Any] = {"maxResults": page_size, "sortOrder": "Ascending"}
+        if submitted_after is not None:
+            params["submitTimeAfter"] = submitted_after
+        while True:
+            page = await self._retry.run(
+                "ListModelInvocationJobs",
+                lambda: self._client.list_model_invocation_jobs(**params),
+            )
+            for summary in page.get("invocationJobSummaries", []):
+                yield BedrockJob.from_api(summary)
+            token = page.get("nextToken")
+            if not token:
+                return
+            params["nextToken"] = token

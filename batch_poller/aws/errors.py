@@ -1,0 +1,130 @@
+"""AWS failures sorted into transient (retry) and permanent (give up), with tenacity retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aiohttp
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+T = TypeVar("T")
+
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "InternalServerException",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "SlowDown",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "SlowDown"}
+)
+_NETWORK_ERRORS = (
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    ConnectionError,
+)
+
+
+class AwsError(Exception):
+    """A failed AWS call: which operation, the error code, and whether retrying can help."""
+
+    def __init__(self, operation: str, code: str, message: str, *, transient: bool) -> None:
+        super().__init__(f"{operation}: {code}: {message}")
+        self.operation = operation
+        self.code = code
+        self.transient = transient
+
+    @property
+    def throttled(self) -> bool:
+        return self.code in THROTTLING_CODES
+
+    @property
+    def not_found(self) -> bool:
+        return self.code in ("ResourceNotFoundException", "NoSuchKey", "NoSuchBucket", "404")
+
+
+def classify(operation: str, error: BaseException) -> AwsError:
+    if isinstance(error, AwsError):
+        return error
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        code = str(
+            details.get("Code") or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        )
+        message = str(details.get("Message") or "")
+        return AwsError(operation, code, message, transient=code in TRANSIENT_CODES)
+    if isinstance(error, _NETWORK_ERRORS):
+        return AwsError(operation, type(error).__name__, str(error), transient=True)
+    if isinstance(error, BotoCoreError):
+        return AwsError(operation, type(error).__name__, str(error), transient=False)
+    raise error
+
+
+async def call(operation: str, make_call: Callable[[], Awaitable[T]]) -> T:
+    """Run one AWS call, turning its failure into an AwsError."""
+    try:
+        return await make_call()
+    except (ClientError, BotoCoreError, *_NETWORK_ERRORS) as error:
+        raise classify(operation, error) from error
+
+
+class RetryPolicy:
+    """Exponential backoff with jitter for transient errors; `sleep` comes from the clock."""
+
+    def __init__(
+        self,
+        attempts: int = 5,
+        initial_seconds: float = 0.5,
+        max_seconds: float = 20.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.attempts = attempts
+        self.initial_seconds = initial_seconds
+        self.max_seconds = max_seconds
+        self.sleep = sleep
+
+    async def run(self, operation: str, make_call: Callable[[], Awaitable[T]]) -> T:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, AwsError) and e.transient),
+            wait=wait_exponential_jitter(initial=self.initial_seconds, max=self.max_seconds),
+            stop=stop_after_attempt(self.attempts),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await call(operation, make_call)
+        raise AssertionError("unreachable: tenacity reraises the last error")

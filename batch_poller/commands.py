@@ -1,0 +1,186 @@
+"""The bodies of the CLI's local commands: open the store (and AWS where needed), act, print."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from batch_poller.app import build_supervisor, open_runtime
+from batch_poller.cli_errors import CommandError
+from batch_poller.config import Settings
+from batch_poller.domain import JobStatus
+from batch_poller.store import JobRow, open_store, upgrade
+from batch_poller.tracker import awaiting_cleanup
+from batch_poller.tracking import TrackError, track_jobs
+
+TABLE_COLUMNS = (
+    "batch_job_arn",
+    "job_name",
+    "status",
+    "bedrock_status",
+    "total_records",
+    "success_records",
+    "error_records",
+    "cost",
+    "cleanup",
+    "last_checked_at",
+)
+
+
+def job_summary(job: JobRow) -> dict[str, Any]:
+    """The columns of `jobs`, as JSON-ready values."""
+    row = job_document(job)
+    return {column: row[column] for column in TABLE_COLUMNS}
+
+
+def job_document(job: JobRow) -> dict[str, Any]:
+    """Every column of a job, JSON-ready, plus its cleanup state."""
+    row = {key: _plain(value) for key, value in dataclasses.asdict(job).items()}
+    row["cleanup"] = cleanup_state(job)
+    return row
+
+
+def cleanup_state(job: JobRow) -> str:
+    if job.cleanup_completed_at is not None:
+        return "done"
+    if job.cleanup_attempts:
+        return "failed"
+    if awaiting_cleanup(job):
+        return "pending"
+    return "-"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, JobStatus) or hasattr(value, "value"):
+        return value.value
+    return value
+
+
+async def track(settings: Settings, arns: list[str], input_prefix: str | None) -> int:
+    async with open_runtime(settings) as rt:
+        try:
+            tracked = await track_jobs(rt, arns, input_prefix)
+        except TrackError as error:
+            raise CommandError(str(error)) from None
+    for item in tracked:
+        note = "now tracked" if item.new else "already tracked"
+        print(f"{item.arn}: {note} ({item.bedrock_status} at Bedrock)")
+    return 0
+
+
+async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_json: bool) -> int:
+    wanted = _status(status)
+    store = await open_store(settings.database.url)
+    try:
+        jobs = await store.list_jobs(wanted, limit=limit)
+    finally:
+        await store.close()
+    if as_json:
+        for job in jobs:
+            print(json.dumps(job_summary(job)))
+        return 0
+    table = Table(title=f"{len(jobs)} tracked jobs")
+    for column in (
+        "job",
+        "status",
+        "bedrock",
+        "records",
+        "ok",
+        "errors",
+        "cost",
+        "cleanup",
+        "last checked",
+    ):
+        table.add_column(column)
+    for job in jobs:
+        row = job_summary(job)
+        table.add_row(
+            job.job_name or job.job_id,
+            row["status"],
+            row["bedrock_status"] or "-",
+            *(
+                str(row[c]) if row[c] is not None else "-"
+                for c in ("total_records", "success_records", "error_records", "cost")
+            ),
+            row["cleanup"],
+            row["last_checked_at"] or "never",
+        )
+    Console().print(table)
+    return 0
+
+
+async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
+    store = await open_store(settings.database.url)
+    try:
+        job = await store.get_job(job_ref)
+    finally:
+        await store.close()
+    if job is None:
+        raise CommandError(f"no tracked job {job_ref!r}")
+    document = job_document(job)
+    if as_json:
+        print(json.dumps(document, indent=2))
+        return 0
+    table = Table(show_header=False, title=job.batch_job_arn)
+    for key, value in document.items():
+        table.add_row(key, "-" if value is None else str(value))
+    Console().print(table)
+    return 0
+
+
+async def process_completed(settings: Settings) -> int:
+    async with open_runtime(settings) as rt:
+        report = await build_supervisor(rt).run_pass(check_all=False, retry_failed=True)
+    print(json.dumps(report.as_dict()))
+    return 0
+
+
+async def cleanup_job(settings: Settings, job_ref: str) -> int:
+    async with open_runtime(settings) as rt:
+        job = await rt.store.get_job(job_ref)
+        if job is None:
+            raise CommandError(f"no tracked job {job_ref!r}")
+        if job.cleanup_completed_at is not None:
+            print(f"{job.batch_job_arn}: already cleaned up")
+            return 0
+        if not awaiting_cleanup(job):
+            raise CommandError(
+                f"{job.batch_job_arn} is {job.status.value}: its results are not stored yet, "
+                "so its S3 folders are kept"
+            )
+        step = await build_supervisor(rt).tracker.clean(job)
+        job = await rt.store.get_job(job.batch_job_arn)
+    assert job is not None
+    if job.cleanup_completed_at is None:
+        raise CommandError(f"cleanup of {job.batch_job_arn} failed: {job.last_error}")
+    print(f"{job.batch_job_arn}: {step.value}, {job.bytes_freed} bytes freed")
+    return 0
+
+
+async def upgrade_database(settings: Settings) -> int:
+    store = await open_store(settings.database.url)
+    try:
+        version = await upgrade(store.engine)
+    finally:
+        await store.close()
+    print(f"database schema at version {version}")
+    return 0
+
+
+def _status(status: str | None) -> JobStatus | None:
+    if status is None:
+        return None
+    try:
+        return JobStatus(status.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in JobStatus)
+        raise CommandError(f"unknown status {status!r}: one of {names}") from None

@@ -1,0 +1,233 @@
+"""A finished job's `.jsonl.out` files -> record rows in the store, streamed and batched, then
+checked against `manifest.json.out`. Every step is idempotent: running it twice stores each
+record once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import structlog
+
+from batch_poller.aws.s3 import S3, OverlongLine, S3Uri
+from batch_poller.clock import Clock
+from batch_poller.config import ResultsSettings
+from batch_poller.records import (
+    LINE_TOO_LONG,
+    NOT_PROCESSED,
+    PARSE_ERROR,
+    overlong_line,
+    parse_line,
+)
+from batch_poller.store import JobRow, JobStore, RecordRow, RecordTotals
+
+log = structlog.get_logger(__name__)
+MANIFEST = "manifest.json.out"
+QUEUED_BATCHES = 4  # parsed batches waiting for the store: bounds memory, lets work overlap
+_UNREADABLE = (PARSE_ERROR, LINE_TOO_LONG)
+
+
+class FetchError(Exception):
+    """The results cannot be stored as they are; the message goes to last_error."""
+
+
+class Interrupted(Exception):
+    """The daemon is stopping: what was committed stays, the job is resumed at the next start."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    total: int
+    processed: int
+    success: int
+    error: int
+    input_tokens: int
+    output_tokens: int
+
+    @classmethod
+    def parse(cls, data: bytes, where: str) -> Manifest:
+        try:
+            raw = orjson.loads(data)
+            return cls(
+                total=int(raw["totalRecordCount"]),
+                processed=int(raw["processedRecordCount"]),
+                success=int(raw["successRecordCount"]),
+                error=int(raw["errorRecordCount"]),
+                input_tokens=int(raw.get("inputTokenCount", 0)),
+                output_tokens=int(raw.get("outputTokenCount", 0)),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise FetchError(f"{where} is not a readable manifest: {error}") from None
+
+
+@dataclass(frozen=True)
+class IngestContext:
+    """What ingesting one job needs besides the job itself."""
+
+    s3: S3
+    store: JobStore
+    clock: Clock
+    settings: ResultsSettings
+    stopping: asyncio.Event
+    cost_of: Callable[[int, int], Decimal] | None
+
+
+async def ingest_job(
+    job: JobRow, partial: bool, ctx: IngestContext
+) -> tuple[RecordTotals, Manifest]:
+    """Stores every record of a finished job and checks the store against the manifest."""
+    if not job.output_s3_prefix:
+        raise FetchError("the job has no output location")
+    folder = S3Uri.parse(job.output_s3_prefix)
+    files = [
+        item.key
+        async for item in ctx.s3.list_objects(folder)
+        if item.key.endswith(".jsonl.out") and item.key.startswith(folder.key)
+    ]
+    manifest_uri = folder.child(folder.key + MANIFEST)
+    manifest_bytes = await ctx.s3.read_bytes(manifest_uri)
+    if manifest_bytes is None:
+        what = "no .jsonl.out file and no manifest" if not files else "no manifest"
+        raise FetchError(f"Bedrock wrote {what} under {folder}")
+    manifest = Manifest.parse(manifest_bytes, str(manifest_uri))
+    if not files and manifest.processed:
+        raise FetchError(
+            f"the manifest counts {manifest.processed} records but {folder} has no .jsonl.out file"
+        )
+    for key in sorted(files):
+        await _ingest_file(job, folder.child(key), key[len(folder.key) :], ctx)
+    if partial:
+        await _store_unprocessed(job, ctx)
+    totals = await ctx.store.record_counts(job.batch_job_arn)
+    check_against_manifest(totals, manifest, partial)
+    return totals, manifest
+
+
+async def _ingest_file(job: JobRow, uri: S3Uri, name: str, ctx: IngestContext) -> None:
+    limit = ctx.settings.max_line_bytes
+
+    def to_row(number: int, line: bytes | OverlongLine) -> RecordRow:
+        if isinstance(line, OverlongLine):
+            return overlong_line(line.prefix, line.length, name, number, limit)
+        return parse_line(
+            line,
+            source_file=name,
+            line_number=number,
+            store_model_input=ctx.settings.store_model_input,
+            cost_of=ctx.cost_of,
+        )
+
+    rows = (to_row(n, line) async for n, line in ctx.s3.lines(uri, limit))
+    await _write_batches(job, rows, ctx)
+
+
+async def _write_batches(job: JobRow, rows: AsyncIterator[RecordRow], ctx: IngestContext) -> None:
+    """Parses and writes at the same time: a reader fills a small queue, a writer drains it."""
+    queue: asyncio.Queue[list[RecordRow] | None] = asyncio.Queue(maxsize=QUEUED_BATCHES)
+
+    async def read() -> None:
+        batch: list[RecordRow] = []
+        async for row in rows:
+            batch.append(row)
+            if len(batch) >= ctx.settings.batch_size:
+                await queue.put(batch)
+                batch = []
+        await queue.put(batch)
+        await queue.put(None)
+
+    async def write() -> None:
+        while (batch := await queue.get()) is not None:
+            if batch:
+                await ctx.store.write_records(job.batch_job_arn, batch, ctx.clock.now())
+            if ctx.stopping.is_set():
+                raise Interrupted(f"stopped while storing {job.batch_job_arn}")
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(read())
+            group.create_task(write())
+    except* Interrupted as stopped:
+        raise stopped.exceptions[0] from None
+
+
+async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> None:
+    """A PartiallyCompleted job's unprocessed records exist only in its input: keep them."""
+    if not job.input_s3_uri:
+        raise FetchError("a partially completed job without an input location")
+    stored = await ctx.store.record_ids(job.batch_job_arn)
+    source = S3Uri.parse(job.input_s3_uri)
+    if source.key.endswith(".jsonl"):
+        keys = [source.key]
+    else:
+        folder = source.key if source.key.endswith("/") or not source.key else source.key + "/"
+        listed = [item.key async for item in ctx.s3.list_objects(source.child(folder))]
+        keys = sorted(key for key in listed if key.endswith(".jsonl"))
+    if not keys:
+        raise FetchError(
+            f"the input {job.input_s3_uri} is gone: its unprocessed records cannot be kept"
+        )
+    without_id = 0
+
+    async def unprocessed() -> AsyncIterator[RecordRow]:
+        nonlocal without_id
+        for key in keys:
+            async for number, line in ctx.s3.lines(source.child(key), ctx.settings.max_line_bytes):
+                record_id, model_input = _input_record(line, key, number)
+                if record_id is None:
+                    without_id += 1
+                elif record_id not in stored:
+                    yield RecordRow(
+                        record_id=record_id,
+                        outcome="error",
+                        model_input=model_input,
+                        error_code=NOT_PROCESSED,
+                        error_message="Bedrock did not process this record before the job ended",
+                        source_file=key,
+                        line_number=number,
+                    )
+
+    await _write_batches(job, unprocessed(), ctx)
+    if without_id:
+        log.warning(
+            "input_records_without_id",
+            count=without_id,
+            detail="Bedrock named them itself; which were processed cannot be told",
+        )
+
+
+def _input_record(line: bytes | OverlongLine, key: str, number: int) -> tuple[str | None, str]:
+    """The record id of an input line (None if it has none) and its modelInput as JSON text."""
+    if isinstance(line, OverlongLine):
+        raise FetchError(f"input {key} line {number} is over the line limit: it cannot be kept")
+    try:
+        item: Any = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise FetchError(f"input {key} line {number} is not valid JSON") from None
+    if not isinstance(item, dict):
+        raise FetchError(f"input {key} line {number} is not a record")
+    record_id = item.get("recordId")
+    model_input = orjson.dumps(item.get("modelInput")).decode()
+    return (record_id if isinstance(record_id, str) and record_id else None), model_input
+
+
+def check_against_manifest(totals: RecordTotals, manifest: Manifest, partial: bool) -> None:
+    """Stored records must match the manifest; an unreadable line may have been either kind."""
+    unreadable = sum(totals.by_error_code.get(code, 0) for code in _UNREADABLE)
+    not_processed = totals.by_error_code.get(NOT_PROCESSED, 0)
+    processed = totals.total - not_processed
+    known_errors = totals.error - not_processed - unreadable
+    problems = []
+    if processed != manifest.processed:
+        problems.append(f"{processed} processed records stored, manifest says {manifest.processed}")
+    if not totals.ok <= manifest.success <= totals.ok + unreadable:
+        problems.append(f"{totals.ok} successes stored, manifest says {manifest.success}")
+    if not known_errors <= manifest.error <= known_errors + unreadable:
+        problems.append(f"{known_errors} errors stored, manifest says {manifest.error}")
+    if partial and totals.total != manifest.total:
+        problems.append(f"{totals.total} records stored in all, manifest says {manifest.total}")
+    if problems:
+        raise FetchError("results do not match the manifest: " + "; ".join(problems))

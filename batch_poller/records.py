@@ -1,0 +1,139 @@
+"""One line of a `.jsonl.out` file -> one RecordRow. Pure: no I/O.
+
+Bedrock writes `{recordId, modelInput, modelOutput}` for a success and
+`{recordId, modelInput, error: {errorCode, errorMessage}}` for a failure. A line that is not
+such an object is kept as an error record with its raw text, so nothing is dropped in silence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from batch_poller.store import RecordRow
+
+PARSE_ERROR = "PARSE_ERROR"
+LINE_TOO_LONG = "LINE_TOO_LONG"
+NOT_PROCESSED = "NOT_PROCESSED"
+_RECORD_ID = re.compile(rb'"recordId"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
+_RAW_TEXT_LIMIT = 64 * 1024
+
+
+def parse_line(
+    raw: bytes,
+    *,
+    source_file: str,
+    line_number: int,
+    store_model_input: bool,
+    cost_of: Callable[[int, int], Any] | None = None,
+) -> RecordRow:
+    try:
+        item = orjson.loads(raw)
+    except orjson.JSONDecodeError as problem:
+        return unreadable_line(raw, source_file, line_number, f"not valid JSON: {problem}")
+    if not isinstance(item, dict) or not isinstance(item.get("recordId"), str):
+        return unreadable_line(raw, source_file, line_number, "not a record: no recordId")
+    record_id: str = item["recordId"]
+    model_input = _json_text(item.get("modelInput")) if store_model_input else None
+    if "modelOutput" in item:
+        output = item["modelOutput"]
+        input_tokens, output_tokens = usage_of(output)
+        return RecordRow(
+            record_id=record_id,
+            outcome="ok",
+            model_output=_json_text(output),
+            model_input=model_input,
+            source_file=source_file,
+            line_number=line_number,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost_of(input_tokens or 0, output_tokens or 0) if cost_of else None,
+        )
+    error = item.get("error")
+    if not isinstance(error, dict):
+        return unreadable_line(raw, source_file, line_number, "neither modelOutput nor error")
+    code = error.get("errorCode")
+    return RecordRow(
+        record_id=record_id,
+        outcome="error",
+        model_input=model_input,
+        # Bedrock has written errorCode both as a number and as a string.
+        error_code=None if code is None else str(code),
+        error_message=None if error.get("errorMessage") is None else str(error["errorMessage"]),
+        source_file=source_file,
+        line_number=line_number,
+    )
+
+
+def unreadable_line(raw: bytes, source_file: str, line_number: int, why: str) -> RecordRow:
+    """An error record standing for a line that cannot be read as a record."""
+    return RecordRow(
+        record_id=_salvaged_id(raw) or f"{PARSE_ERROR}:{source_file}:{line_number}",
+        outcome="error",
+        error_code=PARSE_ERROR,
+        error_message=f"{source_file} line {line_number}: {why}",
+        source_file=source_file,
+        line_number=line_number,
+        raw_text=raw[:_RAW_TEXT_LIMIT].decode("utf-8", errors="replace"),
+    )
+
+
+def overlong_line(
+    prefix: bytes, length: int, source_file: str, line_number: int, limit: int
+) -> RecordRow:
+    """An error record for a line longer than [results] max_line_bytes: kept, not buffered."""
+    return RecordRow(
+        record_id=_salvaged_id(prefix) or f"{LINE_TOO_LONG}:{source_file}:{line_number}",
+        outcome="error",
+        error_code=LINE_TOO_LONG,
+        error_message=f"{source_file} line {line_number}: {length} bytes, over the {limit} limit",
+        source_file=source_file,
+        line_number=line_number,
+        raw_text=prefix[:_RAW_TEXT_LIMIT].decode("utf-8", errors="replace"),
+    )
+
+
+def usage_of(output: Any) -> tuple[int | None, int | None]:
+    """Input and output tokens, from whichever usage keys the model family writes."""
+    if not isinstance(output, dict):
+        return None, None
+    usage = output.get("usage")
+    if isinstance(usage, dict):
+        for input_key, output_key in _USAGE_KEYS:
+            if input_key in usage or output_key in usage:
+                return _int(usage.get(input_key)), _int(usage.get(output_key))
+    if "inputTextTokenCount" in output:  # Titan embeddings
+        return _int(output["inputTextTokenCount"]), 0
+    if "prompt_token_count" in output:  # Meta Llama
+        return _int(output["prompt_token_count"]), _int(output.get("generation_token_count"))
+    return None, None
+
+
+_USAGE_KEYS = (
+    ("inputTokens", "outputTokens"),  # Amazon Nova, Converse
+    ("input_tokens", "output_tokens"),  # Anthropic Claude
+    ("prompt_tokens", "completion_tokens"),  # OpenAI-style models
+)
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _json_text(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _salvaged_id(raw: bytes) -> str | None:
+    """A truncated line often still names its record; keep that link when it does."""
+    match = _RECORD_ID.search(raw[:4096])
+    if match is None:
+        return None
+    try:
+        value = orjson.loads(b'"' + match.group(1) + b'"')
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) and value else None

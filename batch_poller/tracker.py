@@ -1,0 +1,218 @@
+"""The path of one job, top to bottom: check its status at Bedrock -> (finished) stream its
+results into the store -> check them against the manifest -> clean its S3 folders up.
+
+Every arrow is a committed state in the store, so a crash anywhere resumes at the last arrow,
+and every step is safe to run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from enum import StrEnum
+from typing import TypeVar
+
+import structlog
+
+from batch_poller.aws.errors import AwsError
+from batch_poller.cleanup import CleanupRefused, clean_job, owned_prefixes
+from batch_poller.domain import (
+    BedrockStatus,
+    JobStatus,
+    final_status,
+    has_results,
+    internal_status,
+    retry_delay,
+)
+from batch_poller.ingest import FetchError, IngestContext, Interrupted, ingest_job
+from batch_poller.pricing import cost, price_for
+from batch_poller.runtime import Runtime
+from batch_poller.store import JobRow
+
+log = structlog.get_logger("batch_poller.tracker")
+T = TypeVar("T")
+
+
+class Step(StrEnum):
+    CHECKED = "checked"
+    CHECK_FAILED = "check_failed"
+    FETCHED = "fetched"
+    FETCH_FAILED = "fetch_failed"
+    CLEANED = "cleaned"
+    CLEANUP_FAILED = "cleanup_failed"
+
+
+def awaiting_check(job: JobRow) -> bool:
+    return job.status in (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS) and not awaiting_fetch(job)
+
+
+def awaiting_fetch(job: JobRow) -> bool:
+    return (
+        job.bedrock_status is not None
+        and has_results(job.bedrock_status)
+        and job.results_fetched_at is None
+        and job.status is not JobStatus.FAILED
+    )
+
+
+def awaiting_cleanup(job: JobRow) -> bool:
+    return job.results_fetched_at is not None and job.cleanup_completed_at is None
+
+
+class JobTracker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._unpriced_models: set[str] = set()
+
+    async def advance(self, job: JobRow, *, retry_failed_fetch: bool = False) -> list[Step]:
+        """Takes the job as far along its path as it can go now; returns the steps taken."""
+        steps: list[Step] = []
+        with structlog.contextvars.bound_contextvars(job_arn=job.batch_job_arn):
+            if awaiting_check(job):
+                job, step = await self.check(job)
+                steps.append(step)
+            waiting = awaiting_fetch(job)
+            if waiting and (job.status is not JobStatus.RESULT_FETCH_FAILED or retry_failed_fetch):
+                job, step = await self.fetch(job)
+                steps.append(step)
+            if awaiting_cleanup(job) and self.rt.settings.cleanup.enabled:
+                steps.append(await self.clean(job))
+        return steps
+
+    # -- check -------------------------------------------------------------------------------
+
+    async def check(self, job: JobRow) -> tuple[JobRow, Step]:
+        arn = job.batch_job_arn
+        try:
+            remote = await self.rt.bedrock.get_job(arn)
+        except AwsError as error:
+            if error.transient:
+                log.warning("status_check_failed", error=str(error), detail="retried next pass")
+                return job, Step.CHECK_FAILED
+            log.error("job_failed", error=str(error), detail="Bedrock refused to describe it")
+            await _committed(self.rt.store.mark_check_failed(arn, str(error), self.rt.clock.now()))
+            return await self._reload(job), Step.CHECK_FAILED
+        status = internal_status(remote.status)
+        await _committed(
+            self.rt.store.record_check(
+                arn,
+                bedrock_status=remote.status,
+                status=status,
+                message=remote.message,
+                completed_at=remote.ended_at,
+                now=self.rt.clock.now(),
+            )
+        )
+        if remote.status is not job.bedrock_status:
+            level = "error" if status is JobStatus.FAILED else "info"
+            getattr(log, level)(
+                "job_status_changed",
+                bedrock_status=remote.status.value,
+                previous=job.bedrock_status.value if job.bedrock_status else None,
+                message=remote.message,
+            )
+        return await self._reload(job), Step.CHECKED
+
+    # -- fetch -------------------------------------------------------------------------------
+
+    async def fetch(self, job: JobRow) -> tuple[JobRow, Step]:
+        arn = job.batch_job_arn
+        assert job.bedrock_status is not None
+        partial = job.bedrock_status is BedrockStatus.PARTIALLY_COMPLETED
+        settings = self.rt.settings.results
+        for attempt in range(1, settings.max_retries + 1):
+            try:
+                totals, manifest = await ingest_job(job, partial, self._ingest_context(job))
+            except Interrupted:
+                raise
+            except (FetchError, AwsError, ValueError) as error:
+                now = self.rt.clock.now()
+                await _committed(self.rt.store.increment_fetch_attempts(arn, str(error), now))
+                if attempt == settings.max_retries:
+                    log.error("result_fetch_failed", attempts=attempt, error=str(error))
+                    await _committed(self.rt.store.mark_fetch_failed(arn, str(error), now))
+                    return await self._reload(job), Step.FETCH_FAILED
+                delay = retry_delay(attempt, settings.retry_base_seconds)
+                log.warning("result_fetch_retry", attempt=attempt, error=str(error), delay=delay)
+                await self._pause(delay)
+                continue
+            status = final_status(job.bedrock_status)
+            await _committed(
+                self.rt.store.mark_results_fetched(arn, totals, status, self.rt.clock.now())
+            )
+            if manifest.success == 0:
+                log.warning("job_completed_without_successes", records=manifest.total)
+            if partial:
+                log.warning(
+                    "job_partially_completed", unprocessed=manifest.total - manifest.processed
+                )
+            log.info(
+                "results_stored",
+                records=totals.total,
+                ok=totals.ok,
+                errors=totals.error,
+                input_tokens=totals.input_tokens,
+                output_tokens=totals.output_tokens,
+                cost=str(totals.cost),
+            )
+            return await self._reload(job), Step.FETCHED
+        raise AssertionError("max_retries is at least 1")
+
+    def _ingest_context(self, job: JobRow) -> IngestContext:
+        price = price_for(job.model_id, self.rt.settings.pricing)
+        if price is None and job.model_id and job.model_id not in self._unpriced_models:
+            self._unpriced_models.add(job.model_id)
+            log.warning("model_has_no_price", model_id=job.model_id, detail="cost left empty")
+        return IngestContext(
+            s3=self.rt.s3,
+            store=self.rt.store,
+            clock=self.rt.clock,
+            settings=self.rt.settings.results,
+            stopping=self.rt.stopping,
+            cost_of=None if price is None else (lambda i, o: cost(price, i, o)),
+        )
+
+    async def _pause(self, seconds: float) -> None:
+        """Waits between attempts, unless the daemon is stopping."""
+        sleeper = asyncio.ensure_future(self.rt.clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self.rt.stopping.wait())
+        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        sleeper.cancel()
+        stopper.cancel()
+        if self.rt.stopping.is_set():
+            raise Interrupted("stopped between fetch attempts")
+
+    # -- cleanup -----------------------------------------------------------------------------
+
+    async def clean(self, job: JobRow) -> Step:
+        arn = job.batch_job_arn
+        others = [
+            (other.batch_job_arn, prefix)
+            for other in await self.rt.store.list_jobs_not_cleaned()
+            if other.batch_job_arn != arn
+            for prefix in owned_prefixes(other)
+        ]
+        try:
+            result = await clean_job(
+                self.rt.s3, job, self.rt.settings.cleanup.managed_prefixes, others
+            )
+        except (CleanupRefused, AwsError) as error:
+            now = self.rt.clock.now()
+            attempts = await _committed(self.rt.store.record_cleanup_error(arn, str(error), now))
+            log.error("cleanup_failed", error=str(error), attempts=attempts)
+            return Step.CLEANUP_FAILED
+        await _committed(
+            self.rt.store.mark_cleanup_completed(arn, result.bytes, self.rt.clock.now())
+        )
+        log.info("cleanup_completed", objects=result.objects, bytes_freed=result.bytes)
+        return Step.CLEANED
+
+    async def _reload(self, job: JobRow) -> JobRow:
+        fresh = await self.rt.store.get_job(job.batch_job_arn)
+        assert fresh is not None, "a tracked job is never deleted"
+        return fresh
+
+
+async def _committed(write: Awaitable[T]) -> T:
+    """A state write that survives cancellation: SIGTERM never leaves work half-recorded."""
+    return await asyncio.shield(write)

@@ -1,0 +1,75 @@
+"""Starting to track jobs: read each once from Bedrock and store it. The CLI's `track`, the
+admin API and users' code all come through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from batch_poller.aws.errors import AwsError
+from batch_poller.cleanup import CleanupRefused, checked_prefix
+from batch_poller.domain import JOB_ARN_PATTERN, JobStatus, internal_status
+from batch_poller.runtime import Runtime
+from batch_poller.store import NewJob
+
+
+class TrackError(Exception):
+    """A job that cannot be tracked; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Tracked:
+    arn: str
+    new: bool
+    status: JobStatus
+    bedrock_status: str
+
+
+async def track_jobs(
+    rt: Runtime, arns: list[str], input_prefix: str | None = None
+) -> list[Tracked]:
+    """Tracks every job, or none: all ARNs are checked before the first is stored."""
+    if not arns:
+        raise TrackError("no job ARN given")
+    if input_prefix is not None and len(arns) != 1:
+        raise TrackError("an input prefix names the input folder of one job: give a single ARN")
+    for arn in arns:
+        if not JOB_ARN_PATTERN.match(arn):
+            raise TrackError(
+                f"not a Bedrock batch job ARN: {arn!r} "
+                "(expected arn:aws:bedrock:REGION:ACCOUNT:model-invocation-job/JOB_ID)"
+            )
+    if input_prefix is not None:
+        try:
+            checked_prefix(input_prefix, rt.settings.cleanup.managed_prefixes)
+        except CleanupRefused as refused:
+            raise TrackError(f"input prefix refused: {refused}") from None
+    remote_jobs = []
+    for arn in arns:
+        try:
+            remote_jobs.append(await rt.bedrock.get_job(arn))
+        except AwsError as error:
+            if error.not_found:
+                raise TrackError(f"unknown job: Bedrock has no job {arn}") from None
+            raise TrackError(f"cannot read job {arn} from Bedrock: {error}") from None
+    results = []
+    for remote in remote_jobs:
+        status = internal_status(remote.status)
+        new = await rt.store.track_job(
+            NewJob(
+                arn=remote.arn,
+                job_id=remote.job_id,
+                job_name=remote.name,
+                model_id=remote.model_id,
+                bedrock_status=remote.status,
+                status=status,
+                message=remote.message,
+                input_s3_uri=remote.input_uri,
+                output_s3_prefix=remote.output_folder,
+                s3_folder=input_prefix,
+                submitted_at=remote.submitted_at,
+                completed_at=remote.ended_at,
+            ),
+            rt.clock.now(),
+        )
+        results.append(Tracked(remote.arn, new, status, remote.status.value))
+    return results
