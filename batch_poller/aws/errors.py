@@ -119,7 +119,9 @@ class RetryPolicy:
     async def run(self, operation: str, make_call: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, AwsError) and e.transient),
-            wait=wait_exponential_jitter(initial=self.initial_seconds, max=self.max_seconds),
+            wait=wait_exponential_jitter(
+                multiplier=self.initial_seconds, max=self.max_seconds, jitter=self.initial_seconds
+            ),
             stop=stop_after_attempt(self.attempts),
             sleep=self.sleep,
             reraise=True,

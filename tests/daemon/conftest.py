@@ -1,0 +1,108 @@
+"""Fixtures for the daemon's tests: a runtime wired to the emulator, SQLite in tmp_path, and a
+fake clock so retries and intervals pass without waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch_poller.app import build_supervisor, open_runtime
+from batch_poller.config import Settings
+from batch_poller.emulator.server import Endpoints
+from batch_poller.runtime import Runtime
+from batch_poller.supervisor import Supervisor
+from batch_poller.tracking import track_jobs
+from tests.helpers import BUCKET, create_job, make_records, put_input
+
+
+class FakeClock:
+    """Time that moves only when something sleeps on it, at once."""
+
+    def __init__(self) -> None:
+        self.current = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+        self.sleeps: list[float] = []
+
+    def now(self) -> datetime:
+        return self.current
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.current += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
+def daemon_settings(endpoints: Endpoints, database: Path, **sections: Any) -> Settings:
+    base: dict[str, Any] = {
+        "aws": {"bedrock_endpoint_url": endpoints.bedrock, "s3_endpoint_url": endpoints.s3},
+        "database": {"url": f"sqlite:///{database}"},
+        "poller": {"check_interval_seconds": 0, "interval_seconds": 1},
+        "pricing": {"amazon.nova-lite-v1:0": {"input_per_1k": "0.03", "output_per_1k": "0.12"}},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return Settings(**base)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_settings(endpoints: Endpoints, tmp_path: Path) -> Callable[..., Settings]:
+    def make(**sections: Any) -> Settings:
+        return daemon_settings(endpoints, tmp_path / "batch-poller.db", **sections)
+
+    return make
+
+
+@pytest.fixture
+async def runtime(
+    make_settings: Callable[..., Settings], clock: FakeClock, control: Any
+) -> AsyncIterator[Runtime]:
+    await control.freeze_clock()
+    async with open_runtime(make_settings(), clock=clock) as rt:
+        yield rt
+
+
+@pytest.fixture
+def supervisor(runtime: Runtime) -> Supervisor:
+    return build_supervisor(runtime)
+
+
+JobFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def submit(bedrock: Any, s3: Any, runtime: Runtime) -> JobFactory:
+    """Creates a job on the emulator from `records` input records and tracks it."""
+    counter = 0
+
+    async def make(
+        records: int = 10,
+        *,
+        tags: dict[str, str] | None = None,
+        own_input: bool = True,
+        model_id: str = "amazon.nova-lite-v1:0",
+    ) -> str:
+        nonlocal counter
+        counter += 1
+        folder = f"jobs/job-{counter}/"
+        uri = await put_input(s3, f"{folder}input.jsonl", make_records(records, prefix=f"j{counter}-"))
+        arn = await create_job(
+            bedrock,
+            uri,
+            name=f"job-{counter}",
+            tags=tags,
+            model_id=model_id,
+            output_uri=f"s3://{BUCKET}/out/",
+        )
+        await track_jobs(runtime, [arn], f"s3://{BUCKET}/{folder}" if own_input else None)
+        return arn
+
+    return make
