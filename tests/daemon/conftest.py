@@ -93,7 +93,9 @@ def submit(bedrock: Any, s3: Any, runtime: Runtime) -> JobFactory:
         nonlocal counter
         counter += 1
         folder = f"jobs/job-{counter}/"
-        uri = await put_input(s3, f"{folder}input.jsonl", make_records(records, prefix=f"j{counter}-"))
+        uri = await put_input(
+            s3, f"{folder}input.jsonl", make_records(records, prefix=f"j{counter}-")
+        )
         arn = await create_job(
             bedrock,
             uri,

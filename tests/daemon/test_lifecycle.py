@@ -83,9 +83,14 @@ async def test_a_completed_job_is_stored_checked_and_cleaned(
         manifest["inputTokenCount"],
         manifest["outputTokenCount"],
     )
-    assert job.cost == (
-        Decimal("0.03") * manifest["inputTokenCount"] + Decimal("0.12") * manifest["outputTokenCount"]
-    ) / 1000
+    assert (
+        job.cost
+        == (
+            Decimal("0.03") * manifest["inputTokenCount"]
+            + Decimal("0.12") * manifest["outputTokenCount"]
+        )
+        / 1000
+    )
     records = await stored_records(runtime, arn)
     assert set(records) == {line["recordId"] for line in written}
     for line in written:
