@@ -151,8 +151,8 @@ async def test_a_manifest_mismatch_is_a_fetch_failure(
 async def test_a_line_over_the_limit_is_an_error_record_not_a_buffer(
     make_settings: Any, clock: FakeClock, control: Any, bedrock: Any, s3: Any
 ) -> None:
-    from tests.helpers import create_job, nova_input, put_input
     from batch_poller.tracking import track_jobs
+    from tests.helpers import create_job, nova_input, put_input
 
     await control.freeze_clock()
     records = [
