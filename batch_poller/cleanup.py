@@ -36,7 +36,13 @@ class CleanupResult:
 
 
 def owned_prefixes(job: JobRow) -> list[str]:
+    """What a cleanup of this job deletes."""
     return [p for p in (job.output_s3_prefix, job.s3_folder) if p]
+
+
+def needed_locations(job: JobRow) -> list[str]:
+    """What this job still reads until it is cleaned: its results and its input."""
+    return [p for p in (job.output_s3_prefix, job.input_s3_uri) if p]
 
 
 def checked_prefix(
@@ -44,7 +50,7 @@ def checked_prefix(
 ) -> S3Uri:
     """The prefix, if every guard lets it be deleted; else CleanupRefused saying why.
 
-    `others` are (job ARN, prefix) pairs of other jobs whose data is still needed.
+    `others` are (job ARN, location) pairs of data other jobs still need.
     """
     try:
         prefix = S3Uri.parse(uri)
@@ -62,8 +68,13 @@ def checked_prefix(
             other_prefix = S3Uri.parse(other)
         except ValueError:
             continue
-        if other_prefix.bucket == prefix.bucket and other_prefix.key.startswith(prefix.key):
+        if other_prefix.bucket != prefix.bucket:
+            continue
+        # Either way round loses data: deleting a parent of its folder, or a part of it.
+        if other_prefix.key.startswith(prefix.key):
             raise CleanupRefused(f"{uri} holds {other}, which job {arn} still needs")
+        if prefix.key.startswith(other_prefix.key):
+            raise CleanupRefused(f"{uri} lies inside {other}, which job {arn} still needs")
     return prefix
 
 
@@ -73,7 +84,12 @@ def _within(prefix: S3Uri, managed: str) -> bool:
     except ValueError:
         return False
     root_key = root.key if not root.key or root.key.endswith("/") else root.key + "/"
-    return root.bucket == prefix.bucket and prefix.key.startswith(root_key)
+    # Strictly below the root: a managed root itself is never deleted whole.
+    return (
+        root.bucket == prefix.bucket
+        and prefix.key.startswith(root_key)
+        and len(prefix.key) > len(root_key)
+    )
 
 
 async def delete_prefix(s3: S3, prefix: S3Uri) -> CleanupResult:

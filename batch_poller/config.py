@@ -139,7 +139,12 @@ def _describe(error: ValidationError, path: Path | None) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     env_name = "BATCH_POLLER_" + "__".join(str(p) for p in first["loc"]).upper()
-    where = f"environment {env_name}" if env_name in os.environ else f"config file {path}"
+    # pydantic-settings matches environment names in any case.
+    env_names = {name.upper(): name for name in os.environ}
+    if env_name in env_names:
+        where = f"environment {env_names[env_name]}"
+    else:
+        where = f"config file {path}" if path else "the defaults"
     if first["type"] == "extra_forbidden":
         return f"unknown setting {key!r} (from {where})"
     return f"setting {key}={first.get('input')!r} is invalid: {first['msg']} (from {where})"

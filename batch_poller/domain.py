@@ -49,7 +49,7 @@ class JobStatus(StrEnum):
 
 JOB_ARN_PATTERN = re.compile(
     r"^arn:aws(-[^:]+)?:bedrock:(?P<region>[a-z0-9-]{1,20}):(?P<account>[0-9]{12})"
-    r":model-invocation-job/(?P<job_id>[a-z0-9]{12})$"
+    r":model-invocation-job/(?P<job_id>[a-z0-9]{12})\Z"
 )
 
 

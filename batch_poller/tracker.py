@@ -15,7 +15,7 @@ from typing import TypeVar
 import structlog
 
 from batch_poller.aws.errors import AwsError
-from batch_poller.cleanup import CleanupRefused, clean_job, owned_prefixes
+from batch_poller.cleanup import CleanupRefused, clean_job, needed_locations
 from batch_poller.domain import (
     BedrockStatus,
     JobStatus,
@@ -190,7 +190,7 @@ class JobTracker:
             (other.batch_job_arn, prefix)
             for other in await self.rt.store.list_jobs_not_cleaned()
             if other.batch_job_arn != arn
-            for prefix in owned_prefixes(other)
+            for prefix in needed_locations(other)
         ]
         try:
             result = await clean_job(

@@ -154,7 +154,11 @@ class LineSplitter:
 
     def _extend(self, piece: bytes) -> None:
         if self._overlong is not None:
-            self._overlong = OverlongLine(self._overlong.prefix, self._overlong.length + len(piece))
+            # The prefix grows to its full size whatever the chunk boundaries were.
+            prefix = self._overlong.prefix
+            if len(prefix) < self.PREFIX_BYTES:
+                prefix += piece[: self.PREFIX_BYTES - len(prefix)]
+            self._overlong = OverlongLine(prefix, self._overlong.length + len(piece))
             return
         self._pending += piece
         if len(self._pending) > self.limit:

@@ -1,0 +1,117 @@
+"""A real `batch-poller` process for tests: its config file, its log, its database, its signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from batch_poller.emulator.server import Endpoints
+
+# How long a test waits for something the daemon is expected to do before it fails. Never a
+# pass condition: tests wait for events or states, this only bounds a hang.
+DEADLINE = 60.0
+
+
+def write_config(folder: Path, endpoints: Endpoints, **sections: dict[str, Any]) -> Path:
+    values: dict[str, dict[str, Any]] = {
+        "aws": {"bedrock_endpoint_url": endpoints.bedrock, "s3_endpoint_url": endpoints.s3},
+        "database": {"url": f"sqlite:///{folder / 'daemon.db'}"},
+        "poller": {"interval_seconds": 0.2, "check_interval_seconds": 0},
+        "logging": {"format": "json", "level": "INFO"},
+    }
+    for name, section in sections.items():
+        values[name] = {**values.get(name, {}), **section}
+    path = folder / "config.toml"
+    path.write_text("\n".join(_toml_section(name, body) for name, body in values.items()))
+    return path
+
+
+def _toml_section(name: str, body: dict[str, Any]) -> str:
+    lines = [f"[{name}]"]
+    for key, value in body.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+class Daemon:
+    """`batch-poller --config FILE run` in a child process, its log in a file."""
+
+    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log_path = config.parent / f"daemon-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "batch_poller", "--config", str(config), "run", *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        found = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not condition():
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"the daemon exited ({self.process.returncode}) before {what}:\n{self.log_path.read_text()[-3000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"gave up waiting for {what}:\n{self.log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.01)
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        code = self.process.wait(timeout)
+        self._log.close()
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def query(database: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Reads the daemon's SQLite database the way an operator would, from outside."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def count_records(database: Path, arn: str) -> int:
+    if not database.exists():
+        return 0
+    try:
+        return int(
+            query(database, "SELECT count(*) FROM batch_records WHERE batch_job_arn = ?", arn)[0][0]
+        )
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0
+
+
+def job_column(database: Path, arn: str, column: str) -> Any:
+    try:
+        rows = query(
+            database, f"SELECT {column} FROM bedrock_batch_jobs WHERE batch_job_arn = ?", arn
+        )
+    except sqlite3.OperationalError:
+        return None
+    return rows[0][0] if rows else None
