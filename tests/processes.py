@@ -66,14 +66,14 @@ class Daemon:
         deadline = time.monotonic() + DEADLINE
         while not condition():
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"the daemon exited ({self.process.returncode}) before {what}:\n{self.log_path.read_text()[-3000:]}"
-                )
+                code = self.process.returncode
+                raise AssertionError(f"the daemon exited ({code}) before {what}:\n{self.tail()}")
             if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"gave up waiting for {what}:\n{self.log_path.read_text()[-3000:]}"
-                )
+                raise AssertionError(f"gave up waiting for {what}:\n{self.tail()}")
             time.sleep(0.01)
+
+    def tail(self) -> str:
+        return self.log_path.read_text()[-3000:]
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
