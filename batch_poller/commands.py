@@ -57,7 +57,7 @@ def cleanup_state(job: JobRow) -> str:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return f"{value:f}"
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, JobStatus) or hasattr(value, "value"):

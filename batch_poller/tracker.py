@@ -153,7 +153,7 @@ class JobTracker:
                 errors=totals.error,
                 input_tokens=totals.input_tokens,
                 output_tokens=totals.output_tokens,
-                cost=str(totals.cost),
+                cost=None if totals.cost is None else f"{totals.cost:f}",
             )
             return await self._reload(job), Step.FETCHED
         raise AssertionError("max_retries is at least 1")

@@ -50,7 +50,8 @@ async def running_emulator(
             session.client("sqs", endpoint_url=s3_url) as sqs,
         ):
             registry = JobRegistry(EmulatorClock(), s3, sqs, account_id=ACCOUNT_ID, region=region)
-            runner = web.AppRunner(build_app(registry), access_log=None)
+            # Calls held by injected latency must not hold up a stop.
+            runner = web.AppRunner(build_app(registry), access_log=None, shutdown_timeout=1.0)
             await runner.setup()
             site = web.TCPSite(runner, host, port)
             await site.start()

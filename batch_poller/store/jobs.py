@@ -115,7 +115,8 @@ class RecordTotals:
     error: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost: Decimal = Decimal(0)
+    # None when no record has a cost: the model had no price, which is not a cost of zero.
+    cost: Decimal | None = None
     by_error_code: dict[str, int] = field(default_factory=dict)
 
 
@@ -393,14 +394,15 @@ class JobStore:
             .group_by(_RECORDS.c.outcome, _RECORDS.c.error_code)
         )
         total = ok = error = input_tokens = output_tokens = 0
-        cost = Decimal(0)
+        cost: Decimal | None = None
         by_error_code: dict[str, int] = {}
         async with self.engine.connect() as conn:
             for outcome, code, count, tokens_in, tokens_out, cost_sum in await conn.execute(query):
                 total += count
                 input_tokens += int(tokens_in)
                 output_tokens += int(tokens_out)
-                cost += cost_sum if cost_sum is not None else 0
+                if cost_sum is not None:
+                    cost = (cost or Decimal(0)) + cost_sum
                 if outcome == "ok":
                     ok += count
                 else:

@@ -3,6 +3,7 @@ nothing, and a restart finishes the work with every record stored once and S3 cl
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 from typing import Any
@@ -150,9 +151,10 @@ async def test_a_second_signal_exits_at_once(
     await control.set_job_faults(arn, {"latency_ms": 30_000})
     daemon = Daemon(config)
     try:
-        daemon.wait_for(
-            lambda: any(e.get("event") == "daemon_started" for e in daemon.events()), "the start"
-        )
+        # Tracking made the first Get; the daemon's own first check is the second.
+        while (await control.calls()).get("GetModelInvocationJob", 0) < 2:
+            assert daemon.process.poll() is None, daemon.tail()
+            await asyncio.sleep(0.01)
         daemon.signal(signal.SIGTERM)
         daemon.wait_for(
             lambda: any(e.get("event") == "stopping" for e in daemon.events()), "stopping"
