@@ -4,11 +4,14 @@ fake clock so retries and intervals pass without waiting."""
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from batch_poller.app import build_supervisor, open_runtime
@@ -36,10 +39,10 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
-def daemon_settings(endpoints: Endpoints, database: Path, **sections: Any) -> Settings:
+def daemon_settings(endpoints: Endpoints, database_url: str, **sections: Any) -> Settings:
     base: dict[str, Any] = {
         "aws": {"bedrock_endpoint_url": endpoints.bedrock, "s3_endpoint_url": endpoints.s3},
-        "database": {"url": f"sqlite:///{database}"},
+        "database": {"url": database_url},
         "poller": {"check_interval_seconds": 0, "interval_seconds": 1},
         "pricing": {"amazon.nova-lite-v1:0": {"input_per_1k": "0.03", "output_per_1k": "0.12"}},
     }
@@ -53,10 +56,34 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+PG_ADMIN_URL = os.environ.get(
+    "BATCH_POLLER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
 @pytest.fixture
-def make_settings(endpoints: Endpoints, tmp_path: Path) -> Callable[..., Settings]:
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """SQLite in tmp_path; with indirect parametrization "postgresql", a new database."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'batch-poller.db'}"
+        return
+    name = f"bp_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+BACKENDS = pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def make_settings(endpoints: Endpoints, database_url: str) -> Callable[..., Settings]:
     def make(**sections: Any) -> Settings:
-        return daemon_settings(endpoints, tmp_path / "batch-poller.db", **sections)
+        return daemon_settings(endpoints, database_url, **sections)
 
     return make
 

@@ -14,7 +14,7 @@ from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
 from batch_poller.store.tables import batch_records
 from batch_poller.supervisor import Supervisor
-from tests.daemon.conftest import JobFactory
+from tests.daemon.conftest import BACKENDS, JobFactory
 from tests.helpers import list_keys, read_object
 
 
@@ -65,6 +65,7 @@ async def test_stopping_is_still_in_progress(
     assert job.bedrock_status is BedrockStatus.STOPPING
 
 
+@BACKENDS
 async def test_a_completed_job_is_stored_checked_and_cleaned(
     supervisor: Supervisor, runtime: Runtime, control: Any, s3: Any, submit: JobFactory
 ) -> None:
@@ -124,6 +125,7 @@ async def test_a_second_pass_changes_nothing(
     assert await runtime.store.get_job(arn) == before
 
 
+@BACKENDS
 @pytest.mark.parametrize(
     ("final", "message"),
     [
@@ -157,6 +159,7 @@ async def test_failed_stopped_and_expired_jobs_are_failed_and_keep_their_files(
     assert await list_keys(s3, "jobs/job-1/") == ["jobs/job-1/input.jsonl"]
 
 
+@BACKENDS
 async def test_a_partial_job_keeps_its_unprocessed_records_before_the_input_goes(
     supervisor: Supervisor, runtime: Runtime, control: Any, s3: Any, submit: JobFactory
 ) -> None:
