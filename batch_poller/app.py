@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
-import signal
 from collections.abc import AsyncIterator
 
 import aioboto3
-import structlog
 from botocore.config import Config
 
 from batch_poller.aws.bedrock import Bedrock
@@ -21,8 +17,6 @@ from batch_poller.runtime import Runtime
 from batch_poller.store import open_store
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracker import JobTracker
-
-log = structlog.get_logger("batch_poller")
 
 
 def _client_config(settings: Settings) -> Config:
@@ -64,40 +58,3 @@ async def open_runtime(settings: Settings, clock: Clock | None = None) -> AsyncI
 
 def build_supervisor(rt: Runtime) -> Supervisor:
     return Supervisor(rt, JobTracker(rt))
-
-
-async def run_daemon(settings: Settings, *, once: bool = False) -> int:
-    """`batch-poller run`: passes until SIGTERM or SIGINT; with once, a single full pass."""
-    async with open_runtime(settings) as rt:
-        supervisor = build_supervisor(rt)
-        if once:
-            report = await supervisor.run_pass(check_all=True, retry_failed=False)
-            log.info("pass_completed", **report.as_dict())
-            return 0
-        _install_stop_handlers(rt)
-        log.info("daemon_started", database=_safe_url(settings.database.url))
-        await supervisor.run()
-        log.info("daemon_stopped")
-    return 0
-
-
-def _install_stop_handlers(rt: Runtime) -> None:
-    loop = asyncio.get_running_loop()
-
-    def on_signal(signum: int) -> None:
-        if rt.stopping.is_set():
-            # A second signal: the store's transactions keep it consistent, so leave now.
-            log.warning("forced_stop", signal=signal.Signals(signum).name)
-            os._exit(128 + signum)
-        log.info("stopping", signal=signal.Signals(signum).name)
-        rt.stopping.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-
-
-def _safe_url(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return scheme + sep + rest

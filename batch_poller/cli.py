@@ -32,22 +32,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EX_CONFIG
     # The demo draws its own progress; its log shows only what went wrong.
     quiet = "WARNING" if args.command is _demo else "INFO"
-    configure_logging(
-        args.log_level or (settings.logging.level if settings else quiet),
-        _log_format(settings),
-    )
+    if settings is None:
+        configure_logging(args.log_level or quiet)
+    else:
+        logging = settings.logging
+        configure_logging(args.log_level or logging.level, logging.format, logging.journal_socket)
     try:
         result: int = args.command(args, settings)
     except CommandError as error:
         print(f"batch-poller: {error}", file=sys.stderr)
         return EXIT_ERROR
     return result
-
-
-def _log_format(settings: Settings | None) -> Any:
-    if settings is None or settings.logging.format == "auto":
-        return None
-    return settings.logging.format
 
 
 def _need(settings: Settings | None) -> Settings:
@@ -101,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     cleanup = add("cleanup", _cleanup, "delete a stored job's S3 folders now")
     cleanup.add_argument("job", metavar="JOB", help="job ARN or job id")
 
+    config = add("config", _config, "check the configuration, or show the effective settings")
+    config.add_argument("action", choices=["check", "show"])
+
     db = add("db", _db_upgrade, "database schema")
     db.add_argument("action", choices=["upgrade"])
 
@@ -125,9 +123,9 @@ def _arun(coroutine: Coroutine[Any, Any, int]) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings | None) -> int:
-    from batch_poller.app import run_daemon
+    from batch_poller.daemon import Daemon
 
-    return _arun(run_daemon(_need(settings), once=args.once))
+    return _arun(Daemon(_need(settings), args.config).run(once=args.once))
 
 
 def _track(args: argparse.Namespace, settings: Settings | None) -> int:
@@ -158,6 +156,16 @@ def _cleanup(args: argparse.Namespace, settings: Settings | None) -> int:
     from batch_poller.commands import cleanup_job
 
     return _arun(cleanup_job(_need(settings), args.job))
+
+
+def _config(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.config import config_path, render_toml
+
+    if args.action == "show":
+        print(render_toml(_need(settings), mask_secrets=True), end="")
+    else:
+        print(f"configuration is valid ({config_path(args.config) or 'defaults and environment'})")
+    return 0
 
 
 def _db_upgrade(args: argparse.Namespace, settings: Settings | None) -> int:

@@ -77,7 +77,10 @@ class ModelPrice(Section):
 
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["auto", "console", "json"] = "auto"
+    # auto: journald when systemd connected our output to the journal, console on a terminal,
+    # JSON lines otherwise.
+    format: Literal["auto", "console", "json", "journald"] = "auto"
+    journal_socket: str = "/run/systemd/journal/socket"
 
 
 class Settings(BaseSettings):
@@ -103,7 +106,31 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's contents arrive as init arguments; the environment overrides them.
-        return (env_settings, init_settings)
+        return (env_settings, SeedVariables(settings_cls), init_settings)
+
+
+# The seed plan's variable names, kept working; every other key is BATCH_POLLER_<SECTION>__<KEY>.
+SEED_VARIABLES = {
+    "BATCH_POLLER_ENABLED": ("poller", "enabled"),
+    "BATCH_POLLER_INTERVAL": ("poller", "interval_seconds"),
+    "BATCH_CHECK_INTERVAL": ("poller", "check_interval_seconds"),
+    "BATCH_AUTO_CLEANUP": ("cleanup", "enabled"),
+    "BATCH_RESULT_FETCH_MAX_RETRIES": ("results", "max_retries"),
+}
+
+
+class SeedVariables(PydanticBaseSettingsSource):
+    """Reads the seed plan's environment variables into their sections."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, dict[str, str]] = {}
+        for name, (section, key) in SEED_VARIABLES.items():
+            if name in os.environ:
+                values.setdefault(section, {})[key] = os.environ[name]
+        return values
 
 
 def config_path(explicit: str | None) -> Path | None:
@@ -135,16 +162,61 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
 
 
-def _describe(error: ValidationError, path: Path | None) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    env_name = "BATCH_POLLER_" + "__".join(str(p) for p in first["loc"]).upper()
+def _source_of(loc: tuple[int | str, ...], path: Path | None) -> str:
+    """Where a value came from: the environment wins over the file, as it does when loading."""
+    env_name = "BATCH_POLLER_" + "__".join(str(p) for p in loc).upper()
     # pydantic-settings matches environment names in any case.
     env_names = {name.upper(): name for name in os.environ}
     if env_name in env_names:
-        where = f"environment {env_names[env_name]}"
-    else:
-        where = f"config file {path}" if path else "the defaults"
+        return f"environment {env_names[env_name]}"
+    for name, section_key in SEED_VARIABLES.items():
+        if tuple(str(p) for p in loc[:2]) == section_key and name in os.environ:
+            return f"environment {name}"
+    return f"config file {path}" if path else "the defaults"
+
+
+def _describe(error: ValidationError, path: Path | None) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    where = _source_of(first["loc"], path)
     if first["type"] == "extra_forbidden":
         return f"unknown setting {key!r} (from {where})"
     return f"setting {key}={first.get('input')!r} is invalid: {first['msg']} (from {where})"
+
+
+def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
+    """The settings as a TOML document, e.g. for `batch-poller config show`."""
+    data = settings.model_dump(mode="json")
+    if mask_secrets:
+        data["database"]["url"] = mask_url(data["database"]["url"])
+    lines: list[str] = []
+    for section, values in data.items():
+        if section == "pricing":
+            for model, price in values.items():
+                lines.append(f"\n[pricing.{_toml_value(model)}]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in price.items()]
+            continue
+        lines.append(f"\n[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def mask_url(url: str) -> str:
+    """A URL with its password replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -46,6 +47,8 @@ class Supervisor:
         self.in_flight: set[str] = set()
         self._wake = asyncio.Event()
         self._pass_lock = asyncio.Lock()
+        # Told about every pass (the daemon updates systemd's STATUS= from it).
+        self.after_pass: Callable[[PassReport], Awaitable[None]] | None = None
 
     async def run_pass(self, *, check_all: bool = False, retry_failed: bool = False) -> PassReport:
         """One pass: resume half-fetched jobs, check due ones, clean stored ones.
@@ -60,7 +63,9 @@ class Supervisor:
             self.last_pass_at = self.rt.clock.now()
             self.passes += 1
             log.debug("pass_done", seconds=round(time.monotonic() - started, 3), **report.as_dict())
-            return report
+        if self.after_pass is not None:
+            await self.after_pass(report)
+        return report
 
     async def _gather_jobs(self, check_all: bool, retry_failed: bool) -> list[JobRow]:
         store = self.rt.store

@@ -43,9 +43,15 @@ def _toml_section(name: str, body: dict[str, Any]) -> str:
 class Daemon:
     """`batch-poller --config FILE run` in a child process, its log in a file."""
 
-    def __init__(self, config: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.log_path = config.parent / f"daemon-{time.monotonic_ns()}.log"
-        self._log = self.log_path.open("wb")
+    def __init__(
+        self,
+        config: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.log_path = log_path or config.parent / f"daemon-{time.monotonic_ns()}.log"
+        self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "batch_poller", "--config", str(config), "run", *args],
             stdout=self._log,

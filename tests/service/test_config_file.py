@@ -1,0 +1,139 @@
+"""config.example.toml, the seed's variable names, `config check` and `config show`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from batch_poller.config import EX_CONFIG, ModelPrice, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config.example.toml"
+
+
+def _model_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    keys = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _model_keys(annotation, f"{prefix}{name}.")
+        elif name == "pricing":
+            keys |= {f"pricing.*.{k}" for k in ModelPrice.model_fields}
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def _file_keys(data: dict[str, Any]) -> set[str]:
+    keys = set()
+    for section, values in data.items():
+        for key, value in values.items():
+            if section == "pricing":
+                keys |= {f"pricing.*.{k}" for k in value}
+            else:
+                keys.add(f"{section}.{key}")
+    return keys
+
+
+def test_the_example_lists_exactly_the_models_keys() -> None:
+    data = tomllib.loads(EXAMPLE.read_text())
+
+    assert _file_keys(data) == _model_keys(Settings)
+
+
+def test_the_example_shows_every_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/batch-poller")
+    example = load_settings(str(EXAMPLE))
+    defaults = Settings()
+
+    assert example.model_dump(exclude={"pricing"}) == defaults.model_dump(exclude={"pricing"})
+
+
+def test_every_key_has_a_comment() -> None:
+    lines = EXAMPLE.read_text().splitlines()
+    for index, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            assert lines[index - 1].startswith("#"), f"no comment above {line!r}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "section", "key", "expected"),
+    [
+        ("BATCH_POLLER_ENABLED", "false", "poller", "enabled", False),
+        ("BATCH_POLLER_INTERVAL", "15", "poller", "interval_seconds", 15.0),
+        ("BATCH_CHECK_INTERVAL", "0", "poller", "check_interval_seconds", 0.0),
+        ("BATCH_AUTO_CLEANUP", "false", "cleanup", "enabled", False),
+        ("BATCH_RESULT_FETCH_MAX_RETRIES", "5", "results", "max_retries", 5),
+    ],
+)
+def test_the_seed_variables_work_as_written(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variable: str,
+    value: str,
+    section: str,
+    key: str,
+    expected: Any,
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[{section}]\n{key} = {'true' if isinstance(expected, bool) else 99}\n")
+    monkeypatch.setenv(variable, value)
+
+    settings = load_settings(str(path))
+
+    assert getattr(getattr(settings, section), key) == expected
+
+
+def test_the_sectioned_variable_wins_over_the_seed_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BATCH_POLLER_INTERVAL", "15")
+    monkeypatch.setenv("BATCH_POLLER_POLLER__INTERVAL_SECONDS", "20")
+
+    assert Settings().poller.interval_seconds == 20
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "batch_poller", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_config_check_accepts_the_example() -> None:
+    result = _cli("--config", str(EXAMPLE), "config", "check")
+
+    assert result.returncode == 0
+    assert "configuration is valid" in result.stdout
+
+
+def test_config_check_refuses_a_bad_file_with_78(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[cleanup]\nenabled = 'sometimes'\n")
+
+    result = _cli("--config", str(path), "config", "check")
+
+    assert result.returncode == EX_CONFIG
+    assert "cleanup.enabled='sometimes'" in result.stderr and str(path) in result.stderr
+
+
+def test_config_show_masks_the_database_password(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[database]\nurl = "postgresql://poller:hunter2@db.internal:5432/batches"\n')
+
+    result = _cli("--config", str(path), "config", "show")
+
+    assert result.returncode == 0
+    assert "hunter2" not in result.stdout
+    assert 'url = "postgresql://poller:***@db.internal:5432/batches"' in result.stdout
+    shown = tomllib.loads(result.stdout)
+    assert shown["poller"]["interval_seconds"] == 60.0
