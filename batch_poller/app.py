@@ -56,5 +56,5 @@ async def open_runtime(settings: Settings, clock: Clock | None = None) -> AsyncI
         await store.close()
 
 
-def build_supervisor(rt: Runtime) -> Supervisor:
-    return Supervisor(rt, JobTracker(rt))
+def build_supervisor(rt: Runtime, owner: str | None = None) -> Supervisor:
+    return Supervisor(rt, JobTracker(rt), owner)

@@ -6,12 +6,13 @@ The daemon deletes only what it was told it owns: the job's output folder
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from batch_poller.aws.s3 import DELETE_BATCH, S3, S3Uri
+from batch_poller.domain import JobStatus
 from batch_poller.store import JobRow
 
 log = structlog.get_logger(__name__)
@@ -41,7 +42,9 @@ def owned_prefixes(job: JobRow) -> list[str]:
 
 
 def needed_locations(job: JobRow) -> list[str]:
-    """What this job still reads until it is cleaned: its results and its input."""
+    """What this job still reads: its input and output, until its results are stored."""
+    if job.status is JobStatus.FAILED or job.results_fetched_at is not None:
+        return []
     return [p for p in (job.output_s3_prefix, job.input_s3_uri) if p]
 
 
@@ -92,24 +95,43 @@ def _within(prefix: S3Uri, managed: str) -> bool:
     )
 
 
-async def delete_prefix(s3: S3, prefix: S3Uri) -> CleanupResult:
-    """Deletes every object under the prefix, 1,000 keys a request."""
-    batch: list[str] = []
+Counter = Callable[[int], Awaitable[None]]
+
+
+async def _ignore(_: int) -> None:
+    return None
+
+
+async def delete_prefix(s3: S3, prefix: S3Uri, on_deleted: Counter = _ignore) -> CleanupResult:
+    """Deletes every object under the prefix, 1,000 keys a request, counting bytes as it goes."""
     result = CleanupResult()
+    batch: list[str] = []
+    batch_bytes = 0
+
+    async def flush() -> None:
+        nonlocal result, batch, batch_bytes
+        await s3.delete_keys(prefix.bucket, batch)
+        await on_deleted(batch_bytes)
+        result += CleanupResult(len(batch), batch_bytes, 1)
+        batch, batch_bytes = [], 0
+
     async for item in s3.list_objects(prefix):
         if not item.key.startswith(prefix.key):
             log.warning("cleanup_key_outside_prefix", key=item.key, prefix=str(prefix))
             continue
         batch.append(item.key)
-        result += CleanupResult(objects=1, bytes=item.size)
+        batch_bytes += item.size
         if len(batch) == DELETE_BATCH:
-            await s3.delete_keys(prefix.bucket, batch)
-            result += CleanupResult(delete_requests=1)
-            batch = []
+            await flush()
     if batch:
-        await s3.delete_keys(prefix.bucket, batch)
-        result += CleanupResult(delete_requests=1)
+        await flush()
     return result
+
+
+@dataclass(frozen=True)
+class CleanupOutcome:
+    result: CleanupResult
+    refused: list[str]
 
 
 async def clean_job(
@@ -117,11 +139,21 @@ async def clean_job(
     job: JobRow,
     managed_prefixes: Sequence[str],
     others: Iterable[tuple[str, str]] = (),
-) -> CleanupResult:
-    """Checks every prefix the job owns before deleting any of them, then deletes them."""
-    other_prefixes = list(others)
-    prefixes = [checked_prefix(p, managed_prefixes, other_prefixes) for p in owned_prefixes(job)]
+    on_deleted: Counter = _ignore,
+) -> CleanupOutcome:
+    """Deletes each prefix the job owns that the guards allow; says which were refused.
+
+    Each prefix stands alone: a shared input folder that another job still reads is kept for
+    now, while the job's own output folder goes.
+    """
+    needed = list(others)
     result = CleanupResult()
-    for prefix in prefixes:
-        result += await delete_prefix(s3, prefix)
-    return result
+    refused = []
+    for uri in owned_prefixes(job):
+        try:
+            prefix = checked_prefix(uri, managed_prefixes, needed)
+        except CleanupRefused as refusal:
+            refused.append(str(refusal))
+            continue
+        result += await delete_prefix(s3, prefix, on_deleted)
+    return CleanupOutcome(result, refused)

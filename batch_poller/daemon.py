@@ -14,7 +14,7 @@ from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.config import ConfigError, Settings, config_path, load_settings
 from batch_poller.logging import configure_logging
 from batch_poller.runtime import Runtime
-from batch_poller.supervisor import PassReport, Supervisor
+from batch_poller.supervisor import PassReport, Supervisor, daemon_owner
 from batch_poller.systemd import Notifier, keep_watchdog_fed, watchdog_interval
 
 log = structlog.get_logger("batch_poller")
@@ -36,7 +36,7 @@ class Daemon:
     async def run(self, *, once: bool = False) -> int:
         async with open_runtime(self.settings) as rt:  # the database is migrated in here
             self._rt = rt
-            supervisor = self._supervisor = build_supervisor(rt)
+            supervisor = self._supervisor = build_supervisor(rt, daemon_owner())
             supervisor.after_pass = self._after_pass
             if once:
                 report = await supervisor.run_pass(check_all=True)

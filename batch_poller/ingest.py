@@ -5,6 +5,7 @@ record once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +29,7 @@ from batch_poller.store import JobRow, JobStore, RecordRow, RecordTotals
 log = structlog.get_logger(__name__)
 MANIFEST = "manifest.json.out"
 QUEUED_BATCHES = 4  # parsed batches waiting for the store: bounds memory, lets work overlap
+BATCH_BYTES = 8 * 1024 * 1024
 _UNREADABLE = (PARSE_ERROR, LINE_TOO_LONG)
 
 
@@ -131,18 +133,21 @@ async def _write_batches(job: JobRow, rows: AsyncIterator[RecordRow], ctx: Inges
 
     async def read() -> None:
         batch: list[RecordRow] = []
+        size = 0
         async for row in rows:
             batch.append(row)
-            if len(batch) >= ctx.settings.batch_size:
+            size += _row_bytes(row)
+            # Rows are cut by count and by size: large echoed inputs must not fill memory.
+            if len(batch) >= ctx.settings.batch_size or size >= BATCH_BYTES:
                 await queue.put(batch)
-                batch = []
+                batch, size = [], 0
         await queue.put(batch)
         await queue.put(None)
 
     async def write() -> None:
         while (batch := await queue.get()) is not None:
             if batch:
-                await ctx.store.write_records(job.batch_job_arn, batch, ctx.clock.now())
+                await _write(job, batch, ctx)
             if ctx.stopping.is_set():
                 raise Interrupted(f"stopped while storing {job.batch_job_arn}")
 
@@ -150,8 +155,29 @@ async def _write_batches(job: JobRow, rows: AsyncIterator[RecordRow], ctx: Inges
         async with asyncio.TaskGroup() as group:
             group.create_task(read())
             group.create_task(write())
-    except* Interrupted as stopped:
-        raise stopped.exceptions[0] from None
+    except BaseExceptionGroup as failed:
+        # One task failed and the other was cancelled: raise the cause itself, a stop first.
+        stopped = failed.subgroup(Interrupted)
+        raise (stopped or failed).exceptions[0] from None
+
+
+async def _write(job: JobRow, rows: list[RecordRow], ctx: IngestContext) -> None:
+    report = await ctx.store.write_records(job.batch_job_arn, rows, ctx.clock.now())
+    if report.conflicts:
+        # The same id on two lines (two input files with the same ids): keep both records, the
+        # later one under an id that says where it came from.
+        log.warning("duplicate_record_ids", count=len(report.conflicts))
+        renamed = [
+            dataclasses.replace(
+                row, record_id=f"{row.record_id}@{row.source_file}:{row.line_number}"
+            )
+            for row in report.conflicts
+        ]
+        await ctx.store.write_records(job.batch_job_arn, renamed, ctx.clock.now())
+
+
+def _row_bytes(row: RecordRow) -> int:
+    return sum(len(text) for text in (row.model_output, row.model_input, row.raw_text) if text)
 
 
 async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> None:
@@ -192,10 +218,11 @@ async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> None:
 
     await _write_batches(job, unprocessed(), ctx)
     if without_id:
-        log.warning(
-            "input_records_without_id",
-            count=without_id,
-            detail="Bedrock named them itself; which were processed cannot be told",
+        # Bedrock named these records itself: which of them it processed cannot be told, so
+        # the input must stay where it is.
+        raise FetchError(
+            f"{without_id} input records have no recordId, so the unprocessed ones cannot be "
+            f"told apart; {job.input_s3_uri} is kept"
         )
 
 

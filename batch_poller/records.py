@@ -19,7 +19,6 @@ PARSE_ERROR = "PARSE_ERROR"
 LINE_TOO_LONG = "LINE_TOO_LONG"
 NOT_PROCESSED = "NOT_PROCESSED"
 _RECORD_ID = re.compile(rb'"recordId"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
-_RAW_TEXT_LIMIT = 64 * 1024
 
 
 def parse_line(
@@ -77,7 +76,8 @@ def unreadable_line(raw: bytes, source_file: str, line_number: int, why: str) ->
         error_message=f"{source_file} line {line_number}: {why}",
         source_file=source_file,
         line_number=line_number,
-        raw_text=raw[:_RAW_TEXT_LIMIT].decode("utf-8", errors="replace"),
+        # The whole line: it is the only copy once the output folder is cleaned up.
+        raw_text=raw.decode("utf-8", errors="replace"),
     )
 
 
@@ -92,7 +92,7 @@ def overlong_line(
         error_message=f"{source_file} line {line_number}: {length} bytes, over the {limit} limit",
         source_file=source_file,
         line_number=line_number,
-        raw_text=prefix[:_RAW_TEXT_LIMIT].decode("utf-8", errors="replace"),
+        raw_text=prefix.decode("utf-8", errors="replace"),
     )
 
 

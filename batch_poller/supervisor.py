@@ -1,14 +1,20 @@
-"""The daemon's loop: every interval it gathers the jobs that can move on, runs one tracker
-coroutine per job (bounded), and sleeps until the next pass, a wake-up or a stop."""
+"""The daemon's loop: every interval it starts a pass that gathers the jobs that can move on,
+leases them, and runs one tracker coroutine per job. A long fetch does not hold the next pass
+up: passes overlap, and a job already being worked on is left to the pass that has it."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import secrets
+import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -18,6 +24,18 @@ from batch_poller.store import JobRow
 from batch_poller.tracker import JobTracker, Step
 
 log = structlog.get_logger("batch_poller.supervisor")
+LEASE = timedelta(minutes=5)
+
+
+def daemon_owner() -> str:
+    """The lease owner of `batch-poller run` on this host. It is the same after a restart, so a
+    restarted daemon takes its leases back at once instead of waiting for them to run out."""
+    return f"batch-poller@{socket.gethostname()}"
+
+
+def one_off_owner() -> str:
+    """The lease owner of a one-off command, distinct from a daemon running beside it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 @dataclass(frozen=True)
@@ -37,18 +55,21 @@ class PassReport:
 
 
 class Supervisor:
-    def __init__(self, runtime: Runtime, tracker: JobTracker) -> None:
+    def __init__(self, runtime: Runtime, tracker: JobTracker, owner: str | None = None) -> None:
         self.rt = runtime
         self.tracker = tracker
+        # Names this process in the leases it takes on jobs.
+        self.owner = owner or one_off_owner()
         self.paused = not runtime.settings.poller.enabled
         self.last_pass_at: datetime | None = None
         self.next_pass_at: datetime | None = None
         self.passes = 0
         self.in_flight: set[str] = set()
-        self._wake = asyncio.Event()
-        self._pass_lock = asyncio.Lock()
         # Told about every pass (the daemon updates systemd's STATUS= from it).
         self.after_pass: Callable[[PassReport], Awaitable[None]] | None = None
+        self._wake = asyncio.Event()
+        self._limit = ConcurrencyLimit(lambda: runtime.settings.poller.max_concurrent_jobs)
+        self._passes: set[asyncio.Task[Any]] = set()
 
     async def run_pass(self, *, check_all: bool = False, retry_failed: bool = False) -> PassReport:
         """One pass: resume half-fetched jobs, check due ones, clean stored ones.
@@ -56,46 +77,57 @@ class Supervisor:
         check_all ignores the check interval (the first pass after a start does this);
         retry_failed also retries RESULT_FETCH_FAILED jobs (process-completed).
         """
-        async with self._pass_lock:
-            started = time.monotonic()
-            jobs = await self._gather_jobs(check_all, retry_failed)
+        started = time.monotonic()
+        jobs = await self._take_jobs(check_all, retry_failed)
+        try:
             report = await self._run_trackers(jobs, retry_failed)
-            self.last_pass_at = self.rt.clock.now()
-            self.passes += 1
-            log.debug("pass_done", seconds=round(time.monotonic() - started, 3), **report.as_dict())
+        finally:
+            arns = [job.batch_job_arn for job in jobs]
+            self.in_flight.difference_update(arns)
+            await self.rt.store.leases.release(arns, self.owner)
+        self.last_pass_at = self.rt.clock.now()
+        self.passes += 1
+        log.debug("pass_done", seconds=round(time.monotonic() - started, 3), **report.as_dict())
         if self.after_pass is not None:
             await self.after_pass(report)
         return report
 
-    async def _gather_jobs(self, check_all: bool, retry_failed: bool) -> list[JobRow]:
+    async def _take_jobs(self, check_all: bool, retry_failed: bool) -> list[JobRow]:
+        """The jobs this pass works on: wanted, not in another pass, and leased to us."""
         store = self.rt.store
-        poller = self.rt.settings.poller
-        interval = 0.0 if check_all else poller.check_interval_seconds
+        interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
+        now = self.rt.clock.now()
         groups = [
             await store.get_jobs_needing_fetch(),
-            await store.get_pending_batch_jobs_for_polling(interval, self.rt.clock.now()),
+            await store.get_pending_batch_jobs_for_polling(interval, now),
             await store.get_batch_jobs_pending_cleanup(),
         ]
         if retry_failed:
             groups.append(await store.get_fetch_failed_jobs())
-        unique: dict[str, JobRow] = {}
+        wanted: dict[str, JobRow] = {}
         for group in groups:
             for job in group:
                 if job.batch_job_arn not in self.in_flight:
-                    unique.setdefault(job.batch_job_arn, job)
-        return list(unique.values())
+                    wanted.setdefault(job.batch_job_arn, job)
+        # Reserved here before the next await, so an overlapping pass cannot take them too.
+        self.in_flight.update(wanted)
+        try:
+            leased = await store.leases.claim(wanted, self.owner, now + LEASE, now)
+        except BaseException:
+            self.in_flight.difference_update(wanted)
+            raise
+        self.in_flight.difference_update(set(wanted) - leased)
+        return [job for arn, job in wanted.items() if arn in leased]
 
     async def _run_trackers(self, jobs: list[JobRow], retry_failed: bool) -> PassReport:
-        limit = asyncio.Semaphore(self.rt.settings.poller.max_concurrent_jobs)
         steps: Counter[Step] = Counter()
         interrupted = crashed = 0
 
         async def one(job: JobRow) -> None:
             nonlocal interrupted, crashed
-            async with limit:
+            async with self._limit.slot():
                 if self.rt.stopping.is_set():
                     return
-                self.in_flight.add(job.batch_job_arn)
                 try:
                     steps.update(await self.tracker.advance(job, retry_failed_fetch=retry_failed))
                 except Interrupted:
@@ -104,13 +136,27 @@ class Supervisor:
                 except Exception:  # one job's bug must not stop the others
                     crashed += 1
                     log.exception("job_step_crashed", job_arn=job.batch_job_arn)
-                finally:
-                    self.in_flight.discard(job.batch_job_arn)
 
-        async with asyncio.TaskGroup() as group:
-            for job in jobs:
-                group.create_task(one(job))
+        heartbeat = asyncio.create_task(self._extend_leases([j.batch_job_arn for j in jobs]))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for job in jobs:
+                    group.create_task(one(job))
+        finally:
+            heartbeat.cancel()
         return PassReport(len(jobs), steps, interrupted, crashed)
+
+    async def _extend_leases(self, arns: list[str]) -> None:
+        """Keeps this pass's leases alive while its jobs are worked on: a fetch can take long."""
+        while arns:
+            await asyncio.sleep(LEASE.total_seconds() / 3)
+            lost = set(arns) - await self.rt.store.leases.extend(
+                arns, self.owner, self.rt.clock.now() + LEASE
+            )
+            if lost:
+                log.warning("leases_lost", jobs=sorted(lost))
+
+    # -- the loop ----------------------------------------------------------------------------
 
     def wake(self) -> None:
         """Start the next pass now (a reload, a resume, or a request for one)."""
@@ -127,16 +173,26 @@ class Supervisor:
         """Passes until the daemon stops. The first pass checks every unfinished job at once."""
         first = True
         while not self.rt.stopping.is_set():
-            self._wake.clear()  # a wake-up during the pass below asks for one more
+            self._wake.clear()  # a wake-up from now on asks for one more pass
             if not self.paused:
-                try:
-                    await self.run_pass(check_all=first)
-                    first = False
-                except Exception:  # the store or AWS was unreachable for a whole pass
-                    log.exception("pass_failed")
+                self._start_pass(check_all=first)
+                first = False
             interval = self.rt.settings.poller.interval_seconds
             self.next_pass_at = self.rt.clock.now() + timedelta(seconds=interval)
             await self._sleep(interval)
+        if self._passes:
+            await asyncio.wait(self._passes)
+
+    def _start_pass(self, *, check_all: bool) -> None:
+        async def guarded() -> None:
+            try:
+                await self.run_pass(check_all=check_all)
+            except Exception:  # the store or AWS was unreachable for a whole pass
+                log.exception("pass_failed")
+
+        task = asyncio.create_task(guarded(), name="pass")
+        self._passes.add(task)
+        task.add_done_callback(self._passes.discard)
 
     async def _sleep(self, seconds: float) -> None:
         waits = [
@@ -149,3 +205,25 @@ class Supervisor:
         finally:
             for waiter in waits:
                 waiter.cancel()
+
+
+class ConcurrencyLimit:
+    """At most limit() holders at once, shared by overlapping passes. The limit is read live,
+    so a reload that changes it applies to the next job that starts."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self._limit = limit
+        self._busy = 0
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._busy < self._limit())
+            self._busy += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._busy -= 1
+                self._changed.notify_all()

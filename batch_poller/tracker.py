@@ -15,7 +15,7 @@ from typing import TypeVar
 import structlog
 
 from batch_poller.aws.errors import AwsError
-from batch_poller.cleanup import CleanupRefused, clean_job, needed_locations
+from batch_poller.cleanup import clean_job, needed_locations
 from batch_poller.domain import (
     BedrockStatus,
     JobStatus,
@@ -26,6 +26,7 @@ from batch_poller.domain import (
 )
 from batch_poller.ingest import FetchError, IngestContext, Interrupted, ingest_job
 from batch_poller.pricing import cost, price_for
+from batch_poller.records import LINE_TOO_LONG
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobRow
 
@@ -73,11 +74,17 @@ class JobTracker:
                 steps.append(step)
             waiting = awaiting_fetch(job)
             if waiting and (job.status is not JobStatus.RESULT_FETCH_FAILED or retry_failed_fetch):
+                self._raise_if_stopping()
                 job, step = await self.fetch(job)
                 steps.append(step)
             if awaiting_cleanup(job) and self.rt.settings.cleanup.enabled:
+                self._raise_if_stopping()
                 steps.append(await self.clean(job))
         return steps
+
+    def _raise_if_stopping(self) -> None:
+        if self.rt.stopping.is_set():
+            raise Interrupted("stopping: the next step waits for the next start")
 
     # -- check -------------------------------------------------------------------------------
 
@@ -86,7 +93,8 @@ class JobTracker:
         try:
             remote = await self.rt.bedrock.get_job(arn)
         except AwsError as error:
-            if error.transient:
+            if not error.fatal_for_job:
+                # Throttling, an outage, expired credentials: none of them is the job's fault.
                 log.warning("status_check_failed", error=str(error), detail="retried next pass")
                 return job, Step.CHECK_FAILED
             log.error("job_failed", error=str(error), detail="Bedrock refused to describe it")
@@ -125,7 +133,9 @@ class JobTracker:
                 totals, manifest = await ingest_job(job, partial, self._ingest_context(job))
             except Interrupted:
                 raise
-            except (FetchError, AwsError, ValueError) as error:
+            except Exception as error:  # any failure is an attempt: no job crashes every pass
+                if not isinstance(error, FetchError | AwsError):
+                    log.exception("result_fetch_error")
                 now = self.rt.clock.now()
                 await _committed(self.rt.store.increment_fetch_attempts(arn, str(error), now))
                 if attempt == settings.max_retries:
@@ -184,28 +194,47 @@ class JobTracker:
 
     # -- cleanup -----------------------------------------------------------------------------
 
-    async def clean(self, job: JobRow) -> Step:
+    async def clean(self, job: JobRow, *, force: bool = False) -> Step:
+        """Deletes the job's folders. A job with lines too long to store whole keeps them,
+        unless forced: those lines exist nowhere else."""
         arn = job.batch_job_arn
+        totals = await self.rt.store.record_counts(arn)
+        too_long = totals.by_error_code.get(LINE_TOO_LONG, 0)
+        if too_long and not force:
+            return await self._cleanup_refused(
+                job,
+                f"{too_long} result lines were longer than [results] max_line_bytes and exist "
+                "only in S3: raise the limit and fetch again, or `cleanup --force`",
+            )
         others = [
-            (other.batch_job_arn, prefix)
+            (other.batch_job_arn, location)
             for other in await self.rt.store.list_jobs_not_cleaned()
             if other.batch_job_arn != arn
-            for prefix in needed_locations(other)
+            for location in needed_locations(other)
         ]
+
+        async def count(freed: int) -> None:
+            await _committed(self.rt.store.add_bytes_freed(arn, freed, self.rt.clock.now()))
+
         try:
-            result = await clean_job(
-                self.rt.s3, job, self.rt.settings.cleanup.managed_prefixes, others
+            outcome = await clean_job(
+                self.rt.s3, job, self.rt.settings.cleanup.managed_prefixes, others, count
             )
-        except (CleanupRefused, AwsError) as error:
-            now = self.rt.clock.now()
-            attempts = await _committed(self.rt.store.record_cleanup_error(arn, str(error), now))
-            log.error("cleanup_failed", error=str(error), attempts=attempts)
-            return Step.CLEANUP_FAILED
-        await _committed(
-            self.rt.store.mark_cleanup_completed(arn, result.bytes, self.rt.clock.now())
+        except AwsError as error:
+            return await self._cleanup_refused(job, str(error))
+        if outcome.refused:
+            return await self._cleanup_refused(job, "; ".join(outcome.refused))
+        await _committed(self.rt.store.mark_cleanup_completed(arn, self.rt.clock.now()))
+        log.info(
+            "cleanup_completed", objects=outcome.result.objects, bytes_freed=outcome.result.bytes
         )
-        log.info("cleanup_completed", objects=result.objects, bytes_freed=result.bytes)
         return Step.CLEANED
+
+    async def _cleanup_refused(self, job: JobRow, why: str) -> Step:
+        now = self.rt.clock.now()
+        attempts = await _committed(self.rt.store.record_cleanup_error(job.batch_job_arn, why, now))
+        log.error("cleanup_failed", error=why, attempts=attempts)
+        return Step.CLEANUP_FAILED
 
     async def _reload(self, job: JobRow) -> JobRow:
         fresh = await self.rt.store.get_job(job.batch_job_arn)
@@ -214,5 +243,10 @@ class JobTracker:
 
 
 async def _committed(write: Awaitable[T]) -> T:
-    """A state write that survives cancellation: SIGTERM never leaves work half-recorded."""
-    return await asyncio.shield(write)
+    """A state write that survives cancellation: it finishes before the cancellation goes on."""
+    task = asyncio.ensure_future(write)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.cleanup import CleanupRefused, checked_prefix
 from batch_poller.domain import JOB_ARN_PATTERN, JobStatus, internal_status
@@ -51,6 +52,8 @@ async def track_jobs(
             if error.not_found:
                 raise TrackError(f"unknown job: Bedrock has no job {arn}") from None
             raise TrackError(f"cannot read job {arn} from Bedrock: {error}") from None
+    if input_prefix is not None:
+        _check_input_within(remote_jobs[0], input_prefix)
     results = []
     for remote in remote_jobs:
         status = internal_status(remote.status)
@@ -71,5 +74,32 @@ async def track_jobs(
             ),
             rt.clock.now(),
         )
+        if not new:
+            await _requeue_if_wrongly_failed(rt, remote)
         results.append(Tracked(remote.arn, new, status, remote.status.value))
     return results
+
+
+def _check_input_within(remote: BedrockJob, input_prefix: str) -> None:
+    """The folder the daemon may delete must hold the job's input, not merely be near it."""
+    input_uri = remote.input_uri or ""
+    if not (input_uri.rstrip("/") + "/").startswith(input_prefix):
+        raise TrackError(
+            f"input prefix refused: {input_prefix} does not hold the job's input {input_uri}"
+        )
+
+
+async def _requeue_if_wrongly_failed(rt: Runtime, remote: BedrockJob) -> None:
+    """Tracking again a job the daemon gave up on (say, while access was denied) puts it back
+    in the queue, when Bedrock does not report it failed."""
+    stored = await rt.store.get_job(remote.arn)
+    failed_at_bedrock = internal_status(remote.status) is JobStatus.FAILED
+    if stored is not None and stored.status is JobStatus.FAILED and not failed_at_bedrock:
+        await rt.store.record_check(
+            remote.arn,
+            bedrock_status=remote.status,
+            status=internal_status(remote.status),
+            message=remote.message,
+            completed_at=remote.ended_at,
+            now=rt.clock.now(),
+        )

@@ -13,6 +13,7 @@ from botocore.exceptions import (
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     ReadTimeoutError,
     ResponseStreamingError,
 )
@@ -43,11 +44,15 @@ TRANSIENT_CODES = frozenset(
         "504",
     }
 )
+JOB_FATAL_CODES = frozenset(
+    {"ResourceNotFoundException", "AccessDeniedException", "ValidationException"}
+)
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "SlowDown"}
 )
 _NETWORK_ERRORS = (
     EndpointConnectionError,
+    HTTPClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
     ReadTimeoutError,
@@ -70,6 +75,11 @@ class AwsError(Exception):
     @property
     def throttled(self) -> bool:
         return self.code in THROTTLING_CODES
+
+    @property
+    def fatal_for_job(self) -> bool:
+        """Bedrock says this job cannot be described at all: it does not exist, or is not ours."""
+        return self.code in JOB_FATAL_CODES
 
     @property
     def not_found(self) -> bool:

@@ -8,6 +8,7 @@ from batch_poller.store.jobs import (
     RecordRow,
     RecordTotals,
     UnknownJobError,
+    WriteReport,
     open_store,
 )
 from batch_poller.store.migrations import current_version, upgrade
@@ -19,6 +20,7 @@ __all__ = [
     "RecordRow",
     "RecordTotals",
     "UnknownJobError",
+    "WriteReport",
     "current_version",
     "make_engine",
     "open_store",

@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, Update, func, or_, select, update
+from sqlalchemy import CursorResult, Update, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
 from batch_poller.store.engine import dialect_insert, make_engine
+from batch_poller.store.leases import LeaseStore
 from batch_poller.store.migrations import upgrade
 from batch_poller.store.tables import batch_records, bedrock_batch_jobs
 
@@ -78,6 +79,8 @@ class JobRow:
     bytes_freed: int | None
     created_at: datetime
     updated_at: datetime
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[Any, Any]) -> JobRow:
@@ -123,11 +126,30 @@ class RecordTotals:
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
 
 
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    written: int
+    # Rows not written: their record id belongs to another line already.
+    conflicts: list[RecordRow]
+
+
+def _origin(row: RecordRow) -> tuple[str | None, int | None]:
+    return row.source_file, row.line_number
+
+
+def _storable(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL characters (SQLite can): the same data in both."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
 class JobStore:
     """All persistence for the daemon. Every method is one short transaction."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.leases = LeaseStore(engine)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -307,15 +329,23 @@ class JobStore:
         }
         if error is not None:
             values["last_error"] = error
-        stmt = update(_JOBS).values(values).returning(_JOBS.c.results_fetch_attempts)
-        return await self._update_returning_int(arn, stmt)
+        # Once results are stored, a late failure of another fetch must not count against them.
+        stmt = (
+            update(_JOBS)
+            .where(_JOBS.c.results_fetched_at.is_(None))
+            .values(values)
+            .returning(_JOBS.c.results_fetch_attempts)
+        )
+        return await self._update_returning_int(arn, stmt, missing_ok=True)
 
     async def mark_fetch_failed(self, arn: str, error: str, now: datetime) -> None:
+        """Only a job whose results are not stored can fail its fetch."""
         await self._update(
             arn,
-            update(_JOBS).values(
-                status=JobStatus.RESULT_FETCH_FAILED.value, last_error=error, updated_at=now
-            ),
+            update(_JOBS)
+            .where(_JOBS.c.results_fetched_at.is_(None))
+            .values(status=JobStatus.RESULT_FETCH_FAILED.value, last_error=error, updated_at=now),
+            missing_ok=True,
         )
 
     async def mark_failed(self, arn: str, message: str, now: datetime) -> None:
@@ -333,13 +363,23 @@ class JobStore:
             ),
         )
 
-    async def mark_cleanup_completed(self, arn: str, bytes_freed: int, now: datetime) -> None:
-        """Cleanup is done; the last_error it may have left is cleared."""
+    async def add_bytes_freed(self, arn: str, freed: int, now: datetime) -> None:
+        """Counts bytes as they are deleted, so an interrupted cleanup keeps its count."""
         await self._update(
             arn,
             update(_JOBS).values(
-                cleanup_completed_at=now, bytes_freed=bytes_freed, last_error=None, updated_at=now
+                bytes_freed=func.coalesce(_JOBS.c.bytes_freed, 0) + freed, updated_at=now
             ),
+        )
+
+    async def mark_cleanup_completed(self, arn: str, now: datetime) -> None:
+        """Cleanup is done; the last_error it may have left is cleared."""
+        await self._update(
+            arn,
+            update(_JOBS)
+            .where(_JOBS.c.cleanup_completed_at.is_(None))
+            .values(cleanup_completed_at=now, last_error=None, updated_at=now),
+            missing_ok=True,
         )
 
     async def record_cleanup_error(self, arn: str, error: str, now: datetime) -> int:
@@ -353,31 +393,48 @@ class JobStore:
 
     # -- records -------------------------------------------------------------
 
-    async def write_records(self, arn: str, rows: Sequence[RecordRow], now: datetime) -> int:
-        """Upsert records in one transaction; returns how many distinct records were written.
+    async def write_records(
+        self, arn: str, rows: Sequence[RecordRow], now: datetime
+    ) -> WriteReport:
+        """Upserts records in one transaction, as one multi-row statement per chunk.
 
-        A record written again replaces the stored one, so a resumed ingest is harmless.
+        A record written again from the same file and line replaces the stored one, so a
+        resumed ingest is harmless. A row whose record id is already taken by another line is
+        not written: it comes back in `conflicts`, for the caller to store under another id.
         """
-        # Last occurrence wins, as it would row by row, and no statement sees a key twice.
-        unique = {row.record_id: row for row in rows}
+        unique: dict[str, RecordRow] = {}
+        conflicts: list[RecordRow] = []
+        for row in rows:
+            earlier = unique.get(row.record_id)
+            if earlier is not None and _origin(earlier) != _origin(row):
+                conflicts.append(row)
+            else:
+                unique[row.record_id] = row
         if not unique:
-            return 0
+            return WriteReport(0, conflicts)
         params = [
-            {"batch_job_arn": arn, "stored_at": now, **{f: getattr(r, f) for f in _RECORD_FIELDS}}
+            {
+                "batch_job_arn": arn,
+                "stored_at": now,
+                **{f: _storable(getattr(r, f)) for f in _RECORD_FIELDS},
+            }
             for r in unique.values()
         ]
         async with self.engine.begin() as conn:
             stmt = dialect_insert(conn.dialect.name, _RECORDS)
             replaced = {c.name: stmt.excluded[c.name] for c in _RECORDS.c if not c.primary_key}
-            # A list of parameter sets makes this one executemany, not N statements.
-            await conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[_RECORDS.c.batch_job_arn, _RECORDS.c.record_id],
-                    set_=replaced,
-                ),
-                params,
+            same_line = and_(
+                _RECORDS.c.source_file.is_not_distinct_from(stmt.excluded.source_file),
+                _RECORDS.c.line_number.is_not_distinct_from(stmt.excluded.line_number),
             )
-        return len(params)
+            upsert = stmt.on_conflict_do_update(
+                index_elements=[_RECORDS.c.batch_job_arn, _RECORDS.c.record_id],
+                set_=replaced,
+                where=same_line,
+            ).returning(_RECORDS.c.record_id)
+            written = set((await conn.execute(upsert, params)).scalars())
+        conflicts += [row for row in unique.values() if row.record_id not in written]
+        return WriteReport(len(written), conflicts)
 
     async def record_counts(self, arn: str) -> RecordTotals:
         """Totals from one GROUP BY (outcome, error_code) query, summed up here."""
@@ -433,19 +490,32 @@ class JobStore:
             result = await conn.execute(query)
             return [JobRow.from_mapping(row) for row in result.mappings()]
 
-    async def _update(self, arn: str, stmt: Update) -> None:
+    async def _update(self, arn: str, stmt: Update, *, missing_ok: bool = False) -> None:
+        """missing_ok: a guarded update that matched nothing is not an error, if the job exists."""
         async with self.engine.begin() as conn:
             result: CursorResult[Any] = await conn.execute(stmt.where(_JOBS.c.batch_job_arn == arn))
-            if result.rowcount == 0:
+            if result.rowcount == 0 and not (missing_ok and await self._exists(conn, arn)):
                 raise UnknownJobError(arn)
 
-    async def _update_returning_int(self, arn: str, stmt: Update) -> int:
+    async def _update_returning_int(
+        self, arn: str, stmt: Update, *, missing_ok: bool = False
+    ) -> int:
+        """The returned value; 0 when a guarded update matched nothing (missing_ok)."""
         async with self.engine.begin() as conn:
             result = await conn.execute(stmt.where(_JOBS.c.batch_job_arn == arn))
             value = result.scalar_one_or_none()
+            if value is None and missing_ok and await self._exists(conn, arn):
+                return 0
         if value is None:
             raise UnknownJobError(arn)
         return int(value)
+
+    @staticmethod
+    async def _exists(conn: Any, arn: str) -> bool:
+        found = await conn.execute(
+            select(_JOBS.c.batch_job_arn).where(_JOBS.c.batch_job_arn == arn)
+        )
+        return found.first() is not None
 
 
 async def open_store(url: str, *, schema: str | None = None) -> JobStore:

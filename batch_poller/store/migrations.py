@@ -132,7 +132,22 @@ def _m3_raw_text(conn: Connection) -> None:
     _add_columns(conn, "batch_records", Column("raw_text", Text))
 
 
-MIGRATIONS: Sequence[Migration] = (_m1_initial, _m2_cleanup_accounting, _m3_raw_text)
+def _m4_leases(conn: Connection) -> None:
+    """Who works on a job until when, so that several daemons can share one database."""
+    _add_columns(
+        conn,
+        "bedrock_batch_jobs",
+        Column("claimed_by", Text),
+        Column("claimed_until", UTCDateTime),
+    )
+
+
+MIGRATIONS: Sequence[Migration] = (
+    _m1_initial,
+    _m2_cleanup_accounting,
+    _m3_raw_text,
+    _m4_leases,
+)
 assert len(MIGRATIONS) == SCHEMA_VERSION, "tables.SCHEMA_VERSION must follow MIGRATIONS"
 
 

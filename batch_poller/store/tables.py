@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -88,6 +88,9 @@ bedrock_batch_jobs = Table(
     Column("bytes_freed", BigInteger),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A lease: the daemon that works on this job, until when (see store/leases.py).
+    Column("claimed_by", Text),
+    Column("claimed_until", UTCDateTime),
     Index("ix_bedrock_batch_jobs_status_checked", "status", "last_checked_at"),
     Index("ix_bedrock_batch_jobs_job_id", "job_id"),
 )

@@ -12,6 +12,7 @@ import pytest
 from batch_poller.cli import main
 from batch_poller.commands import TABLE_COLUMNS
 from batch_poller.emulator.server import Endpoints
+from batch_poller.store.tables import SCHEMA_VERSION
 from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input
 from tests.processes import write_config
 
@@ -151,7 +152,7 @@ async def test_process_completed_retries_failed_fetches(
 async def test_db_upgrade_reports_the_version(capsys: Any, config: Path, endpoints: Any) -> None:
     code, out, _ = await cli(capsys, config, "db", "upgrade")
 
-    assert code == 0 and out.strip() == "database schema at version 3"
+    assert code == 0 and out.strip() == f"database schema at version {SCHEMA_VERSION}"
 
 
 @pytest.mark.parametrize(

@@ -208,13 +208,18 @@ async def test_transient_errors_that_outlast_the_retries_leave_the_job_for_the_n
 
 
 async def test_a_half_fetched_job_is_fetched_again_without_duplicates(
-    make_settings: Any, clock: FakeClock, control: Any, runtime: Runtime, submit: JobFactory
+    make_settings: Any,
+    clock: FakeClock,
+    control: Any,
+    runtime: Runtime,
+    s3: Any,
+    submit: JobFactory,
 ) -> None:
     arn = await submit(12)
     await control.finish(arn, "Completed")
     # What a crash mid-ingest leaves: Bedrock's status recorded, some records, no fetched mark.
     from batch_poller.domain import BedrockStatus
-    from batch_poller.store import RecordRow
+    from batch_poller.records import parse_line
 
     await runtime.store.record_check(
         arn,
@@ -224,7 +229,11 @@ async def test_a_half_fetched_job_is_fetched_again_without_duplicates(
         completed_at=clock.now(),
         now=clock.now(),
     )
-    some = [RecordRow(record_id=f"j1-{i:05d}", outcome="ok", model_output="{}") for i in range(4)]
+    lines = (await read_object(s3, _folder(arn) + "input.jsonl.out")).splitlines()
+    some = [
+        parse_line(line, source_file="input.jsonl.out", line_number=n, store_model_input=False)
+        for n, line in enumerate(lines[:4], start=1)
+    ]
     await runtime.store.write_records(arn, some, clock.now())
 
     async with open_runtime(make_settings(), clock=clock) as restarted:

@@ -23,6 +23,7 @@ import pytest
 from batch_poller.app import open_runtime
 from batch_poller.config import load_settings
 from batch_poller.emulator.server import Endpoints
+from batch_poller.store.tables import SCHEMA_VERSION
 from batch_poller.tracking import track_jobs
 from tests.helpers import BUCKET, create_job, make_records, put_input
 from tests.processes import DEADLINE, Daemon, job_column, write_config
@@ -177,7 +178,7 @@ async def test_ready_status_watchdog_and_journal_fields(
     )
 
     messages = notify_messages(notify)
-    assert migrated == 3  # READY=1 came after the migration
+    assert migrated == SCHEMA_VERSION  # READY=1 came after the migration
     assert "STATUS" in messages[0] and messages[0]["READY"] == "1"
     stored = _events(journal, "results_stored")
     assert len(stored) == 1

@@ -252,13 +252,53 @@ async def test_cleanup_pending_until_completed(store: JobStore) -> None:
     one = next(j for j in pending if j.batch_job_arn == arn(1))
     assert (one.cleanup_attempts, one.last_error) == (2, "AccessDenied again")
 
-    await store.mark_cleanup_completed(arn(1), 123_456_789_012, NOW + MINUTE)
+    await store.add_bytes_freed(arn(1), 123_456_789_000, NOW)
+    await store.add_bytes_freed(arn(1), 12, NOW)
+    await store.mark_cleanup_completed(arn(1), NOW + MINUTE)
+    await store.mark_cleanup_completed(
+        arn(1), NOW + 2 * MINUTE
+    )  # a late second run changes nothing
     assert [j.batch_job_arn for j in await store.get_batch_jobs_pending_cleanup()] == [arn(2)]
     done = await store.get_job(arn(1))
     assert done is not None
     assert done.cleanup_completed_at == NOW + MINUTE
-    assert done.bytes_freed == 123_456_789_012  # needs the BIGINT
+    assert done.bytes_freed == 123_456_789_012  # counted as deleted; needs the BIGINT
     assert done.last_error is None
+
+
+async def test_a_late_fetch_failure_does_not_touch_stored_results(store: JobStore) -> None:
+    await store.track_job(new_job(1), NOW)
+    await store.mark_results_fetched(arn(1), RecordTotals(total=3), JobStatus.COMPLETED, NOW)
+
+    attempts = await store.increment_fetch_attempts(arn(1), "NoSuchKey", NOW)
+    await store.mark_fetch_failed(arn(1), "NoSuchKey", NOW)
+
+    job = await store.get_job(arn(1))
+    assert attempts == 0
+    assert job is not None and job.status is JobStatus.COMPLETED and job.last_error is None
+    with pytest.raises(UnknownJobError):
+        await store.mark_fetch_failed(arn(9), "no such job", NOW)
+
+
+async def test_leases_give_each_job_to_one_owner_until_they_run_out(store: JobStore) -> None:
+    for n in (1, 2, 3):
+        await store.track_job(new_job(n), NOW)
+    all_three = {arn(1), arn(2), arn(3)}
+
+    first = await store.leases.claim({arn(1), arn(2)}, "a", NOW + MINUTE, NOW)
+    second = await store.leases.claim(all_three, "b", NOW + MINUTE, NOW)
+    extended = await store.leases.extend({arn(1), arn(3)}, "a", NOW + 3 * MINUTE)
+    taken_over = await store.leases.claim(all_three, "b", NOW + 4 * MINUTE, NOW + 2 * MINUTE)
+    await store.leases.release(all_three, "b")
+    after_release = await store.leases.claim(all_three, "c", NOW + 5 * MINUTE, NOW + 2 * MINUTE)
+
+    assert first == {arn(1), arn(2)}
+    assert second == {arn(3)}
+    assert extended == {arn(1)}
+    assert taken_over == {arn(2), arn(3)}  # a's lease on 2 ran out; 1 was extended
+    assert after_release == {arn(2), arn(3)}
+    job = await store.get_job(arn(1))
+    assert job is not None and (job.claimed_by, job.claimed_until) == ("a", NOW + 3 * MINUTE)
 
 
 async def test_status_counts_include_zeros(store: JobStore) -> None:
