@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
 
     cleanup = add("cleanup", _cleanup, "delete a stored job's S3 folders now")
     cleanup.add_argument("job", metavar="JOB", help="job ARN or job id")
+    cleanup.add_argument(
+        "--force",
+        action="store_true",
+        help="also when result lines too long to store exist only in S3",
+    )
 
     config = add("config", _config, "check the configuration, or show the effective settings")
     config.add_argument("action", choices=["check", "show"])
@@ -155,7 +160,7 @@ def _process_completed(args: argparse.Namespace, settings: Settings | None) -> i
 def _cleanup(args: argparse.Namespace, settings: Settings | None) -> int:
     from batch_poller.commands import cleanup_job
 
-    return _arun(cleanup_job(_need(settings), args.job))
+    return _arun(cleanup_job(_need(settings), args.job, force=args.force))
 
 
 def _config(args: argparse.Namespace, settings: Settings | None) -> int:

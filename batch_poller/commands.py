@@ -144,7 +144,7 @@ async def process_completed(settings: Settings) -> int:
     return 0
 
 
-async def cleanup_job(settings: Settings, job_ref: str) -> int:
+async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) -> int:
     async with open_runtime(settings) as rt:
         job = await rt.store.get_job(job_ref)
         if job is None:
@@ -157,7 +157,7 @@ async def cleanup_job(settings: Settings, job_ref: str) -> int:
                 f"{job.batch_job_arn} is {job.status.value}: its results are not stored yet, "
                 "so its S3 folders are kept"
             )
-        step = await build_supervisor(rt).tracker.clean(job)
+        step = await build_supervisor(rt).tracker.clean(job, force=force)
         job = await rt.store.get_job(job.batch_job_arn)
     assert job is not None
     if job.cleanup_completed_at is None:
