@@ -137,3 +137,11 @@ def test_config_show_masks_the_database_password(tmp_path: Path) -> None:
     assert 'url = "postgresql://poller:***@db.internal:5432/batches"' in result.stdout
     shown = tomllib.loads(result.stdout)
     assert shown["poller"]["interval_seconds"] == 60.0
+
+
+def test_the_install_script_is_valid_bash() -> None:
+    result = subprocess.run(
+        ["bash", "-n", str(ROOT / "deploy" / "install.sh")], capture_output=True
+    )
+
+    assert result.returncode == 0, result.stderr

@@ -228,7 +228,8 @@ async def test_sighup_applies_a_new_interval_on_the_next_pass(
         lambda: any("last pass" in m.get("STATUS", "") for m in notify_messages(notify)), "a pass"
     )
 
-    config.write_text(config.read_text().replace("3600", "0.2"))
+    assert not any(e["PRIORITY"] == "7" for e in journal_entries(journal))
+    config.write_text(config.read_text().replace("3600", "0.2").replace('"INFO"', '"DEBUG"'))
     daemon.signal(signal.SIGHUP)
     wait_until(lambda: _events(journal, "reloaded"), "the reload", daemon)
     arn = await _finished_job(config, bedrock, s3, control, "after-reload")
@@ -237,6 +238,8 @@ async def test_sighup_applies_a_new_interval_on_the_next_pass(
     wait_until(lambda: job_column(tmp_path / "daemon.db", arn, "status") == "COMPLETED", "the job")
     reloaded = _events(journal, "reloaded")[0]
     assert "poller.interval_seconds" in reloaded["CHANGED"]
+    assert "logging.level" in reloaded["CHANGED"]
+    assert _events(journal, "pass_done")[0]["PRIORITY"] == "7"  # the new level applies at once
     kinds = [next(iter(m)) for m in notify_messages(notify)]
     assert kinds.index("RELOADING") < len(kinds) - 1
     after = notify_messages(notify)[kinds.index("RELOADING") + 1 :]
