@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +91,29 @@ class Daemon:
         self._log.close()
         return code
 
+    def stop(self) -> None:
+        """SIGTERM if it still runs, then make sure it is gone."""
+        if self.process.poll() is None:
+            self.signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+        self.kill()
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+@contextlib.contextmanager
+def running(config: Path, *args: str, **options: Any) -> Iterator[Daemon]:
+    """A daemon for the length of a `with` block, stopped (SIGTERM, then SIGKILL) after it."""
+    daemon = Daemon(config, *args, **options)
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 def query(database: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:

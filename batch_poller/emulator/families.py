@@ -85,7 +85,8 @@ def model_output(
     return _SHAPES[family](text, usage, model_id, record_id), usage
 
 
-def _nova(text: str, usage: Usage, model_id: str, record_id: str) -> dict[str, Any]:
+def _messages(text: str, usage: Usage) -> dict[str, Any]:
+    """What Nova and the Converse invocation type have in common."""
     return {
         "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
         "stopReason": "end_turn",
@@ -93,10 +94,14 @@ def _nova(text: str, usage: Usage, model_id: str, record_id: str) -> dict[str, A
             "inputTokens": usage.input_tokens,
             "outputTokens": usage.output_tokens,
             "totalTokens": usage.input_tokens + usage.output_tokens,
-            "cacheReadInputTokenCount": 0,
-            "cacheWriteInputTokenCount": 0,
         },
     }
+
+
+def _nova(text: str, usage: Usage, model_id: str, record_id: str) -> dict[str, Any]:
+    output = _messages(text, usage)
+    output["usage"].update(cacheReadInputTokenCount=0, cacheWriteInputTokenCount=0)
+    return output
 
 
 def _claude(text: str, usage: Usage, model_id: str, record_id: str) -> dict[str, Any]:
@@ -114,16 +119,7 @@ def _claude(text: str, usage: Usage, model_id: str, record_id: str) -> dict[str,
 
 
 def _converse(text: str, usage: Usage, model_id: str, record_id: str) -> dict[str, Any]:
-    return {
-        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
-        "stopReason": "end_turn",
-        "usage": {
-            "inputTokens": usage.input_tokens,
-            "outputTokens": usage.output_tokens,
-            "totalTokens": usage.input_tokens + usage.output_tokens,
-        },
-        "metrics": {"latencyMs": 100 + usage.output_tokens * 7},
-    }
+    return {**_messages(text, usage), "metrics": {"latencyMs": 100 + usage.output_tokens * 7}}
 
 
 def _llama(text: str, usage: Usage, model_id: str, record_id: str) -> dict[str, Any]:

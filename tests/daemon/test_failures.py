@@ -148,32 +148,6 @@ async def test_a_manifest_mismatch_is_a_fetch_failure(
     assert len(await list_keys(s3, _folder(arn))) == 2
 
 
-async def test_a_line_over_the_limit_is_an_error_record_not_a_buffer(
-    make_settings: Any, clock: FakeClock, control: Any, bedrock: Any, s3: Any
-) -> None:
-    from batch_poller.tracking import track_jobs
-    from tests.helpers import create_job, nova_input, put_input
-
-    await control.freeze_clock()
-    records = [
-        {"recordId": "small", "modelInput": nova_input("short prompt")},
-        {"recordId": "large", "modelInput": nova_input("word " * 600)},
-    ]
-    uri = await put_input(s3, "in/a.jsonl", records)
-    arn = await create_job(bedrock, uri)
-    await control.finish(arn, "Completed")
-    async with open_runtime(make_settings(results={"max_line_bytes": 1024}), clock=clock) as rt:
-        await track_jobs(rt, [arn])
-        await build_supervisor(rt).run_pass()
-        stored = await stored_records(rt, arn)
-        job = await rt.store.get_job(arn)
-
-    assert stored["small"].outcome == "ok"
-    assert stored["large"].error_code == "LINE_TOO_LONG"
-    assert "over the 1024 limit" in stored["large"].error_message
-    assert job is not None and job.status is JobStatus.COMPLETED
-
-
 async def test_a_permanent_bedrock_error_fails_the_job_at_once(
     supervisor: Supervisor, runtime: Runtime, control: Any, submit: JobFactory
 ) -> None:

@@ -56,7 +56,7 @@ async def test_a_partial_job_whose_input_has_records_without_ids_keeps_its_input
     assert await list_keys(s3, "noid/") == ["noid/input.jsonl"]
 
 
-async def test_lines_too_long_to_keep_block_cleanup_until_forced(
+async def test_a_line_over_the_limit_is_kept_as_an_error_and_blocks_cleanup_until_forced(
     make_settings: Any, clock: FakeClock, control: Any, bedrock: Any, s3: Any
 ) -> None:
     await control.freeze_clock()
@@ -71,12 +71,16 @@ async def test_lines_too_long_to_keep_block_cleanup_until_forced(
         await track_jobs(rt, [arn], f"s3://{BUCKET}/long/")
         supervisor = build_supervisor(rt)
         await supervisor.run_pass()
+        stored = await stored_records(rt, arn)
         refused = await rt.store.get_job(arn)
         kept = await list_keys(s3, "output/")
         assert refused is not None
         await supervisor.tracker.clean(refused, force=True)
         forced = await rt.store.get_job(arn)
 
+    assert stored["small"].outcome == "ok"
+    assert stored["large"].error_code == "LINE_TOO_LONG"
+    assert "over the 1024 limit" in stored["large"].error_message
     assert refused.status is JobStatus.COMPLETED and refused.cleanup_completed_at is None
     assert refused.last_error is not None and "max_line_bytes" in refused.last_error
     assert len(kept) == 2

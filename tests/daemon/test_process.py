@@ -16,7 +16,7 @@ from batch_poller.domain import job_id_from_arn
 from batch_poller.emulator.server import Endpoints
 from batch_poller.tracking import track_jobs
 from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input
-from tests.processes import Daemon, count_records, job_column, write_config
+from tests.processes import Daemon, count_records, job_column, running, write_config
 
 BIG = 20_000
 
@@ -49,13 +49,10 @@ async def test_a_stop_signal_during_ingest_exits_0_and_a_restart_finishes_the_jo
 ) -> None:
     database = config.parent / "daemon.db"
     arn = await _track_new_job(config, bedrock, s3, control, BIG)
-    first = Daemon(config)
-    try:
+    with running(config) as first:
         first.wait_for(lambda: count_records(database, arn) > 0, "the first records")
         first.signal(signum)
         code = first.wait(timeout=10)
-    finally:
-        first.kill()
     stored_at_stop = count_records(database, arn)
 
     assert code == 0
@@ -64,15 +61,8 @@ async def test_a_stop_signal_during_ingest_exits_0_and_a_restart_finishes_the_jo
         assert job_column(database, arn, "results_fetched_at") is None
         assert len(await list_keys(s3, f"out/{job_id_from_arn(arn)}/")) == 2
 
-    second = Daemon(config)
-    try:
-        second.wait_for(
-            lambda: job_column(database, arn, "cleanup_completed_at") is not None, "cleanup"
-        )
-    finally:
-        second.signal(signal.SIGTERM)
-        second.wait(timeout=10)
-        second.kill()
+    with running(config) as second:
+        second.wait_for(lambda: job_column(database, arn, "cleanup_completed_at"), "cleanup")
     assert count_records(database, arn) == BIG
     assert job_column(database, arn, "status") == "COMPLETED"
     assert _cleanups(first, second) == 1
@@ -83,27 +73,17 @@ async def test_sigkill_during_ingest_then_restart_stores_every_record_once(
 ) -> None:
     database = config.parent / "daemon.db"
     arn = await _track_new_job(config, bedrock, s3, control, BIG)
-    first = Daemon(config)
-    try:
+    with running(config) as first:
         first.wait_for(lambda: count_records(database, arn) > 0, "the first records")
         first.signal(signal.SIGKILL)
         first.wait(timeout=10)
-    finally:
-        first.kill()
     killed_at = count_records(database, arn)
 
     assert 0 < killed_at < BIG, "the kill must land in the middle of the ingest"
     assert job_column(database, arn, "results_fetched_at") is None
 
-    second = Daemon(config)
-    try:
-        second.wait_for(
-            lambda: job_column(database, arn, "cleanup_completed_at") is not None, "cleanup"
-        )
-    finally:
-        second.signal(signal.SIGTERM)
-        second.wait(timeout=10)
-        second.kill()
+    with running(config) as second:
+        second.wait_for(lambda: job_column(database, arn, "cleanup_completed_at"), "cleanup")
     assert count_records(database, arn) == BIG
     assert job_column(database, arn, "total_records") == BIG
     assert await list_keys(s3, "big/") == []
@@ -117,27 +97,15 @@ async def test_sigkill_between_storing_and_cleanup_then_restart_cleans_once(
     database = config.parent / "daemon.db"
     arn = await _track_new_job(config, bedrock, s3, control, 500)
     # With cleanup off, the first process stops exactly between the two: stored, not cleaned.
-    first = Daemon(config, env={"BATCH_POLLER_CLEANUP__ENABLED": "false"})
-    try:
-        first.wait_for(
-            lambda: job_column(database, arn, "results_fetched_at") is not None, "results"
-        )
+    with running(config, env={"BATCH_POLLER_CLEANUP__ENABLED": "false"}) as first:
+        first.wait_for(lambda: job_column(database, arn, "results_fetched_at"), "results")
         first.signal(signal.SIGKILL)
         first.wait(timeout=10)
-    finally:
-        first.kill()
     assert len(await list_keys(s3, f"out/{job_id_from_arn(arn)}/")) == 2
     assert job_column(database, arn, "cleanup_completed_at") is None
 
-    second = Daemon(config)
-    try:
-        second.wait_for(
-            lambda: job_column(database, arn, "cleanup_completed_at") is not None, "cleanup"
-        )
-    finally:
-        second.signal(signal.SIGTERM)
-        second.wait(timeout=10)
-        second.kill()
+    with running(config) as second:
+        second.wait_for(lambda: job_column(database, arn, "cleanup_completed_at"), "cleanup")
     assert count_records(database, arn) == 500
     assert await list_keys(s3, "big/") == [] and await list_keys(s3, "out/") == []
     assert _cleanups(first, second) == 1
@@ -149,8 +117,7 @@ async def test_a_second_signal_exits_at_once(
     arn = await _track_new_job(config, bedrock, s3, control, 5, finish=False)
     # Every status check now takes 30 s, so a graceful stop would have to wait for one.
     await control.set_job_faults(arn, {"latency_ms": 30_000})
-    daemon = Daemon(config)
-    try:
+    with running(config) as daemon:
         # Tracking made the first Get; the daemon's own first check is the second.
         while (await control.calls()).get("GetModelInvocationJob", 0) < 2:
             assert daemon.process.poll() is None, daemon.tail()
@@ -161,8 +128,6 @@ async def test_a_second_signal_exits_at_once(
         )
         daemon.signal(signal.SIGTERM)
         code = daemon.wait(timeout=10)
-    finally:
-        daemon.kill()
 
     assert code == 128 + signal.SIGTERM
     assert any(e.get("event") == "forced_stop" for e in daemon.events())
@@ -174,8 +139,8 @@ async def test_run_once_does_one_full_pass_and_exits_0(
     database = config.parent / "daemon.db"
     arn = await _track_new_job(config, bedrock, s3, control, 30)
 
-    daemon = Daemon(config, "--once")
-    code = daemon.wait(timeout=60)
+    with running(config, "--once") as daemon:
+        code = daemon.wait(timeout=60)
 
     assert code == 0
     assert job_column(database, arn, "status") == "COMPLETED"
