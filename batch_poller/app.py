@@ -13,6 +13,7 @@ from batch_poller.aws.errors import RetryPolicy
 from batch_poller.aws.s3 import S3
 from batch_poller.clock import Clock, SystemClock
 from batch_poller.config import Settings
+from batch_poller.metrics import Metrics
 from batch_poller.runtime import Runtime
 from batch_poller.store import open_store
 from batch_poller.supervisor import Supervisor
@@ -36,7 +37,8 @@ async def open_runtime(settings: Settings, clock: Clock | None = None) -> AsyncI
     try:
         session = aioboto3.Session(region_name=settings.aws.region)
         config = _client_config(settings)
-        retry = RetryPolicy(sleep=clock.sleep)
+        metrics = Metrics()
+        retry = RetryPolicy(sleep=clock.sleep, observe=metrics.aws_call)
         async with (
             session.client(
                 "bedrock", endpoint_url=settings.aws.bedrock_endpoint_url or None, config=config
@@ -51,6 +53,7 @@ async def open_runtime(settings: Settings, clock: Clock | None = None) -> AsyncI
                 s3=S3(s3_client, retry),
                 clock=clock,
                 settings=settings,
+                metrics=metrics,
             )
     finally:
         await store.close()

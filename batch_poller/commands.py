@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from decimal import Decimal
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,55 +11,10 @@ from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import Settings
 from batch_poller.domain import JobStatus
-from batch_poller.store import JobRow, open_store, upgrade
+from batch_poller.store import open_store, upgrade
 from batch_poller.tracker import awaiting_cleanup
 from batch_poller.tracking import TrackError, track_jobs
-
-TABLE_COLUMNS = (
-    "batch_job_arn",
-    "job_name",
-    "status",
-    "bedrock_status",
-    "total_records",
-    "success_records",
-    "error_records",
-    "cost",
-    "cleanup",
-    "last_checked_at",
-)
-
-
-def job_summary(job: JobRow) -> dict[str, Any]:
-    """The columns of `jobs`, as JSON-ready values."""
-    row = job_document(job)
-    return {column: row[column] for column in TABLE_COLUMNS}
-
-
-def job_document(job: JobRow) -> dict[str, Any]:
-    """Every column of a job, JSON-ready, plus its cleanup state."""
-    row = {key: _plain(value) for key, value in dataclasses.asdict(job).items()}
-    row["cleanup"] = cleanup_state(job)
-    return row
-
-
-def cleanup_state(job: JobRow) -> str:
-    if job.cleanup_completed_at is not None:
-        return "done"
-    if job.cleanup_attempts:
-        return "failed"
-    if awaiting_cleanup(job):
-        return "pending"
-    return "-"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return f"{value:f}"
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, JobStatus) or hasattr(value, "value"):
-        return value.value
-    return value
+from batch_poller.views import job_document, job_summary
 
 
 async def track(settings: Settings, arns: list[str], input_prefix: str | None) -> int:

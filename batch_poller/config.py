@@ -6,13 +6,14 @@ it exists. Environment keys are BATCH_POLLER_<SECTION>__<KEY>.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 SYSTEM_CONFIG = Path("/etc/batch-poller/config.toml")
@@ -75,6 +76,33 @@ class ModelPrice(Section):
     output_per_1k: Decimal = Field(Decimal(0), ge=0)
 
 
+class HttpSettings(Section):
+    """The admin API, metrics and status page served by the daemon."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    # 0 picks a free port (tests); the daemon logs the one it bound.
+    port: int = Field(8787, ge=0, le=65535)
+    # A file holding the bearer token that changing requests need; empty: no token.
+    admin_token_file: str = ""
+    # The token itself, for environments that pass secrets as variables.
+    admin_token: SecretStr = SecretStr("")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # auto: journald when systemd connected our output to the journal, console on a terminal,
@@ -94,7 +122,21 @@ class Settings(BaseSettings):
     results: ResultsSettings = Field(default_factory=ResultsSettings)
     cleanup: CleanupSettings = Field(default_factory=CleanupSettings)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    def admin_token(self) -> str:
+        """The admin token: from the variable, else from the token file; '' when neither."""
+        token = self.http.admin_token.get_secret_value()
+        if token or not self.http.admin_token_file:
+            return token.strip()
+        try:
+            return Path(self.http.admin_token_file).read_text().strip()
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read [http] admin_token_file {self.http.admin_token_file}: "
+                f"{error.strerror}"
+            ) from None
 
     @classmethod
     def settings_customise_sources(
@@ -147,9 +189,17 @@ def load_settings(explicit_path: str | None = None) -> Settings:
     path = config_path(explicit_path)
     data = read_toml(path) if path else {}
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
+    http = settings.http
+    token = settings.admin_token()  # an unreadable token file is a configuration error too
+    if http.enabled and not http.loopback and not token:
+        raise ConfigError(
+            f"[http] host {http.host!r} is not a loopback address and no admin token is set: "
+            "set [http] admin_token_file or BATCH_POLLER_HTTP__ADMIN_TOKEN, or bind 127.0.0.1"
+        )
+    return settings
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -187,8 +237,11 @@ def _describe(error: ValidationError, path: Path | None) -> str:
 def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
     """The settings as a TOML document, e.g. for `batch-poller config show`."""
     data = settings.model_dump(mode="json")
+    data["http"]["admin_token"] = settings.http.admin_token.get_secret_value()
     if mask_secrets:
         data["database"]["url"] = mask_url(data["database"]["url"])
+        if data["http"]["admin_token"]:
+            data["http"]["admin_token"] = "***"
     lines: list[str] = []
     for section, values in data.items():
         if section == "pricing":

@@ -12,6 +12,7 @@ import structlog
 
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.config import ConfigError, Settings, config_path, load_settings
+from batch_poller.http.server import HttpServer, start_http
 from batch_poller.logging import configure_logging
 from batch_poller.runtime import Runtime
 from batch_poller.supervisor import PassReport, Supervisor, daemon_owner
@@ -20,7 +21,15 @@ from batch_poller.systemd import Notifier, keep_watchdog_fed, watchdog_interval
 log = structlog.get_logger("batch_poller")
 
 # What a reload cannot change in a running process: it is logged as needing a restart.
-NEEDS_RESTART = ("database.url", "logging.format", "logging.journal_socket")
+NEEDS_RESTART = (
+    "database.url",
+    "logging.format",
+    "logging.journal_socket",
+    "http.enabled",
+    "http.host",
+    "http.port",
+    "http.max_body_bytes",
+)
 
 
 class Daemon:
@@ -32,6 +41,8 @@ class Daemon:
         self._supervisor: Supervisor | None = None
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self._admin_token = settings.admin_token()
+        self.http: HttpServer | None = None
 
     async def run(self, *, once: bool = False) -> int:
         async with open_runtime(self.settings) as rt:  # the database is migrated in here
@@ -43,6 +54,11 @@ class Daemon:
                 log.info("pass_completed", **report.as_dict())
                 return 0
             self._install_signal_handlers()
+            if self.settings.http.enabled:
+                self.http = await start_http(
+                    supervisor, self.settings.http, lambda: self._admin_token
+                )
+                log.info("http_listening", url=self.http.url)
             loop_task = asyncio.create_task(supervisor.run(), name="supervisor")
             # The first pass is scheduled: systemd may now consider the service started.
             self.notifier.ready(await self._status_line())
@@ -52,6 +68,8 @@ class Daemon:
             log.info("daemon_started", config=str(self.config_file), pid=os.getpid())
             await loop_task
             self.notifier.stopping()
+            if self.http is not None:
+                await self.http.close()
             log.info("daemon_stopped")
         for task in self._background:
             task.cancel()
@@ -100,10 +118,20 @@ class Daemon:
             if kept:
                 log.warning("reload_needs_restart", settings=kept)
             applied = fresh.model_copy(
-                update={"database": running.database, "logging": _logging_kept(fresh, running)}
+                update={
+                    "database": running.database,
+                    "http": running.http.model_copy(
+                        update={
+                            "admin_token_file": fresh.http.admin_token_file,
+                            "admin_token": fresh.http.admin_token,
+                        }
+                    ),
+                    "logging": _logging_kept(fresh, running),
+                }
             )
             changed = _changed_keys(running, applied)
             self._rt.settings = applied
+            self._admin_token = fresh.admin_token()
             configure_logging(
                 applied.logging.level, applied.logging.format, applied.logging.journal_socket
             )

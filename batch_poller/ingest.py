@@ -17,6 +17,7 @@ import structlog
 from batch_poller.aws.s3 import S3, OverlongLine, S3Uri
 from batch_poller.clock import Clock
 from batch_poller.config import ResultsSettings
+from batch_poller.metrics import Metrics
 from batch_poller.records import (
     LINE_TOO_LONG,
     NOT_PROCESSED,
@@ -76,6 +77,7 @@ class IngestContext:
     settings: ResultsSettings
     stopping: asyncio.Event
     cost_of: Callable[[int, int], Decimal] | None
+    metrics: Metrics | None = None
 
 
 async def ingest_job(
@@ -163,6 +165,10 @@ async def _write_batches(job: JobRow, rows: AsyncIterator[RecordRow], ctx: Inges
 
 async def _write(job: JobRow, rows: list[RecordRow], ctx: IngestContext) -> None:
     report = await ctx.store.write_records(job.batch_job_arn, rows, ctx.clock.now())
+    if ctx.metrics is not None:
+        errors = sum(row.outcome == "error" for row in rows)
+        ctx.metrics.records.labels("ok").inc(len(rows) - errors)
+        ctx.metrics.records.labels("error").inc(errors)
     if report.conflicts:
         # The same id on two lines (two input files with the same ids): keep both records, the
         # later one under an id that says where it came from.

@@ -9,6 +9,7 @@ from batch_poller.aws.bedrock import Bedrock
 from batch_poller.aws.s3 import S3
 from batch_poller.clock import Clock
 from batch_poller.config import Settings
+from batch_poller.metrics import Metrics
 from batch_poller.store import JobStore
 
 
@@ -21,3 +22,4 @@ class Runtime:
     # Replaced as a whole on reload; readers take it once per step, so a step sees one version.
     settings: Settings
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)

@@ -87,7 +87,10 @@ class Supervisor:
             await self.rt.store.leases.release(arns, self.owner)
         self.last_pass_at = self.rt.clock.now()
         self.passes += 1
-        log.debug("pass_done", seconds=round(time.monotonic() - started, 3), **report.as_dict())
+        seconds = time.monotonic() - started
+        self.rt.metrics.passes.inc()
+        self.rt.metrics.pass_seconds.observe(seconds)
+        log.debug("pass_done", seconds=round(seconds, 3), **report.as_dict())
         if self.after_pass is not None:
             await self.after_pass(report)
         return report

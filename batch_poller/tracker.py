@@ -137,6 +137,7 @@ class JobTracker:
                 if not isinstance(error, FetchError | AwsError):
                     log.exception("result_fetch_error")
                 now = self.rt.clock.now()
+                self.rt.metrics.fetch_failures.inc()
                 await _committed(self.rt.store.increment_fetch_attempts(arn, str(error), now))
                 if attempt == settings.max_retries:
                     log.error("result_fetch_failed", attempts=attempt, error=str(error))
@@ -147,9 +148,11 @@ class JobTracker:
                 await self._pause(delay)
                 continue
             status = final_status(job.bedrock_status)
-            await _committed(
-                self.rt.store.mark_results_fetched(arn, totals, status, self.rt.clock.now())
-            )
+            stored_at = self.rt.clock.now()
+            await _committed(self.rt.store.mark_results_fetched(arn, totals, status, stored_at))
+            if job.completed_at is not None:
+                waited = (stored_at - job.completed_at).total_seconds()
+                self.rt.metrics.completion_to_stored.observe(max(waited, 0.0))
             if manifest.success == 0:
                 log.warning("job_completed_without_successes", records=manifest.total)
             if partial:
@@ -180,6 +183,7 @@ class JobTracker:
             settings=self.rt.settings.results,
             stopping=self.rt.stopping,
             cost_of=None if price is None else (lambda i, o: cost(price, i, o)),
+            metrics=self.rt.metrics,
         )
 
     async def _pause(self, seconds: float) -> None:
@@ -215,6 +219,7 @@ class JobTracker:
 
         async def count(freed: int) -> None:
             await _committed(self.rt.store.add_bytes_freed(arn, freed, self.rt.clock.now()))
+            self.rt.metrics.bytes_freed.inc(freed)
 
         try:
             outcome = await clean_job(
@@ -225,6 +230,7 @@ class JobTracker:
         if outcome.refused:
             return await self._cleanup_refused(job, "; ".join(outcome.refused))
         await _committed(self.rt.store.mark_cleanup_completed(arn, self.rt.clock.now()))
+        self.rt.metrics.cleanups.labels("done").inc()
         log.info(
             "cleanup_completed", objects=outcome.result.objects, bytes_freed=outcome.result.bytes
         )
@@ -233,6 +239,7 @@ class JobTracker:
     async def _cleanup_refused(self, job: JobRow, why: str) -> Step:
         now = self.rt.clock.now()
         attempts = await _committed(self.rt.store.record_cleanup_error(job.batch_job_arn, why, now))
+        self.rt.metrics.cleanups.labels("failed").inc()
         log.error("cleanup_failed", error=why, attempts=attempts)
         return Step.CLEANUP_FAILED
 

@@ -14,7 +14,15 @@ from batch_poller.store import NewJob
 
 
 class TrackError(Exception):
-    """A job that cannot be tracked; the message says which and why."""
+    """A job that cannot be tracked; the message says which and why.
+
+    kind: "invalid" (the request is wrong), "unknown" (Bedrock has no such job) or
+    "unavailable" (Bedrock could not be asked).
+    """
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,10 @@ async def track_jobs(
             remote_jobs.append(await rt.bedrock.get_job(arn))
         except AwsError as error:
             if error.not_found:
-                raise TrackError(f"unknown job: Bedrock has no job {arn}") from None
-            raise TrackError(f"cannot read job {arn} from Bedrock: {error}") from None
+                raise TrackError(f"unknown job: Bedrock has no job {arn}", "unknown") from None
+            raise TrackError(
+                f"cannot read job {arn} from Bedrock: {error}", "unavailable"
+            ) from None
     if input_prefix is not None:
         _check_input_within(remote_jobs[0], input_prefix)
     results = []

@@ -27,6 +27,8 @@ def write_config(folder: Path, endpoints: Endpoints, **sections: dict[str, Any])
         "database": {"url": f"sqlite:///{folder / 'daemon.db'}"},
         "poller": {"interval_seconds": 0.2, "check_interval_seconds": 0},
         "logging": {"format": "json", "level": "INFO"},
+        # Any free port: tests run side by side and never take the default 8787.
+        "http": {"port": 0},
     }
     for name, section in sections.items():
         values[name] = {**values.get(name, {}), **section}

@@ -77,6 +77,13 @@ class AwsError(Exception):
         return self.code in THROTTLING_CODES
 
     @property
+    def outcome(self) -> str:
+        """throttled, transient or permanent: how the metrics count it."""
+        if self.throttled:
+            return "throttled"
+        return "transient" if self.transient else "permanent"
+
+    @property
     def fatal_for_job(self) -> bool:
         """Bedrock says this job cannot be described at all: it does not exist, or is not ours."""
         return self.code in JOB_FATAL_CODES
@@ -103,12 +110,25 @@ def classify(operation: str, error: BaseException) -> AwsError:
     raise error
 
 
-async def call(operation: str, make_call: Callable[[], Awaitable[T]]) -> T:
-    """Run one AWS call, turning its failure into an AwsError."""
+Observer = Callable[[str, str], None]
+
+
+def _ignore(operation: str, outcome: str) -> None:
+    return None
+
+
+async def call(
+    operation: str, make_call: Callable[[], Awaitable[T]], observe: Observer = _ignore
+) -> T:
+    """Run one AWS call, turning its failure into an AwsError; tells `observe` the outcome."""
     try:
-        return await make_call()
+        result = await make_call()
     except (ClientError, BotoCoreError, *_NETWORK_ERRORS) as error:
-        raise classify(operation, error) from error
+        failure = classify(operation, error)
+        observe(operation, failure.outcome)
+        raise failure from error
+    observe(operation, "ok")
+    return result
 
 
 class RetryPolicy:
@@ -120,11 +140,13 @@ class RetryPolicy:
         initial_seconds: float = 0.5,
         max_seconds: float = 20.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observe: Observer = _ignore,
     ) -> None:
         self.attempts = attempts
         self.initial_seconds = initial_seconds
         self.max_seconds = max_seconds
         self.sleep = sleep
+        self.observe = observe
 
     async def run(self, operation: str, make_call: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
@@ -138,5 +160,5 @@ class RetryPolicy:
         )
         async for attempt in retrying:
             with attempt:
-                return await call(operation, make_call)
+                return await call(operation, make_call, self.observe)
         raise AssertionError("unreachable: tenacity reraises the last error")

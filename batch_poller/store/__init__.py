@@ -2,6 +2,7 @@
 
 from batch_poller.store.engine import make_engine
 from batch_poller.store.jobs import (
+    Activity,
     JobRow,
     JobStore,
     NewJob,
@@ -14,6 +15,7 @@ from batch_poller.store.jobs import (
 from batch_poller.store.migrations import current_version, upgrade
 
 __all__ = [
+    "Activity",
     "JobRow",
     "JobStore",
     "NewJob",

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, Update, and_, func, or_, select, update
+from sqlalchemy import CursorResult, Update, and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
@@ -124,6 +124,14 @@ class RecordTotals:
 
 
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    pending: int
+    completed_since: int
+    failed_since: int
+    cleanups_pending: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +271,27 @@ class JobStore:
             .order_by(_JOBS.c.batch_job_arn)
         )
         return await self._select_jobs(query)
+
+    async def activity(self, since: datetime) -> Activity:
+        """What the status page shows, in one query: pending work and what happened since."""
+        c = _JOBS.c
+        fetched = c.status.in_([s.value for s in _FETCHED])
+        failed = c.status.in_([JobStatus.FAILED.value, JobStatus.RESULT_FETCH_FAILED.value])
+
+        def count(condition: Any) -> Any:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        query = select(
+            count(c.status.in_([s.value for s in _POLLABLE])),
+            count(and_(fetched, c.results_fetched_at >= since)),
+            count(and_(failed, c.updated_at >= since)),
+            count(
+                and_(fetched, c.results_fetched_at.is_not(None), c.cleanup_completed_at.is_(None))
+            ),
+        )
+        async with self.engine.connect() as conn:
+            pending, completed, failed_since, cleanups = (await conn.execute(query)).one()
+        return Activity(int(pending), int(completed), int(failed_since), int(cleanups))
 
     async def status_counts(self) -> dict[JobStatus, int]:
         """Every status, zeros included, so gauges can be reset from it."""

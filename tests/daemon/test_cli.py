@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from batch_poller.cli import main
-from batch_poller.commands import TABLE_COLUMNS
+from batch_poller.views import TABLE_COLUMNS
 from batch_poller.emulator.server import Endpoints
 from batch_poller.store.tables import SCHEMA_VERSION
 from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input

@@ -1,0 +1,227 @@
+"""The admin API's handlers. They read through the store and a snapshot of the supervisor, and
+change things only through the same calls the CLI makes."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from batch_poller.domain import JobStatus
+from batch_poller.http.errors import ApiError, bad_request, conflict, not_found
+from batch_poller.http.openapi import openapi_document
+from batch_poller.store import JobRow
+from batch_poller.supervisor import Supervisor
+from batch_poller.tracker import Step, awaiting_cleanup
+from batch_poller.tracking import TrackError, track_jobs
+from batch_poller.views import job_document, job_summary, status_document
+
+
+@dataclass
+class AdminContext:
+    supervisor: Supervisor
+    started: float = field(default_factory=time.monotonic)
+
+
+CONTEXT = web.AppKey("context", AdminContext)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/", page)
+    r.add_get("/static/{name}", static_file)
+    r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/api/openapi.json", openapi)
+    r.add_get("/api/batch/poller/status", poller_status)
+    r.add_post("/api/batch/poller/stop", poller_stop)
+    r.add_post("/api/batch/poller/start", poller_start)
+    r.add_post("/api/batch/process-completed", process_completed)
+    r.add_get("/api/batch/jobs", list_jobs)
+    r.add_post("/api/batch/jobs", track_job)
+    r.add_get("/api/batch/jobs/{job}", get_job)
+    r.add_post("/api/batch/jobs/{job}/cleanup", cleanup_job)
+
+
+def _context(request: web.Request) -> AdminContext:
+    return request.app[CONTEXT]
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    """The request body as the model, or a 400 that names the problem."""
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise bad_request("the body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise bad_request(f"{where}: {first['msg']}") from None
+
+
+async def _job(request: web.Request) -> JobRow:
+    ref = request.match_info["job"]
+    job = await _context(request).supervisor.rt.store.get_job(ref)
+    if job is None:
+        raise not_found(f"no tracked job {ref!r}")
+    return job
+
+
+# -- the page and plumbing ---------------------------------------------------------------------
+
+STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+
+
+async def page(request: web.Request) -> web.Response:
+    return _static("index.html")
+
+
+async def static_file(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in STATIC:
+        raise not_found(f"no file {name!r}")
+    return _static(name)
+
+
+def _static(name: str) -> web.Response:
+    body = resources.files("batch_poller.http").joinpath("static", name).read_bytes()
+    return web.Response(body=body, content_type=STATIC[name], charset="utf-8")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Answering at all proves the event loop is alive."""
+    supervisor = _context(request).supervisor
+    return _json({"status": "ok", "passes": supervisor.passes})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    rt = _context(request).supervisor.rt
+    rt.metrics.set_job_counts(await rt.store.status_counts())
+    return web.Response(
+        body=rt.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+    )
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(openapi_document())
+
+
+# -- the poller ----------------------------------------------------------------------------------
+
+
+async def poller_status(request: web.Request) -> web.Response:
+    context = _context(request)
+    return _json(await status_document(context.supervisor, context.started))
+
+
+async def poller_stop(request: web.Request) -> web.Response:
+    _context(request).supervisor.pause()
+    return await poller_status(request)
+
+
+async def poller_start(request: web.Request) -> web.Response:
+    _context(request).supervisor.resume()
+    return await poller_status(request)
+
+
+async def process_completed(request: web.Request) -> web.Response:
+    """A pass now: due checks, RESULT_FETCH_FAILED retries, pending cleanups."""
+    report = await _context(request).supervisor.run_pass(retry_failed=True)
+    return _json({"report": report.as_dict()})
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    query = request.query
+    unknown = set(query) - {"status", "limit", "offset"}
+    if unknown:
+        raise bad_request(f"unknown query parameter {sorted(unknown)[0]!r}")
+    status = None
+    if "status" in query:
+        try:
+            status = JobStatus(query["status"].upper())
+        except ValueError:
+            names = ", ".join(s.value for s in JobStatus)
+            raise bad_request(f"status: {query['status']!r} is not one of {names}") from None
+    limit = _int_param(query, "limit", 100, 1, 1000)
+    offset = _int_param(query, "offset", 0, 0, 10**9)
+    store = _context(request).supervisor.rt.store
+    jobs = await store.list_jobs(status, limit=limit, offset=offset)
+    return _json(
+        {
+            "jobs": [job_summary(j) for j in jobs],
+            "limit": limit,
+            "offset": offset,
+            "count": len(jobs),
+        }
+    )
+
+
+def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise bad_request(f"{name}: {raw!r} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    return _json(job_document(await _job(request)))
+
+
+class TrackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_job_arn: str
+    input_prefix: str | None = None
+
+
+async def track_job(request: web.Request) -> web.Response:
+    body: TrackBody = await _body(request, TrackBody)
+    rt = _context(request).supervisor.rt
+    try:
+        tracked = await track_jobs(rt, [body.batch_job_arn], body.input_prefix)
+    except TrackError as error:
+        status = {"unknown": 404, "unavailable": 502}.get(error.kind, 400)
+        raise ApiError(status, "cannot track", str(error)) from None
+    job = await rt.store.get_job(tracked[0].arn)
+    assert job is not None
+    return _json(job_document(job), status=201 if tracked[0].new else 200)
+
+
+class CleanupBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = False
+
+
+async def cleanup_job(request: web.Request) -> web.Response:
+    body: CleanupBody = await _body(request, CleanupBody)
+    job = await _job(request)
+    supervisor = _context(request).supervisor
+    if job.cleanup_completed_at is None:
+        if not awaiting_cleanup(job):
+            raise conflict(
+                f"{job.batch_job_arn} is {job.status.value}: its results are not stored yet, "
+                "so its S3 folders are kept"
+            )
+        step = await supervisor.tracker.clean(job, force=body.force)
+        job = await _job(request)
+        if step is not Step.CLEANED:
+            raise conflict(f"cleanup refused: {job.last_error}")
+    return _json(job_document(job))

@@ -1,0 +1,129 @@
+// The status page: reads the API every few seconds; pause and resume send the admin token,
+// asked for once and kept for this browser session only.
+"use strict";
+
+const REFRESH_MS = 5000;
+const TOKEN_KEY = "batch-poller-admin-token";
+
+const $ = (id) => document.getElementById(id);
+
+function when(iso) {
+  if (!iso) return "–";
+  const date = new Date(iso);
+  const seconds = Math.round((Date.now() - date.getTime()) / 1000);
+  const ago = Math.abs(seconds) < 90 ? `${Math.abs(seconds)} s` : `${Math.round(Math.abs(seconds) / 60)} min`;
+  return seconds >= 0 ? `${ago} ago` : `in ${ago}`;
+}
+
+function show(message, ok) {
+  const box = $("message");
+  box.textContent = message;
+  box.className = ok ? "message ok" : "message";
+  box.hidden = !message;
+}
+
+async function getJSON(path) {
+  const response = await fetch(path, { headers: authHeaders() });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.detail || response.statusText);
+  return body;
+}
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function renderStatus(status) {
+  $("version").textContent = `v${status.version}`;
+  const state = $("state");
+  state.textContent = status.state;
+  state.dataset.state = status.state;
+  $("jobs-pending").textContent = status.jobs_pending;
+  $("completed-today").textContent = status.completed_today;
+  $("failed-today").textContent = status.failed_today;
+  $("cleanups-pending").textContent = status.cleanups_pending;
+  $("last-pass").textContent = when(status.last_pass_at);
+  $("next-pass").textContent = status.state === "running" ? when(status.next_pass_at) : "paused";
+  $("stop").disabled = status.state !== "running";
+  $("start").disabled = status.state !== "paused";
+}
+
+function cell(text, label, className) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "–" : String(text);
+  td.dataset.label = label;
+  if (className) td.className = className;
+  return td;
+}
+
+function renderJobs(jobs) {
+  const rows = $("job-rows");
+  rows.replaceChildren();
+  if (jobs.length === 0) {
+    const tr = document.createElement("tr");
+    tr.append(cell("No tracked jobs yet.", "", "muted"));
+    tr.firstChild.colSpan = 9;
+    rows.append(tr);
+    return;
+  }
+  for (const job of jobs) {
+    const tr = document.createElement("tr");
+    tr.dataset.job = job.job_id;
+    tr.append(
+      cell(job.job_name || job.job_id, "Job"),
+      cell(job.status, "Status", `status status-${job.status}`),
+      cell(job.auto_processing ? "yes" : "no", "Auto"),
+      cell(job.total_records, "Records", "num"),
+      cell(job.success_records, "OK", "num"),
+      cell(job.error_records, "Errors", "num"),
+      cell(job.cost === null ? null : `$${Number(job.cost).toFixed(4)}`, "Cost", "num"),
+      cell(job.cleanup, "Cleanup", `cleanup-${job.cleanup}`),
+      cell(when(job.last_checked_at), "Last checked"),
+    );
+    rows.append(tr);
+  }
+}
+
+async function refresh() {
+  try {
+    const [status, jobs] = await Promise.all([
+      getJSON("/api/batch/poller/status"),
+      getJSON("/api/batch/jobs?limit=200"),
+    ]);
+    renderStatus(status);
+    renderJobs(jobs.jobs);
+    $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    show(`Could not read the daemon: ${error.message}`, false);
+  }
+}
+
+async function act(path) {
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    token = window.prompt("Admin token (kept for this browser session):");
+    if (!token) return;
+    sessionStorage.setItem(TOKEN_KEY, token.trim());
+  }
+  const response = await fetch(path, { method: "POST", headers: authHeaders() });
+  const body = await response.json();
+  if (response.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+  if (!response.ok) {
+    show(`${body.error}: ${body.detail}`, false);
+    return;
+  }
+  show(`Polling is ${body.state}.`, true);
+  renderStatus(body);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("stop").addEventListener("click", () => act("/api/batch/poller/stop"));
+  $("start").addEventListener("click", () => act("/api/batch/poller/start"));
+  $("forget-token").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    show("The token is forgotten.", true);
+  });
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+});

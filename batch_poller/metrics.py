@@ -1,0 +1,60 @@
+"""Prometheus metrics: one registry per daemon, fed by the parts that do the work."""
+
+from __future__ import annotations
+
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from batch_poller import __version__
+from batch_poller.domain import JobStatus
+
+# Seconds from a job's end at Bedrock to its results stored: minutes to hours matter here.
+_LATENCY_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs = Gauge("batch_poller_jobs", "Tracked jobs by status", ["status"], registry=r)
+        self.passes = Counter("batch_poller_passes", "Passes run", registry=r)
+        self.pass_seconds = Histogram(
+            "batch_poller_pass_duration_seconds", "Duration of a pass", registry=r
+        )
+        self.aws_calls = Counter(
+            "batch_poller_aws_calls",
+            "AWS calls by operation and outcome (ok, throttled, transient, permanent)",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.records = Counter(
+            "batch_poller_records_ingested", "Result records stored", ["outcome"], registry=r
+        )
+        self.fetch_failures = Counter(
+            "batch_poller_result_fetch_failures", "Failed attempts at fetching results", registry=r
+        )
+        self.cleanups = Counter(
+            "batch_poller_cleanups", "Cleanups by outcome (done, failed)", ["outcome"], registry=r
+        )
+        self.bytes_freed = Counter(
+            "batch_poller_bytes_freed", "Bytes deleted from S3 by cleanups", registry=r
+        )
+        self.completion_to_stored = Histogram(
+            "batch_poller_completion_to_stored_seconds",
+            "From a job's end at Bedrock to its results stored",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        build = Info("batch_poller_build", "Version of the running daemon", registry=r)
+        build.info({"version": __version__, "python": platform.python_version()})
+
+    def aws_call(self, operation: str, outcome: str) -> None:
+        self.aws_calls.labels(operation, outcome).inc()
+
+    def set_job_counts(self, counts: dict[JobStatus, int]) -> None:
+        for status, count in counts.items():
+            self.jobs.labels(status.value).set(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,94 @@
+"""Jobs and the daemon's state as JSON-ready documents: what the CLI prints and the API sends."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from batch_poller import __version__
+from batch_poller.store import JobRow
+from batch_poller.supervisor import Supervisor
+from batch_poller.tracker import awaiting_check, awaiting_cleanup, awaiting_fetch
+
+TABLE_COLUMNS = (
+    "batch_job_arn",
+    "job_id",
+    "job_name",
+    "status",
+    "bedrock_status",
+    "total_records",
+    "success_records",
+    "error_records",
+    "cost",
+    "cleanup",
+    "auto_processing",
+    "last_checked_at",
+)
+
+
+def job_summary(job: JobRow) -> dict[str, Any]:
+    """The columns of `jobs`, as JSON-ready values."""
+    row = job_document(job)
+    return {column: row[column] for column in TABLE_COLUMNS}
+
+
+def job_document(job: JobRow) -> dict[str, Any]:
+    """Every column of a job, JSON-ready, plus its cleanup state."""
+    row = {key: _plain(value) for key, value in dataclasses.asdict(job).items()}
+    row["cleanup"] = cleanup_state(job)
+    row["auto_processing"] = auto_processing(job)
+    return row
+
+
+def cleanup_state(job: JobRow) -> str:
+    if job.cleanup_completed_at is not None:
+        return "done"
+    if job.cleanup_attempts:
+        return "failed"
+    if awaiting_cleanup(job):
+        return "pending"
+    return "-"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def auto_processing(job: JobRow) -> bool:
+    """The daemon will move this job on by itself: it awaits a check, a fetch or a cleanup."""
+    return (
+        awaiting_check(job)
+        or awaiting_fetch(job)
+        or (awaiting_cleanup(job) and not job.cleanup_attempts)
+    )
+
+
+async def status_document(supervisor: Supervisor, started_monotonic: float) -> dict[str, Any]:
+    """The poller's state: GET /api/batch/poller/status and `batch-poller status`."""
+    rt = supervisor.rt
+    now = rt.clock.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    activity = await rt.store.activity(today)
+    state = "stopping" if rt.stopping.is_set() else "paused" if supervisor.paused else "running"
+    return {
+        "state": state,
+        "last_pass_at": _plain(supervisor.last_pass_at),
+        "next_pass_at": None if supervisor.paused else _plain(supervisor.next_pass_at),
+        "passes": supervisor.passes,
+        "jobs_pending": activity.pending,
+        "completed_today": activity.completed_since,
+        "failed_today": activity.failed_since,
+        "cleanups_pending": activity.cleanups_pending,
+        "jobs_in_flight": len(supervisor.in_flight),
+        "uptime_seconds": round(time.monotonic() - started_monotonic, 1),
+        "version": __version__,
+    }
