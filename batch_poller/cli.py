@@ -87,11 +87,21 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("job", metavar="JOB", help="job ARN or job id")
     show.add_argument("--json", action="store_true")
 
-    add(
+    process = add(
         "process-completed",
         _process_completed,
         "one pass now, retrying failed fetches and pending cleanups",
     )
+    process.add_argument("--remote", action="store_true", help="ask the running daemon")
+    process.add_argument("--json", action="store_true")
+
+    for name, command, what in (
+        ("status", _status, "the running daemon's state"),
+        ("pause", _pause, "pause the running daemon's polling"),
+        ("resume", _resume, "resume the running daemon's polling"),
+    ):
+        remote = add(name, command, what)
+        remote.add_argument("--json", action="store_true")
 
     cleanup = add("cleanup", _cleanup, "delete a stored job's S3 folders now")
     cleanup.add_argument("job", metavar="JOB", help="job ARN or job id")
@@ -100,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also when result lines too long to store exist only in S3",
     )
+    cleanup.add_argument("--remote", action="store_true", help="ask the running daemon")
+    cleanup.add_argument("--json", action="store_true")
 
     config = add("config", _config, "check the configuration, or show the effective settings")
     config.add_argument("action", choices=["check", "show"])
@@ -152,14 +164,40 @@ def _show(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def _process_completed(args: argparse.Namespace, settings: Settings | None) -> int:
+    if args.remote:
+        from batch_poller.remote import remote_process_completed
+
+        return _arun(remote_process_completed(_need(settings), as_json=args.json))
     from batch_poller.commands import process_completed
 
     return _arun(process_completed(_need(settings)))
 
 
+def _status(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.remote import remote_status
+
+    return _arun(remote_status(_need(settings), as_json=args.json))
+
+
+def _pause(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.remote import remote_pause
+
+    return _arun(remote_pause(_need(settings), resume=False, as_json=args.json))
+
+
+def _resume(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.remote import remote_pause
+
+    return _arun(remote_pause(_need(settings), resume=True, as_json=args.json))
+
+
 def _cleanup(args: argparse.Namespace, settings: Settings | None) -> int:
     from batch_poller.commands import cleanup_job
 
+    if args.remote:
+        from batch_poller.remote import remote_cleanup
+
+        return _arun(remote_cleanup(_need(settings), args.job, force=args.force, as_json=args.json))
     return _arun(cleanup_job(_need(settings), args.job, force=args.force))
 
 

@@ -16,6 +16,9 @@ from batch_poller.emulator.control import EmulatorControl
 from batch_poller.emulator.process import EmulatorProcess
 from batch_poller.emulator.server import Endpoints
 
+# The daemon's fixtures (a runtime on the emulator, a fake clock), for every test folder.
+pytest_plugins = ["tests.daemon_fixtures"]
+
 REGION = "us-east-1"
 # Clients in tests never reach AWS; these keep botocore from looking for real credentials.
 os.environ.update(

@@ -44,8 +44,9 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/batch/process-completed", process_completed)
     r.add_get("/api/batch/jobs", list_jobs)
     r.add_post("/api/batch/jobs", track_job)
-    r.add_get("/api/batch/jobs/{job}", get_job)
-    r.add_post("/api/batch/jobs/{job}/cleanup", cleanup_job)
+    # A job ARN holds a "/": the pattern takes it whole, encoded or not.
+    r.add_post("/api/batch/jobs/{job:.+}/cleanup", cleanup_job)
+    r.add_get("/api/batch/jobs/{job:.+}", get_job)
 
 
 def _context(request: web.Request) -> AdminContext:

@@ -9,7 +9,7 @@ from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracking import track_jobs
-from tests.daemon.conftest import JobFactory
+from tests.daemon_fixtures import JobFactory
 from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from batch_poller.cli import main
-from batch_poller.views import TABLE_COLUMNS
 from batch_poller.emulator.server import Endpoints
 from batch_poller.store.tables import SCHEMA_VERSION
+from batch_poller.views import TABLE_COLUMNS
 from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input
 from tests.processes import write_config
 

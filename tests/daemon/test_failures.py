@@ -10,8 +10,8 @@ from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
 from batch_poller.supervisor import Supervisor
-from tests.daemon.conftest import FakeClock, JobFactory
 from tests.daemon.test_lifecycle import stored_records
+from tests.daemon_fixtures import FakeClock, JobFactory
 from tests.helpers import BUCKET, list_keys, read_object
 
 

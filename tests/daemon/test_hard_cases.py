@@ -13,8 +13,8 @@ from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
 from batch_poller.supervisor import LEASE, Supervisor
 from batch_poller.tracking import TrackError, track_jobs
-from tests.daemon.conftest import FakeClock
 from tests.daemon.test_lifecycle import stored_records
+from tests.daemon_fixtures import FakeClock
 from tests.helpers import BUCKET, create_job, list_keys, make_records, nova_input, put_input
 
 

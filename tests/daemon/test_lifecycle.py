@@ -14,7 +14,7 @@ from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
 from batch_poller.store.tables import batch_records
 from batch_poller.supervisor import Supervisor
-from tests.daemon.conftest import BACKENDS, JobFactory
+from tests.daemon_fixtures import BACKENDS, JobFactory
 from tests.helpers import list_keys, read_object
 
 

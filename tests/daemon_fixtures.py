@@ -1,5 +1,5 @@
-"""Fixtures for the daemon's tests: a runtime wired to the emulator, SQLite in tmp_path, and a
-fake clock so retries and intervals pass without waiting."""
+"""Fixtures for tests of the daemon: a runtime wired to the emulator, SQLite in tmp_path (or a
+new PostgreSQL database), and a fake clock so retries and intervals pass without waiting."""
 
 from __future__ import annotations
 

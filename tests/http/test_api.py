@@ -1,0 +1,272 @@
+"""Every endpoint, with and without the token, bad bodies, unknown jobs, conflicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from batch_poller.domain import JobStatus
+from batch_poller.runtime import Runtime
+from batch_poller.supervisor import Supervisor
+from tests.helpers import BUCKET, create_job, make_records, put_input
+from tests.http.conftest import BEARER, Admin, AdminFactory
+
+UNKNOWN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefabcdef"
+
+READS = [
+    "/",
+    "/static/app.js",
+    "/static/style.css",
+    "/healthz",
+    "/metrics",
+    "/api/openapi.json",
+    "/api/batch/poller/status",
+    "/api/batch/jobs",
+]
+CHANGES = [
+    ("/api/batch/poller/stop", None),
+    ("/api/batch/poller/start", None),
+    ("/api/batch/process-completed", None),
+    ("/api/batch/jobs", {"batch_job_arn": UNKNOWN}),
+    (f"/api/batch/jobs/{UNKNOWN}/cleanup", {}),
+]
+
+
+@pytest.mark.parametrize("path", READS)
+async def test_reading_is_open_on_loopback(admin: Admin, path: str) -> None:
+    status, _ = await admin.call("GET", path)
+
+    assert status == 200
+
+
+@pytest.mark.parametrize(("path", "body"), CHANGES)
+async def test_changes_need_the_token(admin: Admin, path: str, body: Any) -> None:
+    missing = await admin.call("POST", path, json=body)
+    wrong = await admin.call("POST", path, json=body, auth="Bearer not-the-token")
+    other_scheme = await admin.call("POST", path, json=body, auth=f"Basic {admin.token['token']}")
+
+    for status, answer in (missing, wrong, other_scheme):
+        assert status == 401
+        assert answer["error"] == "unauthorized"
+
+
+@pytest.mark.parametrize(("path", "body"), CHANGES)
+async def test_without_a_configured_token_changes_are_forbidden_and_say_how(
+    make_admin: AdminFactory, path: str, body: Any
+) -> None:
+    admin = await make_admin(token="")
+
+    status, answer = await admin.call("POST", path, json=body, auth="Bearer anything")
+
+    assert status == 403
+    assert "admin_token_file" in answer["detail"]
+    assert "BATCH_POLLER_HTTP__ADMIN_TOKEN" in answer["detail"]
+
+
+async def test_pause_and_resume(admin: Admin, supervisor: Supervisor) -> None:
+    paused = await admin.call("POST", "/api/batch/poller/stop", auth=BEARER)
+    assert paused == (200, paused[1]) and paused[1]["state"] == "paused"
+    assert supervisor.paused
+    status = (await admin.call("GET", "/api/batch/poller/status"))[1]
+    assert status["state"] == "paused" and status["next_pass_at"] is None
+
+    resumed = await admin.call("POST", "/api/batch/poller/start", auth=BEARER)
+
+    assert resumed[0] == 200 and resumed[1]["state"] == "running"
+    assert not supervisor.paused
+
+
+async def test_status_counts_the_days_work(
+    admin: Admin, runtime: Runtime, control: Any, submit: Any
+) -> None:
+    done = await submit(3)
+    await submit(2)
+    await control.finish(done, "Completed")
+
+    status, before = await admin.call("GET", "/api/batch/poller/status")
+    code, answer = await admin.call("POST", "/api/batch/process-completed", auth=BEARER)
+    _, after = await admin.call("GET", "/api/batch/poller/status")
+
+    assert status == 200 and before["jobs_pending"] == 2 and before["completed_today"] == 0
+    assert code == 200 and answer["report"]["fetched"] == 1 and answer["report"]["cleaned"] == 1
+    assert after["completed_today"] == 1 and after["jobs_pending"] == 1
+    assert after["passes"] == 1 and after["last_pass_at"] is not None
+    assert after["state"] == "running" and after["version"]
+    assert after["uptime_seconds"] >= 0 and after["jobs_in_flight"] == 0
+
+
+async def test_track_a_job_through_the_api(
+    admin: Admin, runtime: Runtime, bedrock: Any, s3: Any
+) -> None:
+    uri = await put_input(s3, "api/input.jsonl", make_records(2))
+    arn = await create_job(bedrock, uri)
+    body = {"batch_job_arn": arn, "input_prefix": f"s3://{BUCKET}/api/"}
+
+    created = await admin.call("POST", "/api/batch/jobs", json=body, auth=BEARER)
+    again = await admin.call("POST", "/api/batch/jobs", json=body, auth=BEARER)
+    by_id = await admin.call("GET", f"/api/batch/jobs/{arn.rsplit('/', 1)[-1]}")
+    by_arn = await admin.call("GET", f"/api/batch/jobs/{arn}")
+
+    assert created[0] == 201 and created[1]["batch_job_arn"] == arn
+    assert created[1]["s3_folder"] == f"s3://{BUCKET}/api/"
+    assert again[0] == 200
+    assert by_id == by_arn and by_id[0] == 200 and by_id[1]["auto_processing"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"batch_job_arn": UNKNOWN}, 404, "unknown job"),
+        ({"batch_job_arn": "arn:aws:s3:::bucket"}, 400, "not a Bedrock batch job ARN"),
+        ({"batch_job_arn": UNKNOWN, "colour": "blue"}, 400, "colour"),
+        ({}, 400, "batch_job_arn"),
+        ({"batch_job_arn": 12}, 400, "batch_job_arn"),
+        ({"batch_job_arn": UNKNOWN, "input_prefix": "s3://b/"}, 400, "bucket root"),
+    ],
+)
+async def test_bad_track_requests(
+    admin: Admin, endpoints: Any, body: Any, status: int, words: str
+) -> None:
+    code, answer = await admin.call("POST", "/api/batch/jobs", json=body, auth=BEARER)
+
+    assert code == status
+    assert words in answer["detail"]
+
+
+async def test_a_body_that_is_not_json_is_a_400(admin: Admin) -> None:
+    code, answer = await admin.call(
+        "POST",
+        "/api/batch/jobs",
+        data=b"{not json",
+        auth=BEARER,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert code == 400 and answer == {
+        "error": "bad request",
+        "detail": "the body is not valid JSON",
+    }
+
+
+async def test_a_body_over_the_limit_is_refused(make_admin: AdminFactory) -> None:
+    admin = await make_admin(max_body_bytes=1024)
+
+    code, answer = await admin.call(
+        "POST",
+        "/api/batch/jobs",
+        data=b"x" * 5000,
+        auth=BEARER,
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert code == 413
+    assert set(answer) == {"error", "detail"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/batch/jobs/abcdefabcdef",
+        f"/api/batch/jobs/{UNKNOWN}",
+        "/static/secrets.txt",
+        "/nothing",
+    ],
+)
+async def test_unknown_things_are_404_in_json(admin: Admin, path: str) -> None:
+    code, answer = await admin.call("GET", path)
+
+    assert code == 404
+    assert set(answer) == {"error", "detail"}
+
+
+async def test_a_wrong_method_is_405_in_json(admin: Admin) -> None:
+    code, answer = await admin.call("DELETE", "/api/batch/jobs", auth=BEARER)
+
+    assert code == 405 and set(answer) == {"error", "detail"}
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [("status=DONE", "status"), ("limit=0", "limit"), ("limit=x", "limit"), ("sort=asc", "sort")],
+)
+async def test_bad_job_list_queries(admin: Admin, query: str, words: str) -> None:
+    code, answer = await admin.call("GET", f"/api/batch/jobs?{query}")
+
+    assert code == 400 and words in answer["detail"]
+
+
+async def test_job_list_filters_and_pages(
+    admin: Admin, runtime: Runtime, control: Any, submit: Any, supervisor: Supervisor
+) -> None:
+    arns = [await submit(1) for _ in range(3)]
+    await control.finish(arns[0], "Failed")
+    await supervisor.run_pass()
+
+    failed = (await admin.call("GET", "/api/batch/jobs?status=failed"))[1]
+    first_page = (await admin.call("GET", "/api/batch/jobs?limit=2"))[1]
+    second_page = (await admin.call("GET", "/api/batch/jobs?limit=2&offset=2"))[1]
+
+    assert [j["batch_job_arn"] for j in failed["jobs"]] == [arns[0]]
+    assert failed["jobs"][0]["status"] == JobStatus.FAILED.value
+    assert first_page["count"] == 2 and second_page["count"] == 1
+    seen = {j["batch_job_arn"] for j in first_page["jobs"] + second_page["jobs"]}
+    assert seen == set(arns)
+
+
+async def test_cleanup_of_a_job_without_stored_results_is_a_conflict(
+    admin: Admin, submit: Any
+) -> None:
+    arn = await submit(2)
+
+    code, answer = await admin.call("POST", f"/api/batch/jobs/{arn}/cleanup", json={}, auth=BEARER)
+
+    assert code == 409 and "not stored yet" in answer["detail"]
+
+
+async def test_cleanup_through_the_api(
+    admin: Admin, runtime: Runtime, control: Any, submit: Any, supervisor: Supervisor, s3: Any
+) -> None:
+    arn = await submit(2)
+    await control.finish(arn, "Completed")
+    runtime.settings = runtime.settings.model_copy(
+        update={"cleanup": runtime.settings.cleanup.model_copy(update={"enabled": False})}
+    )
+    await supervisor.run_pass()
+
+    code, job = await admin.call(
+        "POST", f"/api/batch/jobs/{arn}/cleanup", json={"force": False}, auth=BEARER
+    )
+
+    assert code == 200 and job["cleanup"] == "done" and job["bytes_freed"] > 0
+
+
+async def test_an_internal_error_never_shows_a_stack_trace(admin: Admin, runtime: Runtime) -> None:
+    await runtime.store.engine.dispose()
+    original = runtime.store.list_jobs
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internals at /srv/app.py line 12")
+
+    runtime.store.list_jobs = broken  # type: ignore[method-assign]
+    try:
+        code, answer = await admin.call("GET", "/api/batch/jobs")
+    finally:
+        runtime.store.list_jobs = original  # type: ignore[method-assign]
+
+    assert code == 500
+    assert answer == {
+        "error": "internal error",
+        "detail": "the daemon could not answer; see its log",
+    }
+
+
+async def test_the_page_is_sent_with_protective_headers(admin: Admin) -> None:
+    async with admin.http.get(admin.server.url + "/") as response:
+        html = await response.text()
+        headers = response.headers
+
+    assert "<title>batch-poller</title>" in html
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
