@@ -31,6 +31,11 @@ def _passes(config: Path) -> int:
     return int(json.loads(answer.stdout)["passes"]) if answer.returncode == 0 else 0
 
 
+def _passes(config: Path) -> int:
+    answer = _cli(config, "status", "--json")
+    return int(json.loads(answer.stdout)["passes"]) if answer.returncode == 0 else 0
+
+
 def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "batch_poller", "--config", str(config), *args],
@@ -59,13 +64,7 @@ async def test_the_remote_commands_steer_a_running_daemon(
         await track_jobs(rt, [arn], f"s3://{BUCKET}/remote/")
 
     with running(config) as daemon:
-        daemon.wait_for(
-            lambda: (
-                "pass_completed" in daemon.log_path.read_text()
-                or '"passes": 1' in _cli(config, "status", "--json").stdout
-            ),
-            "a first pass",
-        )
+        daemon.wait_for(lambda: _passes(config) >= 1, "a first pass")
         status = json.loads(_cli(config, "status", "--json").stdout)
         paused = json.loads(_cli(config, "pause", "--json").stdout)
         await control.finish(arn, "Completed")  # after the first pass saw it running
