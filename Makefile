@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint emulate clean
+.PHONY: demo test lint emulate screenshot clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,15 @@ emulate: $(VENV)/.installed
 	$(BIN)/batch-poller emulate
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check batch_poller tests
-	$(BIN)/ruff format --check batch_poller tests
+	$(BIN)/ruff check batch_poller tests scripts
+	$(BIN)/ruff format --check batch_poller tests scripts
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q
+
+screenshot: $(VENV)/.installed-test
+	$(BIN)/python scripts/screenshot_status_page.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = add("demo", _demo, "run the daemon on the local emulator with demo jobs", settings=False)
     demo.add_argument("--keep", metavar="DIR", help="keep the demo database in this folder")
+    demo.add_argument(
+        "--serve", action="store_true", help="keep the status page up afterwards, until Ctrl-C"
+    )
+    demo.add_argument("--port", type=int, default=0, help="status page port (0: any free)")
 
     emulate = add(
         "emulate", _emulate, "serve the local Bedrock batch emulator and an S3/SQS server", False
@@ -220,7 +224,7 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings | None) -> int:
 def _demo(args: argparse.Namespace, settings: Settings | None) -> int:
     from batch_poller.demo import run_demo
 
-    return _arun(run_demo(keep=args.keep))
+    return _arun(run_demo(keep=args.keep, serve=args.serve, port=args.port))
 
 
 def _emulate(args: argparse.Namespace, settings: Settings | None) -> int:

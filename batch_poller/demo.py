@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +24,10 @@ from rich.table import Table
 
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.aws.s3 import S3Uri
-from batch_poller.config import Settings
+from batch_poller.config import HttpSettings, Settings
 from batch_poller.domain import JobStatus
 from batch_poller.emulator.server import EMULATOR_CREDENTIALS, Endpoints, running_emulator
+from batch_poller.http.server import start_http
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobRow
 from batch_poller.tracking import track_jobs
@@ -192,11 +195,15 @@ def _or_dash(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-async def run_demo(keep: str | None = None, region: str = "us-east-1") -> int:
+async def run_demo(
+    keep: str | None = None, *, serve: bool = False, port: int = 0, region: str = "us-east-1"
+) -> int:
+    """Runs the demo; with serve, the daemon and its status page stay up until Ctrl-C."""
     console = Console()
     # The demo talks only to the local emulator, which accepts any credentials.
     os.environ.update(EMULATOR_ENVIRONMENT)
     os.environ.pop("AWS_PROFILE", None)
+    token = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="batch-poller-demo-") as scratch:
         folder = Path(keep) if keep else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -209,13 +216,28 @@ async def run_demo(keep: str | None = None, region: str = "us-east-1") -> int:
                 for arn, job in zip(arns, DEMO_JOBS, strict=True):
                     await track_jobs(rt, [arn], f"s3://{BUCKET}/input/{job.name}/")
                 supervisor = build_supervisor(rt)
+                http = await start_http(supervisor, HttpSettings(port=port), lambda: token)
+                console.print(f"Status page: {http.url}/ (admin token {token})")
                 daemon = asyncio.create_task(supervisor.run(), name="daemon")
                 jobs = await watch(rt, arns, console)
+                console.print(summary(jobs))
+                left = [item.key async for item in rt.s3.list_objects(S3Uri(BUCKET, ""))]
+                console.print(
+                    f"Objects left in s3://{BUCKET}/: {len(left)} "
+                    "(what the failed job left is kept)"
+                )
+                if serve:
+                    console.print(f"Serving {http.url}/ until Ctrl-C.")
+                    await _until_signalled()
                 rt.stopping.set()
                 await daemon
-                left = [item.key async for item in rt.s3.list_objects(S3Uri(BUCKET, ""))]
-        console.print(summary(jobs))
-        console.print(
-            f"Objects left in s3://{BUCKET}/: {len(left)} (what the failed job left is kept)"
-        )
+                await http.close()
     return 0
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()

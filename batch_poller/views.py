@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 from batch_poller import __version__
+from batch_poller.domain import JobStatus
 from batch_poller.store import JobRow
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracker import awaiting_check, awaiting_cleanup, awaiting_fetch
@@ -44,13 +45,15 @@ def job_document(job: JobRow) -> dict[str, Any]:
 
 
 def cleanup_state(job: JobRow) -> str:
+    """done, failed (retried every pass), pending, waiting (results not stored yet), or kept
+    (a failed job's files are never deleted)."""
     if job.cleanup_completed_at is not None:
         return "done"
     if job.cleanup_attempts:
         return "failed"
     if awaiting_cleanup(job):
         return "pending"
-    return "-"
+    return "kept" if job.status in (JobStatus.FAILED, JobStatus.RESULT_FETCH_FAILED) else "waiting"
 
 
 def _plain(value: Any) -> Any:

@@ -9,10 +9,14 @@ const $ = (id) => document.getElementById(id);
 
 function when(iso) {
   if (!iso) return "–";
-  const date = new Date(iso);
-  const seconds = Math.round((Date.now() - date.getTime()) / 1000);
-  const ago = Math.abs(seconds) < 90 ? `${Math.abs(seconds)} s` : `${Math.round(Math.abs(seconds) / 60)} min`;
-  return seconds >= 0 ? `${ago} ago` : `in ${ago}`;
+  const seconds = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
+  const size = Math.abs(seconds);
+  const span =
+    size < 90 ? `${size} s` :
+    size < 5400 ? `${Math.round(size / 60)} min` :
+    size < 172800 ? `${Math.round(size / 3600)} h` :
+    `${Math.round(size / 86400)} days`;
+  return seconds >= 0 ? `${span} ago` : `in ${span}`;
 }
 
 function show(message, ok) {

@@ -1,0 +1,132 @@
+"""The status page in Debian's Chromium, driven by Playwright: a finished job from the emulator
+shows, pause and resume work with the token and are refused without it, and it fits a phone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.http.conftest import TOKEN, Admin
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        yield browser
+        await browser.close()
+
+
+async def _finished_job(control: Any, submit: Any, supervisor: Any, records: int = 12) -> str:
+    arn = await submit(records, tags={"emulator:error-rate": "0.25"})
+    await control.finish(arn, "Completed")
+    await supervisor.run_pass()
+    return str(arn)
+
+
+async def test_the_page_shows_a_finished_job_and_pauses_with_the_token(
+    browser: Any, admin: Admin, control: Any, submit: Any, supervisor: Any, tmp_path: Path
+) -> None:
+    await _finished_job(control, submit, supervisor)
+    await submit(5)  # one still running at Bedrock
+    page = await browser.new_page(viewport={"width": 1200, "height": 800})
+    page.on("dialog", lambda dialog: dialog.accept(TOKEN))
+
+    await page.goto(admin.server.url + "/")
+    row = page.locator("#job-rows tr", has_text="COMPLETED")
+    await row.wait_for()
+    cells = [await c.inner_text() for c in await row.locator("td").all()]
+    await page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    if os.environ.get("BATCH_POLLER_DOCS_SCREENSHOT"):
+        await page.screenshot(path=str(DOCS / "status-page.png"), full_page=True)
+
+    assert cells[1:7] == ["COMPLETED", "no", "12", "9", "3", cells[6]]
+    assert cells[6].startswith("$")
+    assert cells[7] == "done"
+    assert await page.locator("#state").inner_text() == "running"
+    assert await page.locator("#jobs-pending").inner_text() == "1"
+    assert await page.locator("#completed-today").inner_text() == "1"
+
+    await page.click("#stop")
+    await page.locator("#state", has_text="paused").wait_for()
+    assert supervisor.paused
+    await page.click("#start")
+    await page.locator("#state", has_text="running").wait_for()
+    assert not supervisor.paused
+
+
+async def test_pausing_is_refused_without_the_right_token(
+    browser: Any, admin: Admin, supervisor: Any
+) -> None:
+    page = await browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept("a wrong token"))
+
+    await page.goto(admin.server.url + "/")
+    await page.locator("#state", has_text="running").wait_for()
+    await page.click("#stop")
+    message = page.locator("#message", has_text="unauthorized")
+    await message.wait_for()
+
+    assert not supervisor.paused
+    assert await page.locator("#state").inner_text() == "running"
+    assert await page.evaluate("sessionStorage.length") == 0  # a refused token is forgotten
+
+
+async def test_dismissing_the_token_prompt_changes_nothing(
+    browser: Any, admin: Admin, supervisor: Any
+) -> None:
+    page = await browser.new_page()
+    prompts: list[str] = []
+
+    async def dismiss(dialog: Any) -> None:
+        prompts.append(dialog.message)
+        await dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    await page.goto(admin.server.url + "/")
+    await page.locator("#state", has_text="running").wait_for()
+    await page.click("#stop")
+    await page.locator("#stop").is_enabled()
+
+    assert prompts and "token" in prompts[0].lower()
+    assert not supervisor.paused
+
+
+async def test_the_page_reads_well_on_a_phone(
+    browser: Any, admin: Admin, control: Any, submit: Any, supervisor: Any, tmp_path: Path
+) -> None:
+    await _finished_job(control, submit, supervisor, records=4)
+    page = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True)
+
+    await page.goto(admin.server.url + "/")
+    await page.locator("#job-rows tr", has_text="COMPLETED").wait_for()
+    await page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+
+    page_width = await page.evaluate("document.documentElement.scrollWidth")
+    header_shown = await page.evaluate("getComputedStyle(document.querySelector('thead')).display")
+    assert page_width <= 390  # nothing runs off the side
+    assert header_shown == "none"  # rows become labelled cards
