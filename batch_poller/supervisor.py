@@ -13,18 +13,23 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
+from batch_poller.aws.bedrock import BedrockJob
+from batch_poller.aws.errors import AwsError
 from batch_poller.ingest import Interrupted
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobRow
-from batch_poller.tracker import JobTracker, Step
+from batch_poller.tracker import JobTracker, Step, awaiting_check
 
 log = structlog.get_logger("batch_poller.supervisor")
 LEASE = timedelta(minutes=5)
+# From this many jobs to check, one listing is cheaper than a Get each.
+LIST_FROM = 2
+LISTING_DENIED_PAUSE = timedelta(hours=1)
 
 
 def daemon_owner() -> str:
@@ -68,6 +73,7 @@ class Supervisor:
         # Told about every pass (the daemon updates systemd's STATUS= from it).
         self.after_pass: Callable[[PassReport], Awaitable[None]] | None = None
         self._wake = asyncio.Event()
+        self._listing_denied_until = datetime.min.replace(tzinfo=UTC)
         self._limit = ConcurrencyLimit(lambda: runtime.settings.poller.max_concurrent_jobs)
         self._passes: set[asyncio.Task[Any]] = set()
 
@@ -80,7 +86,8 @@ class Supervisor:
         started = time.monotonic()
         jobs = await self._take_jobs(check_all, retry_failed)
         try:
-            report = await self._run_trackers(jobs, retry_failed)
+            listed = await self._survey(jobs)
+            report = await self._run_trackers(jobs, retry_failed, listed)
         finally:
             arns = [job.batch_job_arn for job in jobs]
             self.in_flight.difference_update(arns)
@@ -122,7 +129,36 @@ class Supervisor:
         self.in_flight.difference_update(set(wanted) - leased)
         return [job for arn, job in wanted.items() if arn in leased]
 
-    async def _run_trackers(self, jobs: list[JobRow], retry_failed: bool) -> PassReport:
+    async def _survey(self, jobs: list[JobRow]) -> dict[str, BedrockJob]:
+        """The statuses of the jobs to check, from ListModelInvocationJobs: a page of up to
+        1,000 jobs a call instead of one GetModelInvocationJob per job. A job the listing does
+        not show (outside its window, on a page not reached) is read with a Get as before."""
+        pending = {j.batch_job_arn: j for j in jobs if awaiting_check(j)}
+        if len(pending) < LIST_FROM or self.rt.clock.now() < self._listing_denied_until:
+            return {}
+        dates = [j.submitted_at for j in pending.values()]
+        # Strictly after: start a little before the oldest, so it is in the window.
+        after = None if None in dates else min(d for d in dates if d) - timedelta(seconds=1)
+        found: dict[str, BedrockJob] = {}
+        try:
+            async for summary in self.rt.bedrock.list_jobs(after):
+                if summary.arn in pending:
+                    found[summary.arn] = summary
+                    if len(found) == len(pending):
+                        break
+        except AwsError as error:
+            if error.code == "AccessDeniedException":
+                # Narrow IAM permissions: per-job checks work without listing.
+                self._listing_denied_until = self.rt.clock.now() + LISTING_DENIED_PAUSE
+                log.warning("listing_denied", detail="checking jobs one by one", error=str(error))
+            else:
+                log.warning("listing_failed", detail="checking jobs one by one", error=str(error))
+            return {}
+        return found
+
+    async def _run_trackers(
+        self, jobs: list[JobRow], retry_failed: bool, listed: dict[str, BedrockJob]
+    ) -> PassReport:
         steps: Counter[Step] = Counter()
         interrupted = crashed = 0
 
@@ -132,7 +168,13 @@ class Supervisor:
                 if self.rt.stopping.is_set():
                     return
                 try:
-                    steps.update(await self.tracker.advance(job, retry_failed_fetch=retry_failed))
+                    steps.update(
+                        await self.tracker.advance(
+                            job,
+                            retry_failed_fetch=retry_failed,
+                            listed=listed.get(job.batch_job_arn),
+                        )
+                    )
                 except Interrupted:
                     interrupted += 1
                     log.info("job_interrupted", job_arn=job.batch_job_arn)

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import structlog
 
+from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.cleanup import clean_job, needed_locations
 from batch_poller.domain import (
@@ -65,12 +66,21 @@ class JobTracker:
         self.rt = runtime
         self._unpriced_models: set[str] = set()
 
-    async def advance(self, job: JobRow, *, retry_failed_fetch: bool = False) -> list[Step]:
-        """Takes the job as far along its path as it can go now; returns the steps taken."""
+    async def advance(
+        self,
+        job: JobRow,
+        *,
+        retry_failed_fetch: bool = False,
+        listed: BedrockJob | None = None,
+    ) -> list[Step]:
+        """Takes the job as far along its path as it can go now; returns the steps taken.
+
+        `listed` is the job as this pass's ListModelInvocationJobs saw it, if it did.
+        """
         steps: list[Step] = []
         with structlog.contextvars.bound_contextvars(job_arn=job.batch_job_arn):
             if awaiting_check(job):
-                job, step = await self.check(job)
+                job, step = await self.check(job, listed)
                 steps.append(step)
             waiting = awaiting_fetch(job)
             if waiting and (job.status is not JobStatus.RESULT_FETCH_FAILED or retry_failed_fetch):
@@ -88,10 +98,15 @@ class JobTracker:
 
     # -- check -------------------------------------------------------------------------------
 
-    async def check(self, job: JobRow) -> tuple[JobRow, Step]:
+    async def check(self, job: JobRow, listed: BedrockJob | None = None) -> tuple[JobRow, Step]:
+        """Reads the job's status: from the pass's listing when it shows no change, else with
+        GetModelInvocationJob."""
         arn = job.batch_job_arn
         try:
-            remote = await self.rt.bedrock.get_job(arn)
+            if listed is not None and listed.status is job.bedrock_status:
+                remote = listed
+            else:
+                remote = await self.rt.bedrock.get_job(arn)
         except AwsError as error:
             if not error.fatal_for_job:
                 # Throttling, an outage, expired credentials: none of them is the job's fault.

@@ -71,7 +71,7 @@ async def _bedrock_errors(request: web.Request, handler: Handler) -> web.StreamR
             latency = registry.settings.faults.latency_ms
             if latency:
                 await asyncio.sleep(latency / 1000)
-            fault = registry.global_fault()
+            fault = registry.global_fault(operation)
             if fault is not None:
                 raise fault
         return await handler(request)

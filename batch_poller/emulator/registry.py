@@ -73,9 +73,12 @@ class JobRegistry:
         self._sequence = 0
         self.clock.reset()
 
-    def global_fault(self) -> ApiError | None:
+    def global_fault(self, operation: str) -> ApiError | None:
+        faults = self.settings.faults
+        if faults.operations is not None and operation not in faults.operations:
+            return None
         self._global_fault_calls += 1
-        return self._faults.error_for(self.settings.faults, self._global_fault_calls)
+        return self._faults.error_for(faults, self._global_fault_calls)
 
     def job_fault(self, job: EmulatedJob) -> ApiError | None:
         if job.faults is None:

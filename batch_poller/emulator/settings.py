@@ -22,6 +22,17 @@ class Faults(BaseModel):
     permanent_from_call: int = Field(
         1, ge=1, description="the permanent error starts at this call, counted from when set"
     )
+    operations: (
+        list[
+            Literal[
+                "CreateModelInvocationJob",
+                "GetModelInvocationJob",
+                "ListModelInvocationJobs",
+                "StopModelInvocationJob",
+            ]
+        ]
+        | None
+    ) = Field(None, description="only these operations get the faults; null: all")
 
 
 class Durations(BaseModel):
