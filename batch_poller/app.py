@@ -10,6 +10,7 @@ from botocore.config import Config
 
 from batch_poller.aws.bedrock import Bedrock
 from batch_poller.aws.errors import RetryPolicy
+from batch_poller.aws.limits import RateLimiter
 from batch_poller.aws.s3 import S3
 from batch_poller.clock import Clock, SystemClock
 from batch_poller.config import Settings
@@ -47,7 +48,7 @@ async def open_runtime(settings: Settings, clock: Clock | None = None) -> AsyncI
                 "s3", endpoint_url=settings.aws.s3_endpoint_url or None, config=config
             ) as s3_client,
         ):
-            yield Runtime(
+            rt = Runtime(
                 store=store,
                 bedrock=Bedrock(bedrock_client, retry),
                 s3=S3(s3_client, retry),
@@ -55,6 +56,9 @@ async def open_runtime(settings: Settings, clock: Clock | None = None) -> AsyncI
                 settings=settings,
                 metrics=metrics,
             )
+            # The limit is read from the live settings, so a reload changes it.
+            retry.before_call = RateLimiter(lambda: rt.settings.aws.max_calls_per_second).acquire
+            yield rt
     finally:
         await store.close()
 

@@ -33,6 +33,9 @@ class AwsSettings(Section):
     # Empty means AWS itself; a URL points the clients at an emulator or a VPC endpoint.
     bedrock_endpoint_url: str = ""
     s3_endpoint_url: str = ""
+    # Client-side limit per operation, calls a second, so the daemon rarely throttles itself;
+    # 0 turns it off.
+    max_calls_per_second: float = Field(10.0, ge=0, le=10_000)
 
 
 def default_database_url() -> str:
@@ -59,6 +62,8 @@ class ResultsSettings(Section):
     retry_base_seconds: float = Field(2.0, ge=0, le=3600)
     store_model_input: bool = False
     batch_size: int = Field(2000, ge=1, le=100_000)
+    # Jobs whose results are streamed from S3 at the same time.
+    max_concurrent_fetches: int = Field(4, ge=1, le=256)
     # A longer line is stored as an error record instead of being held in memory.
     max_line_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 

@@ -5,13 +5,12 @@ up: passes overlap, and a job already being worked on is left to the pass that h
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ import structlog
 
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
+from batch_poller.aws.limits import ConcurrencyLimit
 from batch_poller.ingest import Interrupted
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobRow
@@ -250,25 +250,3 @@ class Supervisor:
         finally:
             for waiter in waits:
                 waiter.cancel()
-
-
-class ConcurrencyLimit:
-    """At most limit() holders at once, shared by overlapping passes. The limit is read live,
-    so a reload that changes it applies to the next job that starts."""
-
-    def __init__(self, limit: Callable[[], int]) -> None:
-        self._limit = limit
-        self._busy = 0
-        self._changed = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._busy < self._limit())
-            self._busy += 1
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._busy -= 1
-                self._changed.notify_all()

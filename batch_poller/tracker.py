@@ -16,6 +16,7 @@ import structlog
 
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
+from batch_poller.aws.limits import ConcurrencyLimit
 from batch_poller.cleanup import clean_job, needed_locations
 from batch_poller.domain import (
     BedrockStatus,
@@ -65,6 +66,8 @@ class JobTracker:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._unpriced_models: set[str] = set()
+        # S3 streams at once: a fetch reads a job's output files one after the other.
+        self._fetches = ConcurrencyLimit(lambda: runtime.settings.results.max_concurrent_fetches)
 
     async def advance(
         self,
@@ -145,7 +148,8 @@ class JobTracker:
         settings = self.rt.settings.results
         for attempt in range(1, settings.max_retries + 1):
             try:
-                totals, manifest = await ingest_job(job, partial, self._ingest_context(job))
+                async with self._fetches.slot():
+                    totals, manifest = await ingest_job(job, partial, self._ingest_context(job))
             except Interrupted:
                 raise
             except Exception as error:  # any failure is an attempt: no job crashes every pass

@@ -41,7 +41,12 @@ class FakeClock:
 
 def daemon_settings(endpoints: Endpoints, database_url: str, **sections: Any) -> Settings:
     base: dict[str, Any] = {
-        "aws": {"bedrock_endpoint_url": endpoints.bedrock, "s3_endpoint_url": endpoints.s3},
+        # No client-side rate limit: tests make bursts of calls on purpose.
+        "aws": {
+            "bedrock_endpoint_url": endpoints.bedrock,
+            "s3_endpoint_url": endpoints.s3,
+            "max_calls_per_second": 0,
+        },
         "database": {"url": database_url},
         "poller": {"check_interval_seconds": 0, "interval_seconds": 1},
         "pricing": {"amazon.nova-lite-v1:0": {"input_per_1k": "0.03", "output_per_1k": "0.12"}},

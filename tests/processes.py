@@ -23,7 +23,11 @@ DEADLINE = 60.0
 
 def write_config(folder: Path, endpoints: Endpoints, **sections: dict[str, Any]) -> Path:
     values: dict[str, dict[str, Any]] = {
-        "aws": {"bedrock_endpoint_url": endpoints.bedrock, "s3_endpoint_url": endpoints.s3},
+        "aws": {
+            "bedrock_endpoint_url": endpoints.bedrock,
+            "s3_endpoint_url": endpoints.s3,
+            "max_calls_per_second": 0,
+        },
         "database": {"url": f"sqlite:///{folder / 'daemon.db'}"},
         "poller": {"interval_seconds": 0.2, "check_interval_seconds": 0},
         "logging": {"format": "json", "level": "INFO"},

@@ -141,12 +141,15 @@ class RetryPolicy:
         max_seconds: float = 20.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observe: Observer = _ignore,
+        before_call: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.attempts = attempts
         self.initial_seconds = initial_seconds
         self.max_seconds = max_seconds
         self.sleep = sleep
         self.observe = observe
+        # Waits for the rate limiter's permission before every attempt.
+        self.before_call = before_call
 
     async def run(self, operation: str, make_call: Callable[[], Awaitable[T]]) -> T:
         retrying = AsyncRetrying(
@@ -160,5 +163,7 @@ class RetryPolicy:
         )
         async for attempt in retrying:
             with attempt:
+                if self.before_call is not None:
+                    await self.before_call(operation)
                 return await call(operation, make_call, self.observe)
         raise AssertionError("unreachable: tenacity reraises the last error")
