@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint emulate screenshot clean
+.PHONY: demo test lint emulate screenshot bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,12 +24,18 @@ emulate: $(VENV)/.installed
 	$(BIN)/batch-poller emulate
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check batch_poller tests scripts
-	$(BIN)/ruff format --check batch_poller tests scripts
+	$(BIN)/ruff check batch_poller tests scripts bench
+	$(BIN)/ruff format --check batch_poller tests scripts bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench
+
+bench-smoke: $(VENV)/.installed-test
+	$(BIN)/python -m bench --smoke --output /tmp/batch-poller-bench-smoke.json
 
 screenshot: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshot_status_page.py

@@ -5,6 +5,7 @@ up: passes overlap, and a job already being worked on is left to the pass that h
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import socket
@@ -87,7 +88,11 @@ class Supervisor:
         jobs = await self._take_jobs(check_all, retry_failed)
         try:
             listed = await self._survey(jobs)
-            report = await self._run_trackers(jobs, retry_failed, listed)
+            unchanged = await self._record_unchanged(jobs, listed)
+            busy = [job for job in jobs if job.batch_job_arn not in unchanged]
+            report = await self._run_trackers(busy, retry_failed, listed)
+            report.steps[Step.CHECKED] += len(unchanged)
+            report = dataclasses.replace(report, jobs=len(jobs))
         finally:
             arns = [job.batch_job_arn for job in jobs]
             self.in_flight.difference_update(arns)
@@ -155,6 +160,21 @@ class Supervisor:
                 log.warning("listing_failed", detail="checking jobs one by one", error=str(error))
             return {}
         return found
+
+    async def _record_unchanged(
+        self, jobs: list[JobRow], listed: dict[str, BedrockJob]
+    ) -> set[str]:
+        """Jobs the listing shows unchanged, with nothing else to do: their check is one
+        statement for all of them, not a tracker each."""
+        unchanged = {
+            job.batch_job_arn
+            for job in jobs
+            if job.batch_job_arn in listed
+            and listed[job.batch_job_arn].status is job.bedrock_status
+            and awaiting_check(job)
+        }
+        await self.rt.store.mark_checked(sorted(unchanged), self.rt.clock.now())
+        return unchanged
 
     async def _run_trackers(
         self, jobs: list[JobRow], retry_failed: bool, listed: dict[str, BedrockJob]

@@ -145,11 +145,20 @@ def _origin(row: RecordRow) -> tuple[str | None, int | None]:
     return row.source_file, row.line_number
 
 
-def _storable(value: Any) -> Any:
-    """PostgreSQL text cannot hold NUL characters (SQLite can): the same data in both."""
-    if isinstance(value, str) and "\x00" in value:
-        return value.replace("\x00", "\ufffd")
-    return value
+# Text that may hold a NUL character; JSON text (model_output, model_input) is escaped already.
+_RAW_TEXT_FIELDS = ("record_id", "error_code", "error_message", "raw_text")
+
+
+def _params(arn: str, now: datetime, row: RecordRow) -> dict[str, Any]:
+    values = {f: getattr(row, f) for f in _RECORD_FIELDS}
+    for name in _RAW_TEXT_FIELDS:
+        value = values[name]
+        # PostgreSQL text cannot hold NUL characters (SQLite can): the same data in both.
+        if value is not None and "\x00" in value:
+            values[name] = value.replace("\x00", "\ufffd")
+    values["batch_job_arn"] = arn
+    values["stored_at"] = now
+    return values
 
 
 class JobStore:
@@ -327,6 +336,17 @@ class JobStore:
             values["completed_at"] = completed_at
         await self._update(arn, update(_JOBS).values(values))
 
+    async def mark_checked(self, arns: Sequence[str], now: datetime) -> None:
+        """Records one check of many jobs whose status did not change, in one statement."""
+        if not arns:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(_JOBS)
+                .where(_JOBS.c.batch_job_arn.in_(list(arns)))
+                .values(last_checked_at=now, updated_at=now)
+            )
+
     async def mark_results_fetched(
         self, arn: str, totals: RecordTotals, status: JobStatus, now: datetime
     ) -> None:
@@ -441,14 +461,7 @@ class JobStore:
                 unique[row.record_id] = row
         if not unique:
             return WriteReport(0, conflicts)
-        params = [
-            {
-                "batch_job_arn": arn,
-                "stored_at": now,
-                **{f: _storable(getattr(r, f)) for f in _RECORD_FIELDS},
-            }
-            for r in unique.values()
-        ]
+        params = [_params(arn, now, r) for r in unique.values()]
         async with self.engine.begin() as conn:
             stmt = dialect_insert(conn.dialect.name, _RECORDS)
             replaced = {c.name: stmt.excluded[c.name] for c in _RECORDS.c if not c.primary_key}

@@ -1,0 +1,1 @@
+"""batch-poller's benchmark: `python -m bench` (see docs/performance.md)."""

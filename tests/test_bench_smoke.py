@@ -1,0 +1,34 @@
+"""The benchmark's smallest size, as a smoke test: it runs to the end and its counts add up.
+No timing is asserted here; the figures live in docs/performance.md."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(output.read_text())
+    ingestion = figures["ingestion"][0]
+    assert ingestion["records"] == 10240
+    assert ingestion["naive rec/s"] != "n/a" and ingestion["store-only rec/s"] != "n/a"
+    passes = figures["passes"][0]
+    assert (passes["calls, listing"], passes["calls, Get per job"]) == (1, 10)
+    cleanup = figures["cleanup"][0]
+    assert cleanup["DeleteObjects"] == 1 and cleanup["requests, batched"] == 2
+    assert figures["idle"][0]["jobs tracked"] == 100
