@@ -68,31 +68,29 @@ def parse_line(
 
 
 def unreadable_line(raw: bytes, source_file: str, line_number: int, why: str) -> RecordRow:
-    """An error record standing for a line that cannot be read as a record."""
-    return RecordRow(
-        record_id=_salvaged_id(raw) or f"{PARSE_ERROR}:{source_file}:{line_number}",
-        outcome="error",
-        error_code=PARSE_ERROR,
-        error_message=f"{source_file} line {line_number}: {why}",
-        source_file=source_file,
-        line_number=line_number,
-        # The whole line: it is the only copy once the output folder is cleaned up.
-        raw_text=raw.decode("utf-8", errors="replace"),
-    )
+    """An error record standing for a line that cannot be read as a record. It keeps the whole
+    line: that is the only copy once the output folder is cleaned up."""
+    return _kept_line(raw, PARSE_ERROR, why, source_file, line_number)
 
 
 def overlong_line(
     prefix: bytes, length: int, source_file: str, line_number: int, limit: int
 ) -> RecordRow:
     """An error record for a line longer than [results] max_line_bytes: kept, not buffered."""
+    why = f"{length} bytes, over the {limit} limit"
+    return _kept_line(prefix, LINE_TOO_LONG, why, source_file, line_number)
+
+
+def _kept_line(text: bytes, code: str, why: str, source_file: str, line_number: int) -> RecordRow:
     return RecordRow(
-        record_id=_salvaged_id(prefix) or f"{LINE_TOO_LONG}:{source_file}:{line_number}",
+        # A truncated line often still names its record; its own id keeps that link.
+        record_id=_salvaged_id(text) or f"{code}:{source_file}:{line_number}",
         outcome="error",
-        error_code=LINE_TOO_LONG,
-        error_message=f"{source_file} line {line_number}: {length} bytes, over the {limit} limit",
+        error_code=code,
+        error_message=f"{source_file} line {line_number}: {why}",
         source_file=source_file,
         line_number=line_number,
-        raw_text=prefix.decode("utf-8", errors="replace"),
+        raw_text=text.decode("utf-8", errors="replace"),
     )
 
 
