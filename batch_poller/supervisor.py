@@ -132,7 +132,9 @@ class Supervisor:
             self.in_flight.difference_update(wanted)
             raise
         self.in_flight.difference_update(set(wanted) - leased)
-        return [job for arn, job in wanted.items() if arn in leased]
+        # Read again now that they are ours: a pass that finished while this one was reading
+        # may have moved them on, and work must start from what is stored, not from before.
+        return await store.get_jobs(sorted(leased))
 
     async def _survey(self, jobs: list[JobRow]) -> dict[str, BedrockJob]:
         """The statuses of the jobs to check, from ListModelInvocationJobs: a page of up to

@@ -221,6 +221,10 @@ class JobTracker:
         """Deletes the job's folders. A job with lines too long to store whole keeps them,
         unless forced: those lines exist nowhere else."""
         arn = job.batch_job_arn
+        # Another pass, the API or another daemon may have cleaned it since this row was read.
+        job = await self._reload(job)
+        if job.cleanup_completed_at is not None:
+            return Step.CLEANED
         totals = await self.rt.store.record_counts(arn)
         too_long = totals.by_error_code.get(LINE_TOO_LONG, 0)
         if too_long and not force:

@@ -212,6 +212,12 @@ class JobStore:
         )
         return rows[0] if rows else None
 
+    async def get_jobs(self, arns: Sequence[str]) -> list[JobRow]:
+        if not arns:
+            return []
+        query = select(_JOBS).where(_JOBS.c.batch_job_arn.in_(list(arns)))
+        return await self._select_jobs(query.order_by(_JOBS.c.batch_job_arn))
+
     async def list_jobs(
         self, status: JobStatus | None = None, limit: int = 100, offset: int = 0
     ) -> list[JobRow]:
