@@ -10,7 +10,7 @@ from rich.table import Table
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import Settings
-from batch_poller.domain import JobStatus
+from batch_poller.domain import JobStatus, parse_job_status
 from batch_poller.store import open_store, upgrade
 from batch_poller.tracker import awaiting_cleanup
 from batch_poller.tracking import TrackError, track_jobs
@@ -132,7 +132,6 @@ def _status(status: str | None) -> JobStatus | None:
     if status is None:
         return None
     try:
-        return JobStatus(status.upper())
-    except ValueError:
-        names = ", ".join(s.value for s in JobStatus)
-        raise CommandError(f"unknown status {status!r}: one of {names}") from None
+        return parse_job_status(status)
+    except ValueError as error:
+        raise CommandError(str(error)) from None

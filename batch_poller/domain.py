@@ -47,6 +47,15 @@ class JobStatus(StrEnum):
     RESULT_FETCH_FAILED = "RESULT_FETCH_FAILED"
 
 
+def parse_job_status(text: str) -> JobStatus:
+    """A status a user typed, in any case; ValueError naming the ones there are."""
+    try:
+        return JobStatus(text.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in JobStatus)
+        raise ValueError(f"unknown status {text!r}: one of {names}") from None
+
+
 JOB_ARN_PATTERN = re.compile(
     r"^arn:aws(-[^:]+)?:bedrock:(?P<region>[a-z0-9-]{1,20}):(?P<account>[0-9]{12})"
     r":model-invocation-job/(?P<job_id>[a-z0-9]{12})\Z"

@@ -126,15 +126,18 @@ class Supervisor:
                     wanted.setdefault(job.batch_job_arn, job)
         # Reserved here before the next await, so an overlapping pass cannot take them too.
         self.in_flight.update(wanted)
+        leased: set[str] = set()
         try:
             leased = await store.leases.claim(wanted, self.owner, now + LEASE, now)
+            # Read again now that they are ours: a pass that finished while this one was
+            # reading may have moved them on; work starts from what is stored.
+            jobs = await store.get_jobs(sorted(leased))
         except BaseException:
             self.in_flight.difference_update(wanted)
+            await store.leases.release(leased, self.owner)
             raise
         self.in_flight.difference_update(set(wanted) - leased)
-        # Read again now that they are ours: a pass that finished while this one was reading
-        # may have moved them on, and work must start from what is stored, not from before.
-        return await store.get_jobs(sorted(leased))
+        return jobs
 
     async def _survey(self, jobs: list[JobRow]) -> dict[str, BedrockJob]:
         """The statuses of the jobs to check, from ListModelInvocationJobs: a page of up to

@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from batch_poller.aws.s3 import S3Uri
 from batch_poller.emulator.families import family_for, model_output
 from batch_poller.emulator.lifecycle import EmulatedJob
 
@@ -35,16 +36,10 @@ class Manifest:
     outputTokenCount: int = 0
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
-
-
 async def find_input_files(s3: Any, input_uri: str) -> tuple[str, list[str]]:
     """The bucket and the keys of every .jsonl input: the object itself, or all under a prefix."""
-    bucket, key = split_s3_uri(input_uri)
+    uri = S3Uri.parse(input_uri)
+    bucket, key = uri.bucket, uri.key
     if key and not key.endswith("/"):
         try:
             await s3.head_object(Bucket=bucket, Key=key)
@@ -93,7 +88,8 @@ async def write_job_output(
     s3: Any, job: EmulatedJob, embedding_dimensions: int, partial: bool
 ) -> Manifest:
     in_bucket, keys = await find_input_files(s3, job.input_uri)
-    out_bucket, out_key = split_s3_uri(job.output_uri)
+    destination = S3Uri.parse(job.output_uri)
+    out_bucket, out_key = destination.bucket, destination.key
     folder = f"{out_key.rstrip('/')}/{job.job_id}/" if out_key.strip("/") else f"{job.job_id}/"
     manifest = Manifest()
     family = family_for(job.model_id, job.options.invocation_type)

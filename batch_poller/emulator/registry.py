@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from batch_poller.aws.s3 import S3Uri
 from batch_poller.domain import JOB_ARN_PATTERN, BedrockStatus
 from batch_poller.emulator.clock import EmulatorClock
 from batch_poller.emulator.events import send_event, state_change_event
@@ -22,7 +23,6 @@ from batch_poller.emulator.lifecycle import STOPPABLE, EmulatedJob, next_transit
 from batch_poller.emulator.outputs import (
     InputProblem,
     find_input_files,
-    split_s3_uri,
     validate_input,
     write_job_output,
 )
@@ -271,7 +271,7 @@ class JobRegistry:
             raise invalid(
                 f"inputDataConfig.s3InputDataConfig.s3Uri: cannot read {request.input_uri}"
             ) from None
-        bucket, _ = split_s3_uri(request.output_uri)
+        bucket = S3Uri.parse(request.output_uri).bucket
         try:
             await self._s3.head_bucket(Bucket=bucket)
         except self._s3.exceptions.ClientError:

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from batch_poller.domain import JobStatus
+from batch_poller.domain import parse_job_status
 from batch_poller.http.errors import ApiError, bad_request, conflict, not_found
 from batch_poller.http.openapi import openapi_document
 from batch_poller.store import JobRow
@@ -154,10 +154,9 @@ async def list_jobs(request: web.Request) -> web.Response:
     status = None
     if "status" in query:
         try:
-            status = JobStatus(query["status"].upper())
-        except ValueError:
-            names = ", ".join(s.value for s in JobStatus)
-            raise bad_request(f"status: {query['status']!r} is not one of {names}") from None
+            status = parse_job_status(query["status"])
+        except ValueError as error:
+            raise bad_request(f"status: {error}") from None
     limit = _int_param(query, "limit", 100, 1, 1000)
     offset = _int_param(query, "offset", 0, 0, 10**9)
     store = _context(request).supervisor.rt.store
