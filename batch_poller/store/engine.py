@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -31,6 +32,14 @@ _SQLITE_PRAGMAS = (
 # before it writes (the migrations) must hold the write lock from the start, or
 # two processes can both read "version 0" and then collide.
 SQLITE_BEGIN_IMMEDIATE = "batch_poller_begin_immediate"
+
+# SQLite primary result codes after which a connection cannot be trusted again. A connection
+# opened while its folder or file system was read-only stays read-only for its whole life;
+# one that saw an I/O error or could not open a file may hold a broken file handle. Reopening
+# is cheap, so such a connection is discarded and the next checkout opens a fresh one.
+_SQLITE_DISCARD_CODES = frozenset(
+    {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN}
+)
 
 
 def _mask(raw: str) -> str:
@@ -72,14 +81,17 @@ def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     connect_args: dict[str, Any] = {}
     if schema is not None:
         connect_args["server_settings"] = {"search_path": schema}
-    return create_async_engine(async_url, connect_args=connect_args, pool_pre_ping=True)
+    # hide_parameters: a failed statement's text must never carry record contents.
+    return create_async_engine(
+        async_url, connect_args=connect_args, pool_pre_ping=True, hide_parameters=True
+    )
 
 
 def _sqlite_engine(url: URL) -> AsyncEngine:
     in_memory = url.database in (None, "", ":memory:")
     # An in-memory database exists once per connection, so share one connection.
     extra: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
-    engine = create_async_engine(url, **extra)
+    engine = create_async_engine(url, hide_parameters=True, **extra)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -96,7 +108,23 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         immediate = conn.get_execution_options().get(SQLITE_BEGIN_IMMEDIATE, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    if not in_memory:  # the one shared in-memory connection is the database: never discard it
+        event.listen(engine.sync_engine, "handle_error", discard_broken_sqlite_connection)
     return engine
+
+
+def discard_broken_sqlite_connection(context: ExceptionContext) -> None:
+    """Treats a connection that failed read-only, with an I/O error or unable to open a file as
+    disconnected: the pool closes it and every connection opened before it, so none opened
+    during a read-only episode outlives it."""
+    if sqlite_error_code(context.original_exception) in _SQLITE_DISCARD_CODES:
+        context.is_disconnect = True
+
+
+def sqlite_error_code(error: BaseException) -> int | None:
+    """The primary result code of a sqlite3 error (extended codes carry it in the low byte)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
 
 
 def dialect_insert(dialect_name: str, table: Table) -> sqlite.Insert | postgresql.Insert:
