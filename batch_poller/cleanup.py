@@ -41,6 +41,36 @@ def owned_prefixes(job: JobRow) -> list[str]:
     return [p for p in (job.output_s3_prefix, job.s3_folder) if p]
 
 
+def input_folder(input_uri: str) -> str:
+    """The job's own input folder: the prefix it was created with, or the folder of its input
+    file. Bedrock reads a `.jsonl` URI as one file and anything else as a prefix."""
+    uri = S3Uri.parse(input_uri)
+    if uri.key.endswith(".jsonl"):
+        return str(uri.child(uri.key.rpartition("/")[0] + "/" if "/" in uri.key else ""))
+    return str(uri if not uri.key or uri.key.endswith("/") else uri.child(uri.key + "/"))
+
+
+def check_owned_input(folder: str, input_uri: str | None) -> None:
+    """An input folder the daemon may own is the job's own folder or one inside it; a broader
+    one would take other jobs' data with it. CleanupRefused names the folder it would accept."""
+    if not input_uri:
+        raise CleanupRefused(f"{folder}: the job's input location is unknown, so it is not owned")
+    try:
+        own = input_folder(input_uri)
+    except ValueError as error:
+        raise CleanupRefused(f"{folder}: the job's input {error}") from None
+    if not S3Uri.parse(own).key:
+        raise CleanupRefused(
+            f"{folder} is not the job's own input folder: its input {input_uri} lies at the "
+            "bucket root, which is never deleted"
+        )
+    if not folder.startswith(own):
+        raise CleanupRefused(
+            f"{folder} is not the job's own input folder: give {own} or a folder inside it "
+            f"(the job reads {input_uri})"
+        )
+
+
 def needed_locations(job: JobRow) -> list[str]:
     """What this job still reads: its input and output, until its results are stored."""
     if job.status is JobStatus.FAILED or job.results_fetched_at is not None:
@@ -151,6 +181,9 @@ async def clean_job(
     refused = []
     for uri in owned_prefixes(job):
         try:
+            if uri == job.s3_folder:
+                # Checked when tracked too; checked again here for rows stored by older versions.
+                check_owned_input(uri, job.input_s3_uri)
             prefix = checked_prefix(uri, managed_prefixes, needed)
         except CleanupRefused as refusal:
             refused.append(str(refusal))

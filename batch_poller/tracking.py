@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
-from batch_poller.cleanup import CleanupRefused, checked_prefix
+from batch_poller.cleanup import CleanupRefused, check_owned_input, checked_prefix
 from batch_poller.domain import JOB_ARN_PATTERN, JobStatus, internal_status
 from batch_poller.runtime import Runtime
 from batch_poller.store import NewJob
@@ -91,12 +91,11 @@ async def track_jobs(
 
 
 def _check_input_within(remote: BedrockJob, input_prefix: str) -> None:
-    """The folder the daemon may delete must hold the job's input, not merely be near it."""
-    input_uri = remote.input_uri or ""
-    if not (input_uri.rstrip("/") + "/").startswith(input_prefix):
-        raise TrackError(
-            f"input prefix refused: {input_prefix} does not hold the job's input {input_uri}"
-        )
+    """The folder the daemon may delete must be the job's own, not merely hold its input."""
+    try:
+        check_owned_input(input_prefix, remote.input_uri)
+    except CleanupRefused as refused:
+        raise TrackError(f"input prefix refused: {refused}") from None
 
 
 async def _requeue_if_wrongly_failed(rt: Runtime, remote: BedrockJob) -> None:

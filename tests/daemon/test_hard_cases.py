@@ -11,6 +11,7 @@ import pytest
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
+from batch_poller.store.tables import bedrock_batch_jobs
 from batch_poller.supervisor import LEASE, Supervisor
 from batch_poller.tracking import TrackError, track_jobs
 from tests.daemon.test_lifecycle import stored_records
@@ -115,17 +116,62 @@ async def test_a_shared_input_folder_goes_with_the_last_job_that_needs_it(
     assert await list_keys(s3, "shared/") == [] and await list_keys(s3, "output/") == []
 
 
-async def test_an_input_prefix_must_hold_the_jobs_input(
+async def test_an_input_prefix_must_be_the_jobs_own_folder(
     runtime: Runtime, bedrock: Any, s3: Any, endpoints: Any
 ) -> None:
     uri = await put_input(s3, "batches/one/input.jsonl", make_records(1))
     arn = await create_job(bedrock, uri)
 
-    with pytest.raises(TrackError, match="does not hold the job's input"):
+    with pytest.raises(TrackError, match="give s3://batch-data/batches/one/ or a folder"):
         await track_jobs(runtime, [arn], f"s3://{BUCKET}/batches/two/")
     tracked = await track_jobs(runtime, [arn], f"s3://{BUCKET}/batches/one/")
 
     assert tracked[0].new
+
+
+async def test_an_ancestor_of_the_input_folder_is_refused_and_untracked_data_survives(
+    supervisor: Supervisor, runtime: Runtime, control: Any, bedrock: Any, s3: Any
+) -> None:
+    # The campaign's case: job3's input under in/job3/, an untracked job's data in in/job0/.
+    untracked = await put_input(s3, "in/job0/records.jsonl", make_records(2, prefix="u"))
+    uri = await put_input(s3, "in/job3/records.jsonl", make_records(2))
+    arn = await create_job(bedrock, uri)
+
+    with pytest.raises(TrackError, match="give s3://batch-data/in/job3/") as refused:
+        await track_jobs(runtime, [arn], f"s3://{BUCKET}/in/")
+    await track_jobs(runtime, [arn])
+    await control.finish(arn, "Completed")
+    await supervisor.run_pass()
+
+    assert "s3://batch-data/in/ is not the job's own input folder" in str(refused.value)
+    job = await runtime.store.get_job(arn)
+    assert job is not None and job.s3_folder is None and job.cleanup_completed_at is not None
+    assert await list_keys(s3, "in/") == [
+        untracked.removeprefix(f"s3://{BUCKET}/"),
+        "in/job3/records.jsonl",
+    ]
+
+
+async def test_a_stored_input_folder_broader_than_the_jobs_own_is_never_deleted(
+    supervisor: Supervisor, runtime: Runtime, control: Any, bedrock: Any, s3: Any
+) -> None:
+    """A row written before tracking checked the folder is checked again at cleanup."""
+    await put_input(s3, "in/job0/records.jsonl", make_records(2, prefix="u"))
+    uri = await put_input(s3, "in/job3/records.jsonl", make_records(2))
+    arn = await create_job(bedrock, uri)
+    await track_jobs(runtime, [arn])
+    async with runtime.store.engine.begin() as conn:
+        await conn.execute(bedrock_batch_jobs.update().values(s3_folder=f"s3://{BUCKET}/in/"))
+    await control.finish(arn, "Completed")
+
+    await supervisor.run_pass()
+
+    job = await runtime.store.get_job(arn)
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert job.cleanup_completed_at is None
+    assert job.last_error is not None and "give s3://batch-data/in/job3/" in job.last_error
+    assert await list_keys(s3, "in/") == ["in/job0/records.jsonl", "in/job3/records.jsonl"]
+    assert await list_keys(s3, f"output/{job_id_from_arn(arn)}/") == []
 
 
 async def test_a_job_leased_by_another_daemon_is_left_alone_until_the_lease_runs_out(

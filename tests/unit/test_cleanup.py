@@ -12,6 +12,7 @@ from batch_poller.aws.s3 import S3, S3Object, S3Uri
 from batch_poller.cleanup import (
     CleanupRefused,
     CleanupResult,
+    check_owned_input,
     checked_prefix,
     delete_prefix,
     owned_prefixes,
@@ -167,3 +168,42 @@ async def test_delete_prefix_of_an_empty_folder_sends_nothing() -> None:
     fake = FakeS3([])
     assert await delete_prefix(cast(S3, fake), S3Uri("b", "x/")) == CleanupResult()
     assert fake.deleted == []
+
+
+@pytest.mark.parametrize(
+    ("folder", "input_uri"),
+    [
+        ("s3://b/in/job3/", "s3://b/in/job3/records.jsonl"),
+        ("s3://b/in/job3/sub/", "s3://b/in/job3/records.jsonl"),
+        ("s3://b/in/job3/", "s3://b/in/job3/"),
+        ("s3://b/in/job3/", "s3://b/in/job3"),
+        ("s3://b/in/job3/part-1/", "s3://b/in/job3/"),
+    ],
+)
+def test_the_jobs_own_input_folder_or_one_inside_it_is_owned(folder: str, input_uri: str) -> None:
+    check_owned_input(folder, input_uri)
+
+
+@pytest.mark.parametrize(
+    ("folder", "input_uri", "accepted"),
+    [
+        ("s3://b/in/", "s3://b/in/job3/records.jsonl", "s3://b/in/job3/"),
+        ("s3://b/in/job", "s3://b/in/job3/records.jsonl", "s3://b/in/job3/"),
+        ("s3://b/in/job30/", "s3://b/in/job3/", "s3://b/in/job3/"),
+        ("s3://c/in/job3/", "s3://b/in/job3/records.jsonl", "s3://b/in/job3/"),
+        ("s3://b/", "s3://b/in/job3/x.jsonl", "s3://b/in/job3/"),
+    ],
+)
+def test_a_folder_broader_than_the_jobs_own_is_refused_naming_the_right_one(
+    folder: str, input_uri: str, accepted: str
+) -> None:
+    with pytest.raises(CleanupRefused, match=f"give {accepted} or a folder inside it"):
+        check_owned_input(folder, input_uri)
+
+
+@pytest.mark.parametrize("input_uri", [None, "", "s3://b/records.jsonl", "https://b/x.jsonl"])
+def test_no_folder_is_owned_when_the_input_is_unknown_or_at_the_bucket_root(
+    input_uri: str | None,
+) -> None:
+    with pytest.raises(CleanupRefused):
+        check_owned_input("s3://b/in/", input_uri)
