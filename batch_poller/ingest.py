@@ -25,7 +25,7 @@ from batch_poller.records import (
     overlong_line,
     parse_line,
 )
-from batch_poller.store import JobRow, JobStore, RecordRow, RecordTotals
+from batch_poller.store import JobRow, JobStore, RecordRow, RecordTotals, stored_text
 
 log = structlog.get_logger(__name__)
 MANIFEST = "manifest.json.out"
@@ -211,7 +211,7 @@ async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> None:
                 record_id, model_input = _input_record(line, key, number)
                 if record_id is None:
                     without_id += 1
-                elif record_id not in stored:
+                elif stored_text(record_id) not in stored:
                     yield RecordRow(
                         record_id=record_id,
                         outcome="error",

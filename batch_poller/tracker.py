@@ -30,7 +30,7 @@ from batch_poller.ingest import FetchError, IngestContext, Interrupted, ingest_j
 from batch_poller.pricing import cost, price_for
 from batch_poller.records import LINE_TOO_LONG
 from batch_poller.runtime import Runtime
-from batch_poller.store import JobRow
+from batch_poller.store import JobRow, StoreError
 
 log = structlog.get_logger("batch_poller.tracker")
 T = TypeVar("T")
@@ -153,7 +153,7 @@ class JobTracker:
             except Interrupted:
                 raise
             except Exception as error:  # any failure is an attempt: no job crashes every pass
-                if not isinstance(error, FetchError | AwsError):
+                if not isinstance(error, FetchError | AwsError | StoreError):
                     log.exception("result_fetch_error")
                 now = self.rt.clock.now()
                 self.rt.metrics.fetch_failures.inc()

@@ -11,7 +11,9 @@ from batch_poller.store.jobs import (
     UnknownJobError,
     WriteReport,
     open_store,
+    stored_text,
 )
+from batch_poller.store.errors import StoreError, describe_database_error
 from batch_poller.store.migrations import current_version, upgrade
 
 __all__ = [
@@ -21,10 +23,13 @@ __all__ = [
     "NewJob",
     "RecordRow",
     "RecordTotals",
+    "StoreError",
     "UnknownJobError",
     "WriteReport",
     "current_version",
+    "describe_database_error",
     "make_engine",
     "open_store",
+    "stored_text",
     "upgrade",
 ]

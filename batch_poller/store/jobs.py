@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
 from batch_poller.store.engine import dialect_insert, make_engine
+from batch_poller.store.errors import store_operation
 from batch_poller.store.leases import LeaseStore
 from batch_poller.store.migrations import upgrade
 from batch_poller.store.tables import batch_records, bedrock_batch_jobs
@@ -149,13 +150,25 @@ def _origin(row: RecordRow) -> tuple[str | None, int | None]:
 _RAW_TEXT_FIELDS = ("record_id", "error_code", "error_message", "raw_text")
 
 
+def stored_text(value: str) -> str:
+    """Text as the store keeps it. PostgreSQL text cannot hold NUL characters (SQLite can):
+    the same data in both."""
+    return value.replace("\x00", "\ufffd")
+
+
+def _scrubbed(row: RecordRow) -> RecordRow:
+    """The row as the store keeps it. Ids are compared after this, so an id is compared with
+    itself as written."""
+    changes = {
+        name: stored_text(value)
+        for name in _RAW_TEXT_FIELDS
+        if (value := getattr(row, name)) is not None and "\x00" in value
+    }
+    return dataclasses.replace(row, **changes) if changes else row
+
+
 def _params(arn: str, now: datetime, row: RecordRow) -> dict[str, Any]:
     values = {f: getattr(row, f) for f in _RECORD_FIELDS}
-    for name in _RAW_TEXT_FIELDS:
-        value = values[name]
-        # PostgreSQL text cannot hold NUL characters (SQLite can): the same data in both.
-        if value is not None and "\x00" in value:
-            values[name] = value.replace("\x00", "\ufffd")
     values["batch_job_arn"] = arn
     values["stored_at"] = now
     return values
@@ -173,6 +186,7 @@ class JobStore:
 
     # -- tracking and lookup -------------------------------------------------
 
+    @store_operation("track a job")
     async def track_job(self, job: NewJob, now: datetime) -> bool:
         """Start tracking a job; True if it was new. Never rewinds a known job."""
         values = {
@@ -205,6 +219,7 @@ class JobStore:
                 )
         return inserted
 
+    @store_operation("read a job")
     async def get_job(self, arn_or_job_id: str) -> JobRow | None:
         key = _JOBS.c.batch_job_arn if arn_or_job_id.startswith("arn:") else _JOBS.c.job_id
         rows = await self._select_jobs(
@@ -212,12 +227,14 @@ class JobStore:
         )
         return rows[0] if rows else None
 
+    @store_operation("read jobs")
     async def get_jobs(self, arns: Sequence[str]) -> list[JobRow]:
         if not arns:
             return []
         query = select(_JOBS).where(_JOBS.c.batch_job_arn.in_(list(arns)))
         return await self._select_jobs(query.order_by(_JOBS.c.batch_job_arn))
 
+    @store_operation("list jobs")
     async def list_jobs(
         self, status: JobStatus | None = None, limit: int = 100, offset: int = 0
     ) -> list[JobRow]:
@@ -229,6 +246,7 @@ class JobStore:
         query = query.order_by(newest.desc(), _JOBS.c.batch_job_arn).limit(limit).offset(offset)
         return await self._select_jobs(query)
 
+    @store_operation("select jobs to check")
     async def get_pending_batch_jobs_for_polling(
         self, check_interval_seconds: float, now: datetime, limit: int | None = None
     ) -> list[JobRow]:
@@ -244,6 +262,7 @@ class JobStore:
             query = query.limit(limit)
         return await self._select_jobs(query)
 
+    @store_operation("select jobs to fetch")
     async def get_jobs_needing_fetch(self) -> list[JobRow]:
         """Bedrock finished with output but we never finished storing it (crash resume).
 
@@ -260,6 +279,7 @@ class JobStore:
         )
         return await self._select_jobs(query)
 
+    @store_operation("select failed fetches")
     async def get_fetch_failed_jobs(self) -> list[JobRow]:
         query = (
             select(_JOBS)
@@ -268,6 +288,7 @@ class JobStore:
         )
         return await self._select_jobs(query)
 
+    @store_operation("select jobs to clean")
     async def get_batch_jobs_pending_cleanup(self) -> list[JobRow]:
         query = (
             select(_JOBS)
@@ -278,6 +299,7 @@ class JobStore:
         )
         return await self._select_jobs(query)
 
+    @store_operation("list jobs not cleaned")
     async def list_jobs_not_cleaned(self) -> list[JobRow]:
         """Every job whose S3 data has not been cleaned up: its folders are still in use."""
         query = (
@@ -287,6 +309,7 @@ class JobStore:
         )
         return await self._select_jobs(query)
 
+    @store_operation("count activity")
     async def activity(self, since: datetime) -> Activity:
         """What the status page shows, in one query: pending work and what happened since."""
         c = _JOBS.c
@@ -308,6 +331,7 @@ class JobStore:
             pending, completed, failed_since, cleanups = (await conn.execute(query)).one()
         return Activity(int(pending), int(completed), int(failed_since), int(cleanups))
 
+    @store_operation("count statuses")
     async def status_counts(self) -> dict[JobStatus, int]:
         """Every status, zeros included, so gauges can be reset from it."""
         counts = dict.fromkeys(JobStatus, 0)
@@ -321,6 +345,7 @@ class JobStore:
 
     # -- state changes -------------------------------------------------------
 
+    @store_operation("record a check")
     async def record_check(
         self,
         arn: str,
@@ -342,6 +367,7 @@ class JobStore:
             values["completed_at"] = completed_at
         await self._update(arn, update(_JOBS).values(values))
 
+    @store_operation("record checks")
     async def mark_checked(self, arns: Sequence[str], now: datetime) -> None:
         """Records one check of many jobs whose status did not change, in one statement."""
         if not arns:
@@ -353,6 +379,7 @@ class JobStore:
                 .values(last_checked_at=now, updated_at=now)
             )
 
+    @store_operation("mark results stored")
     async def mark_results_fetched(
         self, arn: str, totals: RecordTotals, status: JobStatus, now: datetime
     ) -> None:
@@ -376,6 +403,7 @@ class JobStore:
             ),
         )
 
+    @store_operation("count a fetch attempt")
     async def increment_fetch_attempts(self, arn: str, error: str | None, now: datetime) -> int:
         """Count one more fetch attempt; ``error=None`` keeps the previous last_error."""
         values: dict[str, Any] = {
@@ -393,6 +421,7 @@ class JobStore:
         )
         return await self._update_returning_int(arn, stmt, missing_ok=True)
 
+    @store_operation("mark a fetch failed")
     async def mark_fetch_failed(self, arn: str, error: str, now: datetime) -> None:
         """Only a job whose results are not stored can fail its fetch."""
         await self._update(
@@ -403,12 +432,14 @@ class JobStore:
             missing_ok=True,
         )
 
+    @store_operation("mark a job failed")
     async def mark_failed(self, arn: str, message: str, now: datetime) -> None:
         await self._update(
             arn,
             update(_JOBS).values(status=JobStatus.FAILED.value, message=message, updated_at=now),
         )
 
+    @store_operation("mark a check failed")
     async def mark_check_failed(self, arn: str, error: str, now: datetime) -> None:
         """Bedrock refused to describe the job for good (not found, access denied)."""
         await self._update(
@@ -418,6 +449,7 @@ class JobStore:
             ),
         )
 
+    @store_operation("count bytes freed")
     async def add_bytes_freed(self, arn: str, freed: int, now: datetime) -> None:
         """Counts bytes as they are deleted, so an interrupted cleanup keeps its count."""
         await self._update(
@@ -427,6 +459,7 @@ class JobStore:
             ),
         )
 
+    @store_operation("mark cleanup done")
     async def mark_cleanup_completed(self, arn: str, now: datetime) -> None:
         """Cleanup is done; the last_error it may have left is cleared."""
         await self._update(
@@ -437,6 +470,7 @@ class JobStore:
             missing_ok=True,
         )
 
+    @store_operation("record a cleanup error")
     async def record_cleanup_error(self, arn: str, error: str, now: datetime) -> int:
         """Keep cleanup pending; returns the new cleanup_attempts."""
         stmt = (
@@ -448,6 +482,7 @@ class JobStore:
 
     # -- records -------------------------------------------------------------
 
+    @store_operation("store records")
     async def write_records(
         self, arn: str, rows: Sequence[RecordRow], now: datetime
     ) -> WriteReport:
@@ -459,7 +494,7 @@ class JobStore:
         """
         unique: dict[str, RecordRow] = {}
         conflicts: list[RecordRow] = []
-        for row in rows:
+        for row in map(_scrubbed, rows):
             earlier = unique.get(row.record_id)
             if earlier is not None and _origin(earlier) != _origin(row):
                 conflicts.append(row)
@@ -484,6 +519,7 @@ class JobStore:
         conflicts += [row for row in unique.values() if row.record_id not in written]
         return WriteReport(len(written), conflicts)
 
+    @store_operation("count records")
     async def record_counts(self, arn: str) -> RecordTotals:
         """Totals from one GROUP BY (outcome, error_code) query, summed up here."""
         query = (
@@ -524,6 +560,7 @@ class JobStore:
             by_error_code=by_error_code,
         )
 
+    @store_operation("read record ids")
     async def record_ids(self, arn: str) -> set[str]:
         async with self.engine.connect() as conn:
             result = await conn.execute(

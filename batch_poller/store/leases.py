@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from batch_poller.store.errors import store_operation
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 
 
@@ -17,6 +18,7 @@ class LeaseStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
+    @store_operation("claim jobs")
     async def claim(
         self, arns: Collection[str], owner: str, until: datetime, now: datetime
     ) -> set[str]:
@@ -39,6 +41,7 @@ class LeaseStore:
         async with self.engine.begin() as conn:
             return set((await conn.execute(stmt)).scalars())
 
+    @store_operation("extend leases")
     async def extend(self, arns: Collection[str], owner: str, until: datetime) -> set[str]:
         """Extends the owner's leases; returns those it still held."""
         if not arns:
@@ -53,6 +56,7 @@ class LeaseStore:
         async with self.engine.begin() as conn:
             return set((await conn.execute(stmt)).scalars())
 
+    @store_operation("release leases")
     async def release(self, arns: Collection[str], owner: str) -> None:
         if not arns:
             return
