@@ -159,7 +159,7 @@ def stored_text(value: str) -> str:
 def _scrubbed(row: RecordRow) -> RecordRow:
     """The row as the store keeps it. Ids are compared after this, so an id is compared with
     itself as written."""
-    changes = {
+    changes: dict[str, Any] = {
         name: stored_text(value)
         for name in _RAW_TEXT_FIELDS
         if (value := getattr(row, name)) is not None and "\x00" in value
