@@ -1,6 +1,7 @@
 """Persistence for tracked jobs and their result records (SQLite or PostgreSQL)."""
 
 from batch_poller.store.engine import make_engine
+from batch_poller.store.errors import StoreError, describe_database_error
 from batch_poller.store.jobs import (
     Activity,
     JobRow,
@@ -13,7 +14,6 @@ from batch_poller.store.jobs import (
     open_store,
     stored_text,
 )
-from batch_poller.store.errors import StoreError, describe_database_error
 from batch_poller.store.migrations import current_version, upgrade
 
 __all__ = [

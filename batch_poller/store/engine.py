@@ -24,9 +24,10 @@ _DRIVERS = {
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=ON",
 )
+# How long a statement waits for another writer's lock before it fails "database is locked".
+DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 
 # Execution option asking for BEGIN IMMEDIATE on SQLite: a transaction that reads
 # before it writes (the migrations) must hold the write lock from the start, or
@@ -67,17 +68,23 @@ def to_async_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
-def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    schema: str | None = None,
+    busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+) -> AsyncEngine:
     """An AsyncEngine for a sqlite:// or postgresql:// URL.
 
     ``schema`` (PostgreSQL only) becomes the connection's search_path, so every
     unqualified table lives there; the tests use it to isolate themselves.
+    ``busy_timeout_seconds`` (SQLite only) is how long a statement waits for a lock.
     """
     async_url = to_async_url(url)
     if async_url.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("schema is only supported for PostgreSQL")
-        return _sqlite_engine(async_url)
+        return _sqlite_engine(async_url, round(busy_timeout_seconds * 1000))
     connect_args: dict[str, Any] = {}
     if schema is not None:
         connect_args["server_settings"] = {"search_path": schema}
@@ -87,7 +94,7 @@ def make_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     )
 
 
-def _sqlite_engine(url: URL) -> AsyncEngine:
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
     in_memory = url.database in (None, "", ":memory:")
     # An in-memory database exists once per connection, so share one connection.
     extra: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
@@ -99,7 +106,7 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         # cannot be IMMEDIATE. _on_begin below emits ours.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in _SQLITE_PRAGMAS:
+        for pragma in (*_SQLITE_PRAGMAS, f"PRAGMA busy_timeout={busy_timeout_ms}"):
             cursor.execute(pragma)
         cursor.close()
 

@@ -15,7 +15,7 @@ from batch_poller.supervisor import Supervisor
 from batch_poller.tracking import track_jobs
 from tests.daemon.test_lifecycle import stored_records
 from tests.daemon_fixtures import JobFactory
-from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input, read_object
+from tests.helpers import BUCKET, create_job, make_records, put_input, read_object
 
 
 def _folder(arn: str) -> str:

@@ -105,7 +105,8 @@ async def test_ten_thousand_rows_in_a_few_statements(store: JobStore, job: str) 
 
 async def test_a_bad_row_rolls_the_whole_batch_back(store: JobStore, job: str) -> None:
     rows = [ok(1), ok(2), RecordRow(record_id="bad", outcome="maybe")]
-    with pytest.raises(StoreError, match="^store records: (IntegrityError|CheckViolationError): ") as failed:
+    refused = r"^store records: (IntegrityError|CheckViolationError): "
+    with pytest.raises(StoreError, match=refused) as failed:
         await store.write_records(job, rows, NOW)
     assert await store.record_ids(job) == set()
     # Neither the statement nor its parameters (record contents) are in the message.
@@ -114,7 +115,7 @@ async def test_a_bad_row_rolls_the_whole_batch_back(store: JobStore, job: str) -
 
 
 async def test_records_need_a_tracked_job_and_go_with_it(store: JobStore, job: str) -> None:
-    with pytest.raises(StoreError, match="(IntegrityError|ForeignKeyViolationError): "):
+    with pytest.raises(StoreError, match=r"(IntegrityError|ForeignKeyViolationError): "):
         await store.write_records(arn(2), [ok(1)], NOW)
     await store.write_records(job, [ok(1), err(2, "ValidationException")], NOW)
     async with store.engine.begin() as conn:
