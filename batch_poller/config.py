@@ -93,6 +93,12 @@ class HttpSettings(Section):
     # The token itself, for environments that pass secrets as variables.
     admin_token: SecretStr = SecretStr("")
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Host header names answered besides loopback and `host` itself (any port).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # A connection that has not sent a whole request line and headers by then is closed.
+    header_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    # Connections beyond this many are answered 503 and closed.
+    max_connections: int = Field(100, ge=1, le=100_000)
 
     @property
     def loopback(self) -> bool:

@@ -10,7 +10,9 @@ from aiohttp import web
 from batch_poller.config import HttpSettings
 from batch_poller.http.api import CONTEXT, AdminContext, add_routes
 from batch_poller.http.auth import security_headers, token_guard
+from batch_poller.http.connections import BoundedSite, ConnectionLimits
 from batch_poller.http.errors import json_errors
+from batch_poller.http.hosts import host_guard
 from batch_poller.supervisor import Supervisor
 
 
@@ -20,6 +22,7 @@ def build_http_app(
     app = web.Application(
         middlewares=[
             security_headers,
+            host_guard(settings),
             json_errors,
             token_guard(current_token, settings.loopback),
         ],
@@ -46,7 +49,7 @@ async def start_http(
         build_http_app(supervisor, settings, current_token), access_log=None, shutdown_timeout=5
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = BoundedSite(runner, settings.host, settings.port, ConnectionLimits.of(settings))
     await site.start()
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
