@@ -22,8 +22,10 @@ from batch_poller.records import (
     LINE_TOO_LONG,
     NOT_PROCESSED,
     PARSE_ERROR,
+    cut_record_id,
     overlong_line,
     parse_line,
+    placeholder_id,
 )
 from batch_poller.store import JobRow, JobStore, RecordRow, RecordTotals, stored_text
 
@@ -88,9 +90,7 @@ async def ingest_job(
         raise FetchError("the job has no output location")
     folder = S3Uri.parse(job.output_s3_prefix)
     files = [
-        item.key
-        async for item in ctx.s3.list_objects(folder)
-        if item.key.endswith(".jsonl.out") and item.key.startswith(folder.key)
+        item.key async for item in ctx.s3.list_objects(folder) if _is_result_file(item.key, folder)
     ]
     manifest_uri = folder.child(folder.key + MANIFEST)
     manifest_bytes = await ctx.s3.read_bytes(manifest_uri)
@@ -104,11 +104,16 @@ async def ingest_job(
         )
     for key in sorted(files):
         await _ingest_file(job, folder.child(key), key[len(folder.key) :], ctx)
-    if partial:
-        await _store_unprocessed(job, ctx)
+    untold = await _store_unprocessed(job, ctx) if partial else 0
     totals = await ctx.store.record_counts(job.batch_job_arn)
-    check_against_manifest(totals, manifest, partial)
+    check_against_manifest(totals, manifest, partial, untold)
     return totals, manifest
+
+
+def _is_result_file(key: str, folder: S3Uri) -> bool:
+    """Bedrock writes its `.jsonl.out` files at the top of the job's folder, never below."""
+    name = key[len(folder.key) :] if key.startswith(folder.key) else ""
+    return name.endswith(".jsonl.out") and "/" not in name
 
 
 async def _ingest_file(job: JobRow, uri: S3Uri, name: str, ctx: IngestContext) -> None:
@@ -186,8 +191,12 @@ def _row_bytes(row: RecordRow) -> int:
     return sum(len(text) for text in (row.model_output, row.model_input, row.raw_text) if text)
 
 
-async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> None:
-    """A PartiallyCompleted job's unprocessed records exist only in its input: keep them."""
+async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
+    """A PartiallyCompleted job's unprocessed records exist only in its input: keep them.
+
+    Returns how many unreadable output lines could not be told apart from the unprocessed
+    records: the input of such a line's record is kept as unprocessed too.
+    """
     if not job.input_s3_uri:
         raise FetchError("a partially completed job without an input location")
     stored = await ctx.store.record_ids(job.batch_job_arn)
@@ -204,23 +213,45 @@ async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> None:
         )
     without_id = 0
 
-    async def unprocessed() -> AsyncIterator[RecordRow]:
+    async def inputs() -> AsyncIterator[tuple[str, int, str | None, str]]:
         nonlocal without_id
+        without_id = 0
         for key in keys:
             async for number, line in ctx.s3.lines(source.child(key), ctx.settings.max_line_bytes):
                 record_id, model_input = _input_record(line, key, number)
-                if record_id is None:
-                    without_id += 1
-                elif stored_text(record_id) not in stored:
-                    yield RecordRow(
-                        record_id=record_id,
-                        outcome="error",
-                        model_input=model_input,
-                        error_code=NOT_PROCESSED,
-                        error_message="Bedrock did not process this record before the job ended",
-                        source_file=key,
-                        line_number=number,
-                    )
+                without_id += record_id is None
+                yield key, number, record_id, model_input
+
+    unnamed = [
+        line
+        for line in await ctx.store.unreadable_lines(job.batch_job_arn, _UNREADABLE)
+        if line.record_id
+        == placeholder_id(line.error_code or "", line.source_file, line.line_number)
+    ]
+    cut_ids = [cut_record_id(line.raw_text or "") for line in unnamed]
+    processed, untold = set(stored), len(cut_ids)
+    if any(cut is not None for cut in cut_ids):
+        waiting = [
+            stored_text(rid)
+            async for _, _, rid, _ in inputs()
+            if rid and stored_text(rid) not in stored
+        ]
+        told = _tell_cut_lines(cut_ids, waiting)
+        processed |= told
+        untold -= len(told)
+
+    async def unprocessed() -> AsyncIterator[RecordRow]:
+        async for key, number, record_id, model_input in inputs():
+            if record_id is not None and stored_text(record_id) not in processed:
+                yield RecordRow(
+                    record_id=record_id,
+                    outcome="error",
+                    model_input=model_input,
+                    error_code=NOT_PROCESSED,
+                    error_message="Bedrock did not process this record before the job ended",
+                    source_file=key,
+                    line_number=number,
+                )
 
     await _write_batches(job, unprocessed(), ctx)
     if without_id:
@@ -230,6 +261,20 @@ async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> None:
             f"{without_id} input records have no recordId, so the unprocessed ones cannot be "
             f"told apart; {job.input_s3_uri} is kept"
         )
+    return untold
+
+
+def _tell_cut_lines(cut_ids: list[str | None], waiting: list[str]) -> set[str]:
+    """The records that unreadable lines cut inside their id stand for: those whose id begins
+    with what is left of it, where exactly one record not yet stored does."""
+    told: set[str] = set()
+    for cut in cut_ids:
+        if cut is None:
+            continue
+        matches = [rid for rid in waiting if rid.startswith(cut) and rid not in told]
+        if len(matches) == 1:
+            told.add(matches[0])
+    return told
 
 
 def _input_record(line: bytes | OverlongLine, key: str, number: int) -> tuple[str | None, str]:
@@ -247,8 +292,14 @@ def _input_record(line: bytes | OverlongLine, key: str, number: int) -> tuple[st
     return (record_id if isinstance(record_id, str) and record_id else None), model_input
 
 
-def check_against_manifest(totals: RecordTotals, manifest: Manifest, partial: bool) -> None:
-    """Stored records must match the manifest; an unreadable line may have been either kind."""
+def check_against_manifest(
+    totals: RecordTotals, manifest: Manifest, partial: bool, untold: int = 0
+) -> None:
+    """Stored records must match the manifest; an unreadable line may have been either kind.
+
+    `untold` unreadable lines of a partial job could not be told apart from the unprocessed
+    records, so as many records may be stored twice: as the line, and as their kept input.
+    """
     unreadable = sum(totals.by_error_code.get(code, 0) for code in _UNREADABLE)
     not_processed = totals.by_error_code.get(NOT_PROCESSED, 0)
     processed = totals.total - not_processed
@@ -260,7 +311,7 @@ def check_against_manifest(totals: RecordTotals, manifest: Manifest, partial: bo
         problems.append(f"{totals.ok} successes stored, manifest says {manifest.success}")
     if not known_errors <= manifest.error <= known_errors + unreadable:
         problems.append(f"{known_errors} errors stored, manifest says {manifest.error}")
-    if partial and totals.total != manifest.total:
+    if partial and not manifest.total <= totals.total <= manifest.total + untold:
         problems.append(f"{totals.total} records stored in all, manifest says {manifest.total}")
     if problems:
         raise FetchError("results do not match the manifest: " + "; ".join(problems))

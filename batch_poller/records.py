@@ -81,10 +81,15 @@ def overlong_line(
     return _kept_line(prefix, LINE_TOO_LONG, why, source_file, line_number)
 
 
+def placeholder_id(code: str, source_file: str | None, line_number: int | None) -> str:
+    """The id of a kept line that does not name its record: where it was read."""
+    return f"{code}:{source_file}:{line_number}"
+
+
 def _kept_line(text: bytes, code: str, why: str, source_file: str, line_number: int) -> RecordRow:
     return RecordRow(
         # A truncated line often still names its record; its own id keeps that link.
-        record_id=_salvaged_id(text) or f"{code}:{source_file}:{line_number}",
+        record_id=_salvaged_id(text) or placeholder_id(code, source_file, line_number),
         outcome="error",
         error_code=code,
         error_message=f"{source_file} line {line_number}: {why}",
@@ -135,3 +140,23 @@ def _salvaged_id(raw: bytes) -> str | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, str) and value else None
+
+
+_CUT_ID = re.compile(r'^\s*\{\s*"recordId"\s*:\s*"((?:[^"\\]|\\.)*)\\?\Z', re.DOTALL)
+
+
+def cut_record_id(text: str) -> str | None:
+    """What is left of the id of a line cut inside it (`{"recordId":"j1-00` gives `j1-00`);
+    None when the line was not cut there."""
+    match = _CUT_ID.match(text)
+    if match is None:
+        return None
+    escaped = match.group(1)
+    # A cut can fall inside an escape (\u00e9 cut after \u00): drop the broken escape.
+    for end in range(len(escaped), max(len(escaped) - 6, -1), -1):
+        try:
+            value = orjson.loads(f'"{escaped[:end]}"')
+        except orjson.JSONDecodeError:
+            continue
+        return value if isinstance(value, str) else None
+    return None

@@ -560,6 +560,21 @@ class JobStore:
             by_error_code=by_error_code,
         )
 
+    @store_operation("read unreadable lines")
+    async def unreadable_lines(self, arn: str, codes: Sequence[str]) -> list[RecordRow]:
+        """The job's records with these error codes (lines kept because they were not
+        records): ids, origins and raw text."""
+        query = select(
+            _RECORDS.c.record_id,
+            _RECORDS.c.error_code,
+            _RECORDS.c.source_file,
+            _RECORDS.c.line_number,
+            _RECORDS.c.raw_text,
+        ).where(_RECORDS.c.batch_job_arn == arn, _RECORDS.c.error_code.in_(list(codes)))
+        async with self.engine.connect() as conn:
+            result = await conn.execute(query)
+            return [RecordRow(outcome="error", **row) for row in result.mappings()]
+
     @store_operation("read record ids")
     async def record_ids(self, arn: str) -> set[str]:
         async with self.engine.connect() as conn:

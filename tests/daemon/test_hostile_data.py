@@ -15,7 +15,7 @@ from batch_poller.supervisor import Supervisor
 from batch_poller.tracking import track_jobs
 from tests.daemon.test_lifecycle import stored_records
 from tests.daemon_fixtures import JobFactory
-from tests.helpers import BUCKET, create_job, make_records, put_input, read_object
+from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input, read_object
 
 
 def _folder(arn: str) -> str:
@@ -80,4 +80,57 @@ async def test_a_record_id_with_a_nul_character_is_stored_once_and_the_job_compl
     assert job is not None and job.last_error is None
     assert job.status.value == finish.replace("PartiallyCompleted", "PARTIALLY_COMPLETED").upper()
     assert len(stored) == 4 and "nul\ufffdid" in stored
+    assert job.cleanup_completed_at is not None
+
+
+async def test_result_files_below_the_jobs_folder_are_not_read(
+    supervisor: Supervisor, runtime: Runtime, control: Any, s3: Any, submit: JobFactory
+) -> None:
+    """Bedrock writes its .out files at the top of the job's folder only."""
+    arn = await submit(3)
+    await control.finish(arn, "Completed")
+    stray = b'{"recordId":"ghost","modelInput":{},"modelOutput":{}}\n'
+    await s3.put_object(Bucket=BUCKET, Key=_folder(arn) + "sub/x.jsonl.out", Body=stray)
+
+    await supervisor.run_pass()
+
+    job = await runtime.store.get_job(arn)
+    assert job is not None and job.status is JobStatus.COMPLETED and job.total_records == 3
+    assert "ghost" not in await stored_records(runtime, arn)
+    assert await list_keys(s3, _folder(arn)) == []
+
+
+@pytest.mark.parametrize(
+    ("kept_of_id", "not_processed"),
+    [
+        pytest.param(8, 2, id="the whole id, not its closing quote"),
+        pytest.param(5, 3, id="a part that several records share"),
+        pytest.param(0, 3, id="nothing of the id"),
+    ],
+)
+async def test_a_partial_jobs_line_cut_inside_its_record_id_settles_the_job(
+    supervisor: Supervisor,
+    runtime: Runtime,
+    control: Any,
+    s3: Any,
+    submit: JobFactory,
+    kept_of_id: int,
+    not_processed: int,
+) -> None:
+    arn = await submit(8)
+    await control.finish(arn, "PartiallyCompleted")  # 2 of the 8 records left out
+    lines = await _output_lines(s3, arn)
+    start = lines[0].index(b'"recordId":"') + len(b'"recordId":"')
+    lines[0] = lines[0][: start + kept_of_id]
+    await _put_output_lines(s3, arn, lines)
+
+    await supervisor.run_pass()
+
+    job = await runtime.store.get_job(arn)
+    records = await stored_records(runtime, arn)
+    codes = [r.error_code for r in records.values()]
+    assert job is not None and job.status is JobStatus.PARTIALLY_COMPLETED, job and job.last_error
+    assert codes.count("PARSE_ERROR") == 1
+    # When the cut left nothing to tell the record by, its input is kept as not processed too.
+    assert codes.count("NOT_PROCESSED") == not_processed
     assert job.cleanup_completed_at is not None

@@ -11,6 +11,7 @@ import pytest
 from batch_poller.records import (
     LINE_TOO_LONG,
     PARSE_ERROR,
+    cut_record_id,
     overlong_line,
     parse_line,
     unreadable_line,
@@ -182,3 +183,26 @@ def test_overlong_line_without_id() -> None:
     row = overlong_line(b'{"modelInput":', 5000, FILE, 4, 1024)
     assert row.record_id == f"{LINE_TOO_LONG}:{FILE}:4"
     assert row.error_code == LINE_TOO_LONG
+
+
+@pytest.mark.parametrize(
+    ("text", "left"),
+    [
+        ('{"recordId":"j1-000', "j1-000"),
+        ('{"recordId": "', ""),
+        ('  { "recordId" : "caf\\u00e9-1', "café-1"),
+        ('{"recordId":"caf\\u00', "caf"),
+        ('{"recordId":"a\\"b', 'a"b'),
+        ('{"recordId":"a\\', "a"),
+    ],
+)
+def test_what_is_left_of_an_id_cut_inside_it(text: str, left: str) -> None:
+    assert cut_record_id(text) == left
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"recordId":"whole","modelInput":{', '{"modelInput":{"recordId":"x', "garbage", ""],
+)
+def test_a_line_not_cut_inside_its_id_has_no_cut_id(text: str) -> None:
+    assert cut_record_id(text) is None
