@@ -274,8 +274,6 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
-
-
 def mask_url(url: str) -> str:
     """A URL with its password replaced by ***."""
     scheme, sep, rest = url.partition("://")

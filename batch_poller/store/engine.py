@@ -60,7 +60,7 @@ def to_async_url(url: str) -> URL:
         raise ValueError(f"cannot parse database URL {_mask(url)!r}") from None
     driver = _DRIVERS.get(parsed.drivername)
     if driver is None:
-        shown = parsed.render_as_string(hide_password=True)
+        shown = mask_url(url)
         raise ValueError(
             f"unsupported database URL {shown!r}: scheme {parsed.drivername!r} is not "
             "sqlite:// or postgresql://"

@@ -126,15 +126,36 @@ def test_config_check_refuses_a_bad_file_with_78(tmp_path: Path) -> None:
     assert "cleanup.enabled='sometimes'" in result.stderr and str(path) in result.stderr
 
 
-def test_config_show_masks_the_database_password(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://poller:hunter2@db.internal:5432/batches",
+            "postgresql://poller:***@db.internal:5432/batches",
+        ),
+        (
+            "postgresql://poller@db.internal/batches?password=hunter2&sslmode=require",
+            "postgresql://poller@db.internal/batches?password=***&sslmode=require",
+        ),
+        (
+            "postgresql:///batches?host=/run/postgresql&sslpassword=hunter2",
+            "postgresql:///batches?host=/run/postgresql&sslpassword=***",
+        ),
+        ("postgresql://poller:hun@ter2@db/batches", "postgresql://poller:***@db/batches"),
+        ("postgresql://poller:hun/ter2@db/batches", "postgresql://poller:***@db/batches"),
+    ],
+)
+def test_config_show_masks_every_form_of_database_password(
+    tmp_path: Path, url: str, shown: str
+) -> None:
     path = tmp_path / "config.toml"
-    path.write_text('[database]\nurl = "postgresql://poller:hunter2@db.internal:5432/batches"\n')
+    path.write_text(f'[database]\nurl = "{url}"\n')
 
     result = _cli("--config", str(path), "config", "show")
 
     assert result.returncode == 0
-    assert "hunter2" not in result.stdout
-    assert 'url = "postgresql://poller:***@db.internal:5432/batches"' in result.stdout
+    assert "hunter2" not in result.stdout and "ter2" not in result.stdout
+    assert f'url = "{shown}"' in result.stdout
     shown = tomllib.loads(result.stdout)
     assert shown["poller"]["interval_seconds"] == 60.0
 

@@ -1,0 +1,30 @@
+"""Secrets hidden from what the daemon shows: database URLs in `config show`, errors and logs."""
+
+from __future__ import annotations
+
+import re
+
+HIDDEN = "***"
+# Query parameters that carry a credential (libpq's password, sslpassword, a token ...).
+_SECRET_KEY = re.compile(r"pass|secret|token|pwd|credential|auth", re.IGNORECASE)
+_QUERY_PARAMETER = re.compile(r"([?&])([^=&#]*)=([^&#]*)")
+
+
+def mask_url(url: str) -> str:
+    """The URL with every credential replaced by ***: the password of `user:password@`, and
+    query parameters such as `?password=` or `&sslpassword=`. Read as text, not parsed, so
+    a malformed URL is masked too."""
+    base, mark, query = url.partition("?")
+    scheme, sep, rest = base.partition("://")
+    user_info, at, host = rest.rpartition("@")
+    # The last '@' ends the credentials: a password may hold '@' or '/' unescaped. A path that
+    # begins with '/' (sqlite:////var/a@b.db) has none.
+    if at and not user_info.startswith("/") and ":" in user_info:
+        rest = f"{user_info.partition(':')[0]}:{HIDDEN}@{host}"
+    masked_query = _QUERY_PARAMETER.sub(_mask_parameter, mark + query)
+    return f"{scheme}{sep}{rest}{masked_query}"
+
+
+def _mask_parameter(match: re.Match[str]) -> str:
+    separator, key, value = match.groups()
+    return f"{separator}{key}={HIDDEN if _SECRET_KEY.search(key) else value}"
