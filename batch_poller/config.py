@@ -16,6 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from batch_poller.masking import mask_url
+
 SYSTEM_CONFIG = Path("/etc/batch-poller/config.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's unit does not restart on it
 
@@ -274,11 +276,3 @@ def _toml_value(value: Any) -> str:
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
-def mask_url(url: str) -> str:
-    """A URL with its password replaced by ***."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
