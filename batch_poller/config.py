@@ -68,6 +68,10 @@ class ResultsSettings(Section):
     max_concurrent_fetches: int = Field(4, ge=1, le=256)
     # A longer line is stored as an error record instead of being held in memory.
     max_line_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # A job whose fetch failed every retry is tried again by itself after this long, doubling
+    # after every further failure up to the cap; 0 leaves it to `process-completed`.
+    auto_retry_after_seconds: float = Field(600.0, ge=0, le=7 * 86_400)
+    auto_retry_max_seconds: float = Field(6 * 3600.0, gt=0, le=30 * 86_400)
 
 
 class CleanupSettings(Section):
