@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,7 @@ from batch_poller.clock import Clock, SystemClock
 from batch_poller.config import Settings
 from batch_poller.metrics import Metrics
 from batch_poller.runtime import Runtime
-from batch_poller.store import open_store
+from batch_poller.store import JobStore, open_store
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracker import JobTracker
 
@@ -32,9 +33,18 @@ def _client_config(settings: Settings) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def open_runtime(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    store: JobStore | None = None,
+    stopping: asyncio.Event | None = None,
+) -> AsyncIterator[Runtime]:
+    """The live objects. A store opened already (the daemon waits for its database) is taken
+    over and closed with the rest; `stopping` is the daemon's, set by its signal handlers."""
     clock = clock or SystemClock()
-    store = await open_store(settings.database.url)
+    if store is None:
+        store = await open_store(settings.database.url)
     try:
         session = aioboto3.Session(region_name=settings.aws.region)
         config = _client_config(settings)
@@ -55,6 +65,7 @@ async def open_runtime(settings: Settings, clock: Clock | None = None) -> AsyncI
                 clock=clock,
                 settings=settings,
                 metrics=metrics,
+                stopping=stopping or asyncio.Event(),
             )
             # The limit is read from the live settings, so a reload changes it.
             retry.before_call = RateLimiter(lambda: rt.settings.aws.max_calls_per_second).acquire

@@ -49,6 +49,12 @@ def default_database_url() -> str:
 
 class DatabaseSettings(Section):
     url: str = Field(default_factory=default_database_url)
+    # At start, a database that is busy or down is waited for: the first wait, doubling up to
+    # the cap, until it answers.
+    connect_retry_base_seconds: float = Field(1.0, gt=0, le=3600)
+    connect_retry_max_seconds: float = Field(30.0, gt=0, le=3600)
+    # SQLite: how long a write waits for another writer's lock before it fails.
+    sqlite_busy_timeout_seconds: float = Field(5.0, ge=0, le=600)
 
 
 class PollerSettings(Section):
@@ -57,6 +63,9 @@ class PollerSettings(Section):
     # 0 means every job is due at every pass.
     check_interval_seconds: float = Field(30.0, ge=0, le=86_400)
     max_concurrent_jobs: int = Field(8, ge=1, le=1024)
+    # Passes failing for this long stop the systemd watchdog pings, so systemd restarts the
+    # daemon; /healthz says 503 from the first failed pass.
+    unhealthy_after_seconds: float = Field(300.0, gt=0, le=86_400)
 
 
 class ResultsSettings(Section):

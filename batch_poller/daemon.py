@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from batch_poller.app import build_supervisor, open_runtime
-from batch_poller.config import ConfigError, Settings, config_path, load_settings
+from batch_poller.config import EX_CONFIG, ConfigError, Settings, config_path, load_settings
+from batch_poller.early_signals import stop_signal_received
 from batch_poller.http.server import HttpServer, start_http
 from batch_poller.logging import configure_logging
 from batch_poller.runtime import Runtime
+from batch_poller.store import JobStore
+from batch_poller.store.startup import Backoff, DatabaseConfigError, open_store_when_available
 from batch_poller.supervisor import PassReport, Supervisor, daemon_owner
 from batch_poller.systemd import Notifier, keep_watchdog_fed, watchdog_interval
 
@@ -23,6 +27,9 @@ log = structlog.get_logger("batch_poller")
 # What a reload cannot change in a running process: it is logged as needing a restart.
 NEEDS_RESTART = (
     "database.url",
+    "database.connect_retry_base_seconds",
+    "database.connect_retry_max_seconds",
+    "database.sqlite_busy_timeout_seconds",
     "logging.format",
     "logging.journal_socket",
     "http.enabled",
@@ -43,9 +50,25 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self._admin_token = settings.admin_token()
         self.http: HttpServer | None = None
+        # Set by SIGTERM/SIGINT from the first moment of run(); the runtime shares it.
+        self._stopping = asyncio.Event()
 
     async def run(self, *, once: bool = False) -> int:
-        async with open_runtime(self.settings) as rt:  # the database is migrated in here
+        # Handlers first: a stop during start-up, even while the database is awaited, exits 0.
+        self._install_signal_handlers()
+        early = stop_signal_received()
+        if early is not None:
+            self._on_stop_signal(early)
+        try:
+            store = await self._open_store()
+        except DatabaseConfigError as error:
+            print(f"batch-poller: configuration error: {error}", file=sys.stderr, flush=True)
+            return EX_CONFIG
+        if store is None:
+            log.info("daemon_stopped", detail="stopped before the database was open")
+            self.notifier.close()
+            return 0
+        async with open_runtime(self.settings, store=store, stopping=self._stopping) as rt:
             self._rt = rt
             supervisor = self._supervisor = build_supervisor(rt, daemon_owner())
             supervisor.after_pass = self._after_pass
@@ -53,18 +76,18 @@ class Daemon:
                 report = await supervisor.run_pass(check_all=True)
                 log.info("pass_completed", **report.as_dict())
                 return 0
-            self._install_signal_handlers()
             if self.settings.http.enabled:
                 self.http = await start_http(
                     supervisor, self.settings.http, lambda: self._admin_token
                 )
                 log.info("http_listening", url=self.http.url)
             loop_task = asyncio.create_task(supervisor.run(), name="supervisor")
-            # The first pass is scheduled: systemd may now consider the service started.
+            # The database is usable and the first pass is scheduled: systemd may now consider
+            # the service started.
             self.notifier.ready(await self._status_line())
             interval = watchdog_interval()
             if interval is not None and self.notifier.enabled:
-                self._spawn(keep_watchdog_fed(self.notifier, interval))
+                self._spawn(keep_watchdog_fed(self.notifier, interval, self._wedged))
             log.info("daemon_started", config=str(self.config_file), pid=os.getpid())
             await loop_task
             self.notifier.stopping()
@@ -76,24 +99,57 @@ class Daemon:
         self.notifier.close()
         return 0
 
+    async def _open_store(self) -> JobStore | None:
+        """The store once the database answers; None if a stop came first."""
+        database = self.settings.database
+
+        def unavailable(attempt: int, error: str, retry_in: float) -> None:
+            log.warning("database_unavailable", attempt=attempt, error=error, retry_in=retry_in)
+            self.notifier.status(f"waiting for the database (attempt {attempt}): {error}")
+
+        return await open_store_when_available(
+            database.url,
+            backoff=Backoff(
+                database.connect_retry_base_seconds, database.connect_retry_max_seconds
+            ),
+            stopping=self._stopping,
+            on_unavailable=unavailable,
+            busy_timeout_seconds=database.sqlite_busy_timeout_seconds,
+        )
+
+    def _wedged(self) -> str | None:
+        """Why the watchdog should go unfed: passes have failed for too long."""
+        if self._rt is None or self._supervisor is None:
+            return None
+        health = self._supervisor.health
+        bound = self._rt.settings.poller.unhealthy_after_seconds
+        if not health.wedged(self._rt.clock.now(), bound):
+            return None
+        return f"{health.failed_passes} passes failed in a row: {health.last_error}"
+
     # -- signals -----------------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
 
     def _on_stop_signal(self, signum: int) -> None:
-        assert self._rt is not None
         name = signal.Signals(signum).name
-        if self._rt.stopping.is_set():
+        if self._stopping.is_set():
             # A second signal: the store's transactions keep it consistent, so leave now.
             log.warning("forced_stop", signal=name)
             os._exit(128 + signum)
         log.info("stopping", signal=name)
         self.notifier.stopping()
-        self._rt.stopping.set()
+        self._stopping.set()
+
+    def _on_reload_signal(self) -> None:
+        if self._rt is None:  # still starting: the file is read afresh at start anyway
+            log.info("reload_ignored", detail="the daemon is still starting")
+            return
+        self._spawn(self.reload())
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -21,6 +21,7 @@ import structlog
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.aws.limits import ConcurrencyLimit
+from batch_poller.health import PassHealth
 from batch_poller.ingest import Interrupted
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobRow
@@ -71,6 +72,8 @@ class Supervisor:
         self.next_pass_at: datetime | None = None
         self.passes = 0
         self.in_flight: set[str] = set()
+        # Whether the loop's passes succeed: /healthz, the status and the watchdog read it.
+        self.health = PassHealth()
         # Told about every pass (the daemon updates systemd's STATUS= from it).
         self.after_pass: Callable[[PassReport], Awaitable[None]] | None = None
         self._wake = asyncio.Event()
@@ -257,8 +260,10 @@ class Supervisor:
         async def guarded() -> None:
             try:
                 await self.run_pass(check_all=check_all)
-            except Exception:  # the store or AWS was unreachable for a whole pass
-                log.exception("pass_failed")
+            except Exception as error:  # the store or AWS was unreachable for a whole pass
+                self.health.pass_failed(error, self.rt.clock.now())
+            else:
+                self.health.pass_succeeded(self.rt.clock.now())
 
         task = asyncio.create_task(guarded(), name="pass")
         self._passes.add(task)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Callable
 
 import structlog
 
@@ -66,8 +67,22 @@ def watchdog_interval() -> float | None:
         return None
 
 
-async def keep_watchdog_fed(notifier: Notifier, interval: float) -> None:
-    """Pings from the event loop itself: if the loop is stuck, the pings stop and systemd acts."""
+async def keep_watchdog_fed(
+    notifier: Notifier, interval: float, wedged: Callable[[], str | None] = lambda: None
+) -> None:
+    """Pings from the event loop itself: if the loop is stuck, the pings stop and systemd acts.
+    They stop too while `wedged` gives a reason: a loop that runs but whose passes have failed
+    for too long is restarted by systemd as a stuck one would be."""
+    withheld = False
     while True:
-        notifier.send("WATCHDOG=1")
+        reason = wedged()
+        if reason is None:
+            if withheld:
+                log.info("watchdog_resumed")
+                withheld = False
+            notifier.send("WATCHDOG=1")
+        elif not withheld:
+            log.error("watchdog_withheld", reason=reason, detail="systemd will restart the daemon")
+            notifier.status(f"failing: {reason}")
+            withheld = True
         await asyncio.sleep(interval)

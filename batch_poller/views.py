@@ -92,6 +92,8 @@ async def status_document(supervisor: Supervisor, started_monotonic: float) -> d
         "failed_today": activity.failed_since,
         "cleanups_pending": activity.cleanups_pending,
         "jobs_in_flight": len(supervisor.in_flight),
+        # health, failed_passes, failing_since, last_error: passes failing in a row, and why.
+        **supervisor.health.as_dict(),
         "uptime_seconds": round(time.monotonic() - started_monotonic, 1),
         "version": __version__,
     }

@@ -102,8 +102,11 @@ def _static(name: str) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Answering at all proves the event loop is alive."""
+    """Answering proves the event loop is alive; 503 while passes fail, with the reason."""
     supervisor = _context(request).supervisor
+    health = supervisor.health
+    if health.failing:
+        return _json({"status": "failing", "passes": supervisor.passes, **health.as_dict()}, 503)
     return _json({"status": "ok", "passes": supervisor.passes})
 
 

@@ -12,6 +12,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from batch_poller.masking import mask_url
+
 # Users write plain URLs; the store only ever talks through the async drivers.
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -43,21 +45,12 @@ _SQLITE_DISCARD_CODES = frozenset(
 )
 
 
-def _mask(raw: str) -> str:
-    # Unparseable, so we cannot tell where a password ends: hide all credentials.
-    if "@" not in raw:
-        return raw
-    head, _, host = raw.rpartition("@")
-    scheme = head.partition("://")[0] + "://" if "://" in head else ""
-    return f"{scheme}***@{host}"
-
-
 def to_async_url(url: str) -> URL:
     """Parse a user URL and point it at the async driver, or raise ValueError."""
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ValueError(f"cannot parse database URL {_mask(url)!r}") from None
+        raise ValueError(f"cannot parse database URL {mask_url(url)!r}") from None
     driver = _DRIVERS.get(parsed.drivername)
     if driver is None:
         shown = mask_url(url)

@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from batch_poller.masking import mask_url
 from batch_poller.store.engine import make_engine, sqlite_error_code, to_async_url
-from batch_poller.store.errors import describe_database_error
+from batch_poller.store.errors import database_message, describe_database_error
 from batch_poller.store.jobs import JobStore
 from batch_poller.store.migrations import upgrade
 
@@ -78,9 +79,11 @@ async def open_store_when_available(
         error = opening.exception()
         if error is None:
             return opening.result()
-        description = describe_database_error("open the database", error)
         if is_configuration_error(error):
-            raise DatabaseConfigError(f"cannot use the database: {description}") from None
+            raise DatabaseConfigError(
+                f"cannot use the database {mask_url(url)}: {database_message(error)}"
+            ) from None
+        description = describe_database_error("open the database", error)
         if not is_unavailable(error):
             raise error
         delay = backoff.delay(attempt)
