@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -93,6 +94,13 @@ async def process_completed(settings: Settings) -> int:
     async with open_runtime(settings) as rt:
         report = await build_supervisor(rt).run_pass(check_all=False, retry_failed=True)
     print(json.dumps(report.as_dict()))
+    for held in report.held:
+        # Without this a pass that found its jobs leased would say only {"jobs": 0}.
+        until = "until it runs out" if held.until is None else f"until {held.until.isoformat()}"
+        print(
+            f"batch-poller: {held.arn} left alone: leased by {held.owner} {until}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -105,3 +105,11 @@ def final_status(status: BedrockStatus) -> JobStatus:
 def retry_delay(attempt: int, base_seconds: float) -> float:
     """Seconds to wait after the given failed fetch attempt: base, 2 x base, 4 x base, ..."""
     return float(base_seconds * 2 ** (attempt - 1))
+
+
+def auto_retry_delay(failures: int, base_seconds: float, max_seconds: float) -> float | None:
+    """Seconds until a job whose fetch failed `failures` times is tried again by itself: the
+    base, doubling with every failure, capped. None when automatic retries are off (base 0)."""
+    if base_seconds <= 0:
+        return None
+    return float(min(base_seconds * 2 ** max(failures - 1, 0), max_seconds))

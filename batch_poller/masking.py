@@ -15,7 +15,7 @@ def mask_url(url: str) -> str:
     query parameters such as `?password=` or `&sslpassword=`. Read as text, not parsed, so
     a malformed URL is masked too."""
     base, mark, query = url.partition("?")
-    scheme, sep, rest = base.partition("://")
+    scheme, sep, rest = base.partition("://") if "://" in base else ("", "", base)
     user_info, at, host = rest.rpartition("@")
     # The last '@' ends the credentials: a password may hold '@' or '/' unescaped. A path that
     # begins with '/' (sqlite:////var/a@b.db) has none.

@@ -46,11 +46,25 @@ def one_off_owner() -> str:
 
 
 @dataclass(frozen=True)
+class Held:
+    """A job the pass wanted that another process holds the lease on."""
+
+    arn: str
+    owner: str | None
+    until: datetime | None
+
+    def as_dict(self) -> dict[str, str | None]:
+        until = None if self.until is None else self.until.isoformat()
+        return {"job": self.arn, "leased_by": self.owner, "until": until}
+
+
+@dataclass(frozen=True)
 class PassReport:
     jobs: int
     steps: Counter[Step] = field(default_factory=Counter)
     interrupted: int = 0
     crashed: int = 0
+    held: tuple[Held, ...] = ()
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -58,6 +72,7 @@ class PassReport:
             **{step.value: self.steps.get(step, 0) for step in Step},
             "interrupted": self.interrupted,
             "crashed": self.crashed,
+            "held": len(self.held),
         }
 
 
@@ -88,14 +103,14 @@ class Supervisor:
         retry_failed also retries RESULT_FETCH_FAILED jobs (process-completed).
         """
         started = time.monotonic()
-        jobs = await self._take_jobs(check_all, retry_failed)
+        jobs, held = await self._take_jobs(check_all, retry_failed)
         try:
             listed = await self._survey(jobs)
             unchanged = await self._record_unchanged(jobs, listed)
             busy = [job for job in jobs if job.batch_job_arn not in unchanged]
             report = await self._run_trackers(busy, retry_failed, listed)
             report.steps[Step.CHECKED] += len(unchanged)
-            report = dataclasses.replace(report, jobs=len(jobs))
+            report = dataclasses.replace(report, jobs=len(jobs), held=held)
         finally:
             arns = [job.batch_job_arn for job in jobs]
             self.in_flight.difference_update(arns)
@@ -110,8 +125,11 @@ class Supervisor:
             await self.after_pass(report)
         return report
 
-    async def _take_jobs(self, check_all: bool, retry_failed: bool) -> list[JobRow]:
-        """The jobs this pass works on: wanted, not in another pass, and leased to us."""
+    async def _take_jobs(
+        self, check_all: bool, retry_failed: bool
+    ) -> tuple[list[JobRow], tuple[Held, ...]]:
+        """The jobs this pass works on: wanted, not in another pass, and leased to us; and the
+        wanted jobs another process holds, so that a pass left with nothing can say why."""
         store = self.rt.store
         interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
         now = self.rt.clock.now()
@@ -120,8 +138,8 @@ class Supervisor:
             await store.get_pending_batch_jobs_for_polling(interval, now),
             await store.get_batch_jobs_pending_cleanup(),
         ]
-        if retry_failed:
-            groups.append(await store.get_fetch_failed_jobs())
+        # Failed fetches are retried when asked, and by themselves once their retry is due.
+        groups.append(await store.get_fetch_failed_jobs(due_at=None if retry_failed else now))
         wanted: dict[str, JobRow] = {}
         for group in groups:
             for job in group:
@@ -140,7 +158,8 @@ class Supervisor:
             await store.leases.release(leased, self.owner)
             raise
         self.in_flight.difference_update(set(wanted) - leased)
-        return jobs
+        others = await store.get_jobs(sorted(set(wanted) - leased))
+        return jobs, tuple(Held(j.batch_job_arn, j.claimed_by, j.claimed_until) for j in others)
 
     async def _survey(self, jobs: list[JobRow]) -> dict[str, BedrockJob]:
         """The statuses of the jobs to check, from ListModelInvocationJobs: a page of up to

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from datetime import timedelta
 from enum import StrEnum
 from typing import TypeVar
 
@@ -21,6 +22,7 @@ from batch_poller.cleanup import clean_job, needed_locations
 from batch_poller.domain import (
     BedrockStatus,
     JobStatus,
+    auto_retry_delay,
     final_status,
     has_results,
     internal_status,
@@ -85,8 +87,7 @@ class JobTracker:
             if awaiting_check(job):
                 job, step = await self.check(job, listed)
                 steps.append(step)
-            waiting = awaiting_fetch(job)
-            if waiting and (job.status is not JobStatus.RESULT_FETCH_FAILED or retry_failed_fetch):
+            if awaiting_fetch(job) and (retry_failed_fetch or self._fetch_due(job)):
                 self._raise_if_stopping()
                 job, step = await self.fetch(job)
                 steps.append(step)
@@ -94,6 +95,12 @@ class JobTracker:
                 self._raise_if_stopping()
                 steps.append(await self.clean(job))
         return steps
+
+    def _fetch_due(self, job: JobRow) -> bool:
+        """A job that failed its fetch waits for its automatic retry (or process-completed)."""
+        if job.status is not JobStatus.RESULT_FETCH_FAILED:
+            return True
+        return job.fetch_retry_at is not None and job.fetch_retry_at <= self.rt.clock.now()
 
     def _raise_if_stopping(self) -> None:
         if self.rt.stopping.is_set():
@@ -159,8 +166,21 @@ class JobTracker:
                 self.rt.metrics.fetch_failures.inc()
                 await _committed(self.rt.store.increment_fetch_attempts(arn, str(error), now))
                 if attempt == settings.max_retries:
-                    log.error("result_fetch_failed", attempts=attempt, error=str(error))
-                    await _committed(self.rt.store.mark_fetch_failed(arn, str(error), now))
+                    delay = auto_retry_delay(
+                        job.fetch_failures + 1,
+                        settings.auto_retry_after_seconds,
+                        settings.auto_retry_max_seconds,
+                    )
+                    retry_at = None if delay is None else now + timedelta(seconds=delay)
+                    log.error(
+                        "result_fetch_failed",
+                        attempts=attempt,
+                        error=str(error),
+                        retry_at=None if retry_at is None else retry_at.isoformat(),
+                    )
+                    await _committed(
+                        self.rt.store.mark_fetch_failed(arn, str(error), now, retry_at)
+                    )
                     return await self._reload(job), Step.FETCH_FAILED
                 delay = retry_delay(attempt, settings.retry_base_seconds)
                 log.warning("result_fetch_retry", attempt=attempt, error=str(error), delay=delay)

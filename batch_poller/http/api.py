@@ -143,7 +143,7 @@ async def poller_start(request: web.Request) -> web.Response:
 async def process_completed(request: web.Request) -> web.Response:
     """A pass now: due checks, RESULT_FETCH_FAILED retries, pending cleanups."""
     report = await _context(request).supervisor.run_pass(retry_failed=True)
-    return _json({"report": report.as_dict()})
+    return _json({"report": report.as_dict(), "held": [held.as_dict() for held in report.held]})
 
 
 # -- jobs ----------------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ class JobRow:
     updated_at: datetime
     claimed_by: str | None = None
     claimed_until: datetime | None = None
+    fetch_failures: int = 0
+    fetch_retry_at: datetime | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[Any, Any]) -> JobRow:
@@ -108,6 +110,8 @@ class RecordRow:
     output_tokens: int | None = None
     cost: Decimal | None = None
     raw_text: str | None = None
+    # The line's exact bytes, set only when raw_text cannot hold them.
+    raw_bytes: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,13 +284,12 @@ class JobStore:
         return await self._select_jobs(query)
 
     @store_operation("select failed fetches")
-    async def get_fetch_failed_jobs(self) -> list[JobRow]:
-        query = (
-            select(_JOBS)
-            .where(_JOBS.c.status == JobStatus.RESULT_FETCH_FAILED.value)
-            .order_by(_JOBS.c.batch_job_arn)
-        )
-        return await self._select_jobs(query)
+    async def get_fetch_failed_jobs(self, due_at: datetime | None = None) -> list[JobRow]:
+        """RESULT_FETCH_FAILED jobs; with `due_at`, only those whose automatic retry is due."""
+        query = select(_JOBS).where(_JOBS.c.status == JobStatus.RESULT_FETCH_FAILED.value)
+        if due_at is not None:
+            query = query.where(_JOBS.c.fetch_retry_at <= due_at)
+        return await self._select_jobs(query.order_by(_JOBS.c.batch_job_arn))
 
     @store_operation("select jobs to clean")
     async def get_batch_jobs_pending_cleanup(self) -> list[JobRow]:
@@ -399,6 +402,7 @@ class JobStore:
                 output_tokens=totals.output_tokens,
                 cost=totals.cost,
                 last_error=None,
+                fetch_retry_at=None,
                 updated_at=now,
             ),
         )
@@ -422,13 +426,22 @@ class JobStore:
         return await self._update_returning_int(arn, stmt, missing_ok=True)
 
     @store_operation("mark a fetch failed")
-    async def mark_fetch_failed(self, arn: str, error: str, now: datetime) -> None:
-        """Only a job whose results are not stored can fail its fetch."""
+    async def mark_fetch_failed(
+        self, arn: str, error: str, now: datetime, retry_at: datetime | None = None
+    ) -> None:
+        """Only a job whose results are not stored can fail its fetch. `retry_at`: when the
+        daemon tries it again by itself (None: only when asked)."""
         await self._update(
             arn,
             update(_JOBS)
             .where(_JOBS.c.results_fetched_at.is_(None))
-            .values(status=JobStatus.RESULT_FETCH_FAILED.value, last_error=error, updated_at=now),
+            .values(
+                status=JobStatus.RESULT_FETCH_FAILED.value,
+                last_error=error,
+                fetch_failures=_JOBS.c.fetch_failures + 1,
+                fetch_retry_at=retry_at,
+                updated_at=now,
+            ),
             missing_ok=True,
         )
 

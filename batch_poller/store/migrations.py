@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     Table,
@@ -142,11 +143,23 @@ def _m4_leases(conn: Connection) -> None:
     )
 
 
+def _m5_fetch_retries_and_raw_bytes(conn: Connection) -> None:
+    """Retry failed fetches by themselves; keep the exact bytes of lines text cannot hold."""
+    _add_columns(
+        conn,
+        "bedrock_batch_jobs",
+        Column("fetch_failures", Integer, nullable=False, server_default="0"),
+        Column("fetch_retry_at", UTCDateTime),
+    )
+    _add_columns(conn, "batch_records", Column("raw_bytes", LargeBinary))
+
+
 MIGRATIONS: Sequence[Migration] = (
     _m1_initial,
     _m2_cleanup_accounting,
     _m3_raw_text,
     _m4_leases,
+    _m5_fetch_retries_and_raw_bytes,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "tables.SCHEMA_VERSION must follow MIGRATIONS"
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     Table,
@@ -21,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -91,6 +92,9 @@ bedrock_batch_jobs = Table(
     # A lease: the daemon that works on this job, until when (see store/leases.py).
     Column("claimed_by", Text),
     Column("claimed_until", UTCDateTime),
+    # Times the job's fetch failed all its retries, and when it is tried again by itself.
+    Column("fetch_failures", Integer, nullable=False, server_default="0"),
+    Column("fetch_retry_at", UTCDateTime),
     Index("ix_bedrock_batch_jobs_status_checked", "status", "last_checked_at"),
     Index("ix_bedrock_batch_jobs_job_id", "job_id"),
 )
@@ -118,6 +122,8 @@ batch_records = Table(
     Column("stored_at", UTCDateTime, nullable=False),
     # The line as read, for lines that could not be parsed (error_code PARSE_ERROR).
     Column("raw_text", Text),
+    # The exact bytes of such a line, when raw_text cannot hold them (invalid UTF-8, NUL).
+    Column("raw_bytes", LargeBinary),
     CheckConstraint("outcome IN ('ok', 'error')", name="ck_batch_records_outcome"),
 )
 

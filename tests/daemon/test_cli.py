@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from batch_poller.app import open_runtime
 from batch_poller.cli import main
+from batch_poller.config import load_settings
 from batch_poller.emulator.server import Endpoints
 from batch_poller.store.tables import SCHEMA_VERSION
+from batch_poller.supervisor import LEASE
 from batch_poller.views import TABLE_COLUMNS
 from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input
 from tests.processes import write_config
@@ -147,6 +150,21 @@ async def test_process_completed_retries_failed_fetches(
     assert code == 0 and report["fetched"] == 1 and report["cleaned"] == 1
     done = json.loads((await cli(capsys, config, "show", job, "--json"))[1])
     assert done["status"] == "COMPLETED"
+
+
+async def test_process_completed_names_the_jobs_another_process_holds(
+    capsys: Any, config: Path, control: Any, job: str
+) -> None:
+    await cli(capsys, config, "track", job)
+    await control.finish(job, "Completed")
+    async with open_runtime(load_settings(str(config))) as rt:
+        now = rt.clock.now()
+        await rt.store.leases.claim([job], "batch-poller@elsewhere", now + LEASE, now)
+
+    code, out, err = await cli(capsys, config, "process-completed")
+
+    assert code == 0 and json.loads(out)["jobs"] == 0 and json.loads(out)["held"] == 1
+    assert f"{job} left alone: leased by batch-poller@elsewhere until 20" in err
 
 
 async def test_db_upgrade_reports_the_version(capsys: Any, config: Path, endpoints: Any) -> None:

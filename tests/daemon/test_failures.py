@@ -4,15 +4,17 @@ nothing is deleted before its results are safe."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from batch_poller.app import build_supervisor, open_runtime
-from batch_poller.domain import JobStatus, job_id_from_arn
+from batch_poller.domain import JobStatus, auto_retry_delay, job_id_from_arn
 from batch_poller.runtime import Runtime
 from batch_poller.supervisor import Supervisor
+from batch_poller.tracking import track_jobs
 from tests.daemon.test_lifecycle import stored_records
 from tests.daemon_fixtures import FakeClock, JobFactory
-from tests.helpers import BUCKET, list_keys, read_object
+from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input, read_object
 
 
 def _folder(arn: str) -> str:
@@ -77,6 +79,71 @@ async def test_a_fetch_that_fails_three_times_is_retried_by_process_completed(
     assert job is not None and job.status is JobStatus.COMPLETED
     assert job.total_records == 6 and job.last_error is None
     assert job.cleanup_completed_at is not None
+
+
+async def test_a_failed_fetch_is_retried_by_itself_after_a_growing_wait(
+    supervisor: Supervisor,
+    runtime: Runtime,
+    control: Any,
+    s3: Any,
+    clock: FakeClock,
+    submit: JobFactory,
+) -> None:
+    arn = await submit(4)
+    await control.finish(arn, "Completed")
+    manifest_key = _folder(arn) + "manifest.json.out"
+    manifest = await read_object(s3, manifest_key)
+    await s3.delete_object(Bucket=BUCKET, Key=manifest_key)
+
+    await supervisor.run_pass()
+    first = await runtime.store.get_job(arn)
+    assert first is not None and first.status is JobStatus.RESULT_FETCH_FAILED
+    assert first.fetch_retry_at == clock.now() + timedelta(seconds=600)
+
+    clock.current = first.fetch_retry_at - timedelta(seconds=1)
+    early = await supervisor.run_pass()
+    clock.current = first.fetch_retry_at
+    await supervisor.run_pass()
+    second = await runtime.store.get_job(arn)
+
+    assert early.jobs == 0
+    assert second is not None and second.status is JobStatus.RESULT_FETCH_FAILED
+    assert second.fetch_failures == 2 and second.results_fetch_attempts == 6
+    # Doubled after the second failure.
+    assert second.fetch_retry_at == clock.now() + timedelta(seconds=1200)
+
+    await s3.put_object(Bucket=BUCKET, Key=manifest_key, Body=manifest)
+    clock.current = second.fetch_retry_at
+    await supervisor.run_pass()
+
+    job = await runtime.store.get_job(arn)
+    assert job is not None and job.status is JobStatus.COMPLETED and job.total_records == 4
+    assert job.fetch_retry_at is None and job.cleanup_completed_at is not None
+
+
+async def test_automatic_fetch_retries_wait_no_longer_than_the_cap_and_can_be_off(
+    make_settings: Any, clock: FakeClock, control: Any, s3: Any, bedrock: Any
+) -> None:
+    await control.freeze_clock()
+    settings = make_settings(results={"auto_retry_after_seconds": 0})
+    async with open_runtime(settings, clock=clock) as rt:
+        uri = await put_input(s3, "off/input.jsonl", make_records(2))
+        arn = await create_job(bedrock, uri, output_uri=f"s3://{BUCKET}/out/")
+        await track_jobs(rt, [arn], f"s3://{BUCKET}/off/")
+        await control.finish(arn, "Completed")
+        await s3.delete_object(Bucket=BUCKET, Key=_folder(arn) + "manifest.json.out")
+        await build_supervisor(rt).run_pass()
+        job = await rt.store.get_job(arn)
+
+    assert job is not None and job.status is JobStatus.RESULT_FETCH_FAILED
+    assert job.fetch_retry_at is None  # left to process-completed
+    assert [auto_retry_delay(n, 600, 3000) for n in (1, 2, 3, 4, 9)] == [
+        600,
+        1200,
+        2400,
+        3000,
+        3000,
+    ]
 
 
 async def test_a_completed_job_without_output_fails_its_fetch_not_the_loop(

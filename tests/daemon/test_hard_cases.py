@@ -12,7 +12,7 @@ from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
 from batch_poller.store.tables import bedrock_batch_jobs
-from batch_poller.supervisor import LEASE, Supervisor
+from batch_poller.supervisor import LEASE, Held, Supervisor
 from batch_poller.tracking import TrackError, track_jobs
 from tests.daemon.test_lifecycle import stored_records
 from tests.daemon_fixtures import FakeClock
@@ -188,7 +188,8 @@ async def test_a_job_leased_by_another_daemon_is_left_alone_until_the_lease_runs
 
     job = await runtime.store.get_job(arn)
     assert held.jobs == 0
-    assert taken_over.as_dict()["fetched"] == 1
+    assert held.held == (Held(arn, "other-host", now + LEASE),)
+    assert taken_over.as_dict()["fetched"] == 1 and taken_over.held == ()
     assert job is not None and job.status is JobStatus.COMPLETED
     assert job.claimed_by is None  # released after the pass
 

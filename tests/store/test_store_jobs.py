@@ -7,11 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy.exc import StatementError
 from store_testlib import NOW, arn
 
 from batch_poller.domain import BedrockStatus, JobStatus
-from batch_poller.store import JobStore, NewJob, RecordTotals, UnknownJobError
+from batch_poller.store import JobStore, NewJob, RecordTotals, StoreError, UnknownJobError
 
 MINUTE = timedelta(minutes=1)
 
@@ -348,6 +347,6 @@ async def test_non_utc_now_compares_correctly(store: JobStore) -> None:
 
 
 async def test_naive_datetimes_are_refused(store: JobStore) -> None:
-    with pytest.raises(StatementError, match="naive"):
+    with pytest.raises(StoreError, match=r"^track a job: ValueError: naive datetime"):
         await store.track_job(new_job(1), datetime(2024, 1, 1))
     assert await store.get_job(arn(1)) is None

@@ -28,6 +28,7 @@ def test_a_url_without_credentials_is_shown_as_it_is(url: str) -> None:
         "mysql://poller@db/batches?password=hunter2",
         "oracle://poller@db/batches?token=hunter2&mode=x",
         "not a url at all://x:hunter2@y",
+        "admin:hunter2@db.example/jobs",
     ],
 )
 def test_an_unsupported_or_unparsable_url_is_refused_without_its_credentials(url: str) -> None:
