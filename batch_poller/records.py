@@ -87,6 +87,7 @@ def placeholder_id(code: str, source_file: str | None, line_number: int | None) 
 
 
 def _kept_line(text: bytes, code: str, why: str, source_file: str, line_number: int) -> RecordRow:
+    readable = text.decode("utf-8", errors="replace")
     return RecordRow(
         # A truncated line often still names its record; its own id keeps that link.
         record_id=_salvaged_id(text) or placeholder_id(code, source_file, line_number),
@@ -95,7 +96,9 @@ def _kept_line(text: bytes, code: str, why: str, source_file: str, line_number: 
         error_message=f"{source_file} line {line_number}: {why}",
         source_file=source_file,
         line_number=line_number,
-        raw_text=text.decode("utf-8", errors="replace"),
+        raw_text=readable,
+        # The store keeps text as UTF-8 without NUL: other bytes are kept exactly beside it.
+        raw_bytes=None if readable.encode() == text and "\x00" not in readable else text,
     )
 
 

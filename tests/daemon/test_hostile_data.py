@@ -14,7 +14,7 @@ from batch_poller.runtime import Runtime
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracking import track_jobs
 from tests.daemon.test_lifecycle import stored_records
-from tests.daemon_fixtures import JobFactory
+from tests.daemon_fixtures import BACKENDS, JobFactory
 from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input, read_object
 
 
@@ -62,6 +62,7 @@ async def test_a_database_error_names_the_operation_and_never_the_records(
     assert "store records: IntegrityError: refused by a trigger" in logged.out + logged.err
 
 
+@BACKENDS
 @pytest.mark.parametrize("finish", ["Completed", "PartiallyCompleted"])
 async def test_a_record_id_with_a_nul_character_is_stored_once_and_the_job_completes(
     supervisor: Supervisor, runtime: Runtime, control: Any, bedrock: Any, s3: Any, finish: str
@@ -134,3 +135,23 @@ async def test_a_partial_jobs_line_cut_inside_its_record_id_settles_the_job(
     # When the cut left nothing to tell the record by, its input is kept as not processed too.
     assert codes.count("NOT_PROCESSED") == not_processed
     assert job.cleanup_completed_at is not None
+
+
+@BACKENDS
+async def test_a_line_of_invalid_utf8_or_nul_is_kept_byte_for_byte(
+    supervisor: Supervisor, runtime: Runtime, control: Any, s3: Any, submit: JobFactory
+) -> None:
+    arn = await submit(4)
+    await control.finish(arn, "Completed")
+    lines = await _output_lines(s3, arn)
+    lines[1] = b'\xff\xfe{"recordId":"' + lines[1][14:40] + b"\xc3("
+    lines[2] = b"\x00 not json \x00"
+    await _put_output_lines(s3, arn, lines)
+
+    await supervisor.run_pass()
+
+    job = await runtime.store.get_job(arn)
+    kept = {r.line_number: r for r in (await stored_records(runtime, arn)).values() if r.raw_text}
+    assert job is not None and job.status is JobStatus.COMPLETED
+    assert kept[2].raw_bytes == lines[1] and kept[3].raw_bytes == lines[2]
+    assert kept[2].raw_text == lines[1].decode("utf-8", errors="replace")
