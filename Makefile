@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint emulate screenshot bench bench-smoke clean
+.PHONY: demo test lint emulate screenshot bench bench-smoke soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ bench: $(VENV)/.installed-test
 
 bench-smoke: $(VENV)/.installed-test
 	$(BIN)/python -m bench --smoke --output /tmp/batch-poller-bench-smoke.json
+
+# The SIGKILL campaign at full size; its figures (kills, rows compared, violations) go to
+# SOAK_REPORT as JSON, for docs/reliability.md. The same test runs 10 kills in `make test`.
+SOAK_KILLS ?= 200
+SOAK_REPORT ?= soak-report.json
+soak: $(VENV)/.installed-test
+	BATCH_POLLER_CAMPAIGN_KILLS=$(SOAK_KILLS) BATCH_POLLER_CAMPAIGN_REPORT=$(SOAK_REPORT) \
+		$(BIN)/pytest -q -s -p no:cacheprovider tests/faults/test_kill_campaign.py
 
 screenshot: $(VENV)/.installed-test
 	$(BIN)/python scripts/screenshot_status_page.py
