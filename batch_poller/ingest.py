@@ -282,7 +282,7 @@ def _input_record(line: bytes | OverlongLine, key: str, number: int) -> tuple[st
     if isinstance(line, OverlongLine):
         raise FetchError(f"input {key} line {number} is over the line limit: it cannot be kept")
     try:
-        item: Any = orjson.loads(line)
+        item: Any = orjson.loads(line.removeprefix(b"\xef\xbb\xbf"))
     except orjson.JSONDecodeError:
         raise FetchError(f"input {key} line {number} is not valid JSON") from None
     if not isinstance(item, dict):

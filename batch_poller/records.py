@@ -18,7 +18,10 @@ from batch_poller.store import RecordRow
 PARSE_ERROR = "PARSE_ERROR"
 LINE_TOO_LONG = "LINE_TOO_LONG"
 NOT_PROCESSED = "NOT_PROCESSED"
-_RECORD_ID = re.compile(rb'"recordId"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
+# A line's own id is its first key, as Bedrock writes it; a recordId further on may be one
+# nested in modelInput, naming another record.
+_RECORD_ID = re.compile(rb'^\s*\{\s*"recordId"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
+_BOM = b"\xef\xbb\xbf"
 
 
 def parse_line(
@@ -29,8 +32,10 @@ def parse_line(
     store_model_input: bool,
     cost_of: Callable[[int, int], Any] | None = None,
 ) -> RecordRow:
+    # JSON readers may ignore a byte order mark (RFC 8259, 8.1); a file written with one
+    # still holds records.
     try:
-        item = orjson.loads(raw)
+        item = orjson.loads(raw.removeprefix(_BOM))
     except orjson.JSONDecodeError as problem:
         return unreadable_line(raw, source_file, line_number, f"not valid JSON: {problem}")
     if not isinstance(item, dict) or not isinstance(item.get("recordId"), str):
@@ -135,7 +140,7 @@ def _json_text(value: Any) -> str | None:
 
 def _salvaged_id(raw: bytes) -> str | None:
     """A truncated line often still names its record; keep that link when it does."""
-    match = _RECORD_ID.search(raw[:4096])
+    match = _RECORD_ID.match(raw[:4096].removeprefix(_BOM))
     if match is None:
         return None
     try:

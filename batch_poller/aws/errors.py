@@ -14,6 +14,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
+    IncompleteReadError,
     ReadTimeoutError,
     ResponseStreamingError,
 )
@@ -57,6 +58,8 @@ _NETWORK_ERRORS = (
     ConnectTimeoutError,
     ReadTimeoutError,
     ResponseStreamingError,
+    # A body that ended before its Content-Length: the connection was cut.
+    IncompleteReadError,
     aiohttp.ClientError,
     asyncio.TimeoutError,
     ConnectionError,

@@ -75,8 +75,20 @@ class S3:
                 return None
             raise
         body = response["Body"]
+        expected = response.get("ContentLength")
+        if expected is not None and expected > limit:
+            raise ValueError(f"{uri} is larger than {limit} bytes")
         async with body:  # closes the connection; reads go through botocore's StreamingBody
-            data: bytes = await call("GetObject", lambda: body.read(limit + 1))
+            # Read to the end: only then does the body check what arrived against its length.
+            data: bytes = await call("GetObject", lambda: body.read())
+        if expected is not None and len(data) != expected:
+            # A connection cut mid-object: a network error, not a broken object.
+            raise AwsError(
+                "GetObject",
+                "IncompleteRead",
+                f"{uri}: {len(data)} of {expected} bytes arrived",
+                transient=True,
+            )
         if len(data) > limit:
             raise ValueError(f"{uri} is larger than {limit} bytes")
         return data

@@ -150,11 +150,6 @@ async def test_a_truncated_object_body_is_a_clean_transient_error(
     assert proxy.counts["truncate"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: S3.read_bytes returns a body cut short by the connection as if it were "
-    "whole (one StreamingBody.read(n), Content-Length never checked)",
-)
 async def test_a_truncated_small_object_is_not_returned_as_if_it_were_whole(
     proxy: FaultProxy, client: Any
 ) -> None:

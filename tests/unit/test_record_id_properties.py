@@ -157,12 +157,6 @@ def test_a_line_spoilt_after_its_id_keeps_its_id(
     assert row.record_id == (record_id if _id_is_whole_in(record_id, spoilt) else PLACEHOLDER)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect in records._salvaged_id: it takes the first recordId key it can read "
-    "anywhere in the line, so a nested one (in modelInput) names a line whose own id comes "
-    "later, is not a string, is empty or is over 256 escaped bytes",
-)
 @pytest.mark.parametrize(
     "raw",
     [
@@ -177,11 +171,6 @@ def test_a_nested_record_id_is_never_taken_for_the_lines_own(raw: bytes) -> None
     assert parsed_id(raw) in {"mine", "", "m" * 300, PLACEHOLDER}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a UTF-8 byte order mark before a record (a file written with a BOM) makes "
-    "that record a PARSE_ERROR; JSON readers may ignore a BOM (RFC 8259 section 8.1)",
-)
 def test_a_byte_order_mark_before_a_record_is_ignored() -> None:
     raw = b"\xef\xbb\xbf" + orjson.dumps(record("r1", None, True))
 
