@@ -21,6 +21,14 @@ def _folder(arn: str) -> str:
     return f"out/{job_id_from_arn(arn)}/"
 
 
+async def _take_manifest_away(s3: Any, arn: str) -> tuple[str, bytes]:
+    """Deletes the job's manifest, so its fetch fails; returns its key and content."""
+    key = _folder(arn) + "manifest.json.out"
+    manifest = await read_object(s3, key)
+    await s3.delete_object(Bucket=BUCKET, Key=key)
+    return key, manifest
+
+
 async def test_a_throttling_storm_still_ends_with_every_job_done(
     supervisor: Supervisor, runtime: Runtime, control: Any, submit: JobFactory
 ) -> None:
@@ -53,9 +61,7 @@ async def test_a_fetch_that_fails_three_times_is_retried_by_process_completed(
 ) -> None:
     arn = await submit(6)
     await control.finish(arn, "Completed")
-    manifest_key = _folder(arn) + "manifest.json.out"
-    manifest = await read_object(s3, manifest_key)
-    await s3.delete_object(Bucket=BUCKET, Key=manifest_key)
+    manifest_key, manifest = await _take_manifest_away(s3, arn)
 
     first = await supervisor.run_pass()
     failed = await runtime.store.get_job(arn)
@@ -91,9 +97,7 @@ async def test_a_failed_fetch_is_retried_by_itself_after_a_growing_wait(
 ) -> None:
     arn = await submit(4)
     await control.finish(arn, "Completed")
-    manifest_key = _folder(arn) + "manifest.json.out"
-    manifest = await read_object(s3, manifest_key)
-    await s3.delete_object(Bucket=BUCKET, Key=manifest_key)
+    manifest_key, manifest = await _take_manifest_away(s3, arn)
 
     await supervisor.run_pass()
     first = await runtime.store.get_job(arn)
