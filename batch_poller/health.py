@@ -46,6 +46,7 @@ class PassHealth:
         self._logged_error: str | None = None
         self._repeats_unlogged = 0
         self._summarised_at: datetime | None = None
+        self._recovery_logged_at: datetime | None = None
 
     @property
     def failing(self) -> bool:
@@ -58,7 +59,11 @@ class PassHealth:
         return self.failing and self.failing_for(now) >= timedelta(seconds=bound_seconds)
 
     def pass_succeeded(self, now: datetime) -> None:
-        if self.failing:
+        if self.failing and self._quiet_since(self._recovery_logged_at, now):
+            # Passes that fail and succeed by turns (a pool with a few bad connections) would
+            # otherwise log both lines every pass.
+            self._recovery_logged_at = now
+            self._flush_repeats()
             log.info(
                 "passes_recovered",
                 failed_passes=self.failed_passes,
@@ -67,9 +72,6 @@ class PassHealth:
         self.failed_passes = 0
         self.failing_since = None
         self.last_error = None
-        self._logged_error = None
-        self._repeats_unlogged = 0
-        self._summarised_at = None
 
     def pass_failed(self, error: BaseException, now: datetime) -> None:
         description = describe_pass_error(error)
@@ -92,9 +94,13 @@ class PassHealth:
                 )
             return
         self._repeats_unlogged += 1
-        if self._summarised_at is None or now - self._summarised_at >= REPEAT_SUMMARY_EVERY:
+        if self._quiet_since(self._summarised_at, now):
             self._summarised_at = now
             self._flush_repeats()
+
+    @staticmethod
+    def _quiet_since(logged_at: datetime | None, now: datetime) -> bool:
+        return logged_at is None or now - logged_at >= REPEAT_SUMMARY_EVERY
 
     def _flush_repeats(self) -> None:
         if self._repeats_unlogged:
