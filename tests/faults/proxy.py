@@ -25,6 +25,7 @@ SLOWDOWN_BODY = (
     b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
     b"<RequestId>FAULTPROXY</RequestId></Error>"
 )
+SERVER_ERROR_BODY = b'{"message":"An internal error occurred (fault proxy)."}'
 RELAY_PIECE = 64 * 1024
 
 
@@ -32,7 +33,8 @@ RELAY_PIECE = 64 * 1024
 class Faults:
     """Shares of requests that meet each fault; the draws come from the proxy's seed."""
 
-    slowdown_rate: float = 0.0  # answered 503 SlowDown by the proxy, never forwarded
+    slowdown_rate: float = 0.0  # answered 503 SlowDown (S3's XML) by the proxy, never forwarded
+    server_error_rate: float = 0.0  # answered 500 InternalServerException (Bedrock's JSON)
     stall_rate: float = 0.0  # the response is held back stall_seconds before it is relayed
     stall_seconds: float = 0.0
     reset_rate: float = 0.0  # the connection is cut after reset_after_bytes response bytes
@@ -127,9 +129,11 @@ class FaultProxy:
         self.counts["requests"] += 1
         faults = self.faults
         fault = self._draw(faults) if faults.applies_to(method, path) else None
-        if fault == "slowdown":
+        if fault in ("slowdown", "server_error"):
             self.counts[fault] += 1
-            client_out.write(slowdown_response())
+            client_out.write(
+                slowdown_response() if fault == "slowdown" else server_error_response()
+            )
             await client_out.drain()
             return True
         upstream_out.write(request.raw + body)
@@ -158,6 +162,7 @@ class FaultProxy:
         roll = self._random.random()
         for name, rate in (
             ("slowdown", faults.slowdown_rate),
+            ("server_error", faults.server_error_rate),
             ("stall", faults.stall_rate),
             ("reset", faults.reset_rate),
             ("truncate", faults.truncate_rate),
@@ -261,6 +266,17 @@ def slowdown_response() -> bytes:
         "\r\n"
     )
     return head.encode() + SLOWDOWN_BODY
+
+
+def server_error_response() -> bytes:
+    head = (
+        "HTTP/1.1 500 Internal Server Error\r\n"
+        "Content-Type: application/json\r\n"
+        "x-amzn-ErrorType: InternalServerException\r\n"
+        f"Content-Length: {len(SERVER_ERROR_BODY)}\r\n"
+        "\r\n"
+    )
+    return head.encode() + SERVER_ERROR_BODY
 
 
 # -- a proxy beside a test that blocks -----------------------------------------------------------

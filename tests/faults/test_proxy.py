@@ -11,11 +11,12 @@ import aioboto3
 import pytest
 from botocore.config import Config
 
+from batch_poller.aws.bedrock import Bedrock
 from batch_poller.aws.errors import AwsError, RetryPolicy
 from batch_poller.aws.s3 import S3, S3Uri
 from batch_poller.emulator.server import Endpoints
 from tests.faults.proxy import NO_FAULTS, FaultProxy, Faults
-from tests.helpers import BUCKET, ensure_bucket
+from tests.helpers import BUCKET, create_job, ensure_bucket, make_records, put_input
 
 LINES = [f'{{"recordId":"r{i:05d}","text":"{"x" * 90}"}}'.encode() for i in range(3000)]
 BIG_KEY = "proxy/big.jsonl.out"  # about 300 KB: several relayed pieces
@@ -190,3 +191,27 @@ async def test_a_stall_within_the_read_timeout_only_delays_the_answer(
 
     assert lines == LINES
     assert proxy.counts["stall"] == 1 and retries.waits == []
+
+
+async def test_bedrock_calls_survive_server_errors_and_stalls_at_a_seeded_rate(
+    endpoints: Endpoints, bedrock: Any, s3: Any, aws_session: aioboto3.Session
+) -> None:
+    uri = await put_input(s3, "proxy/input.jsonl", make_records(2))
+    arn = await create_job(bedrock, uri)
+    retries = Retries()
+    proxy = await FaultProxy(endpoints.bedrock, seed=3).start()
+    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=0.5)
+    try:
+        async with aws_session.client("bedrock", endpoint_url=proxy.url, config=config) as client:
+            bedrock_api = Bedrock(client, retries.policy)
+            proxy.faults = Faults(server_error_rate=0.4, stall_rate=0.2, stall_seconds=0.05)
+            jobs = [await bedrock_api.get_job(arn) for _ in range(8)]
+            proxy.faults = Faults(server_error_rate=1.0)
+            with pytest.raises(AwsError) as raised:
+                await bedrock_api.get_job(arn)
+    finally:
+        await proxy.close()
+
+    assert {job.arn for job in jobs} == {arn}
+    assert proxy.counts["server_error"] >= 3 and proxy.counts["stall"] >= 1
+    assert raised.value.code == "InternalServerException" and raised.value.transient
