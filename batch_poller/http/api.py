@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from batch_poller.domain import parse_job_status
 from batch_poller.http.errors import ApiError, bad_request, conflict, not_found
 from batch_poller.http.openapi import openapi_document
+from batch_poller.http.schemas import MAX_OFFSET
 from batch_poller.store import JobRow
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracker import Step, awaiting_cleanup
@@ -46,7 +47,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/batch/jobs", track_job)
     # A job ARN holds a "/": the pattern takes it whole, encoded or not.
     r.add_post("/api/batch/jobs/{job:.+}/cleanup", cleanup_job)
-    r.add_get("/api/batch/jobs/{job:.+}", get_job)
+    # Not a path that ends in /cleanup: that resource is the POST above, so a GET there is 405.
+    r.add_get("/api/batch/jobs/{job:.+(?<!/cleanup)}", get_job)
 
 
 def _context(request: web.Request) -> AdminContext:
@@ -161,7 +163,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         except ValueError as error:
             raise bad_request(f"status: {error}") from None
     limit = _int_param(query, "limit", 100, 1, 1000)
-    offset = _int_param(query, "offset", 0, 0, 10**9)
+    offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
     store = _context(request).supervisor.rt.store
     jobs = await store.list_jobs(status, limit=limit, offset=offset)
     return _json(
@@ -178,7 +180,8 @@ def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise bad_request(f"{name}: {raw!r} must be a whole number from {low} to {high}")
     return int(raw)
 

@@ -38,6 +38,9 @@ def token_guard(current_token: Callable[[], str], loopback: bool) -> Middleware:
 def _needs_token(request: web.Request, loopback: bool) -> bool:
     if request.path in OPEN_PATHS:
         return False
+    if request.match_info.http_exception is not None:
+        # No such path or method: the answer is 404 or 405 and runs no handler.
+        return False
     if request.method not in SAFE_METHODS:
         return True
     # The page's files carry no data; the data behind it is guarded like the API.

@@ -47,7 +47,13 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return problem(error.status, error.reason.lower(), error.text or error.reason)
+        # Headers that are part of the answer stay (Allow on a 405); the body becomes JSON.
+        kept = {
+            name: value
+            for name, value in error.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        return problem(error.status, error.reason.lower(), error.text or error.reason, kept)
     except Exception:
         log.exception("http_handler_failed", path=request.path, method=request.method)
         return problem(500, "internal error", "the daemon could not answer; see its log")

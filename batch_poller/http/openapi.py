@@ -6,23 +6,46 @@ from __future__ import annotations
 from typing import Any
 
 from batch_poller import __version__
+from batch_poller.domain import JobStatus
+from batch_poller.http.schemas import MAX_OFFSET, SCHEMAS
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def _media(description: str, *media_types: str) -> dict[str, Any]:
+    return {"description": description, "content": {media: {} for media in media_types}}
+
+
 def _op(
     summary: str,
-    ok: str,
+    ok: dict[str, Any],
     *errors: int,
     body: str | None = None,
     guarded: bool = False,
     params: list[dict[str, Any]] | None = None,
+    host_checked: bool = True,
+    created: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "responses": {"200": {"description": ok}, **{str(code): _ERROR for code in errors}},
-    }
+    responses: dict[str, Any] = {"200": ok}
+    if created:
+        responses["201"] = created
+    codes = set(errors)
+    if body:
+        codes |= {400, 413}  # a body that is not the schema's, or over [http] max_body_bytes
+    if guarded:
+        codes |= {401, 403}
+    if host_checked:
+        codes.add(421)  # a Host header the daemon does not answer to
+    responses.update({str(code): _ERROR for code in sorted(codes)})
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body:
         operation["requestBody"] = {
             "required": body != "CleanupRequest",
@@ -30,7 +53,6 @@ def _op(
         }
     if guarded:
         operation["security"] = _BEARER
-        operation["responses"].update({"401": _ERROR, "403": _ERROR})
     if params:
         operation["parameters"] = params
     return operation
@@ -43,6 +65,35 @@ _JOB_PARAM = {
     "description": "The job ARN or its 12-character job id",
     "schema": {"type": "string"},
 }
+_NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_LIST_PARAMS = [
+    {
+        "name": "status",
+        "in": "query",
+        "description": "A daemon status (any case is accepted)",
+        "schema": {"type": "string", "enum": [status.value for status in JobStatus]},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    },
+    {
+        "name": "offset",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+    },
+]
+
+
+def _healthz() -> dict[str, Any]:
+    operation = _op(
+        "The event loop answers; 503 while passes fail. Answered whatever the Host",
+        _json("Health", "Alive, passes succeed"),
+        host_checked=False,
+    )
+    operation["responses"]["503"] = _json("Health", "Alive, passes fail")
+    return operation
 
 
 def openapi_document() -> dict[str, Any]:
@@ -50,77 +101,68 @@ def openapi_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "batch-poller admin API", "version": __version__},
         "paths": {
-            "/": {"get": _op("The status page", "HTML")},
+            "/": {"get": _op("The status page", _media("HTML", "text/html"))},
             "/static/{name}": {
                 "get": _op(
                     "A file of the status page",
-                    "The file",
+                    _media("The file", "text/html", "text/javascript", "text/css"),
                     404,
-                    params=[
-                        {
-                            "name": "name",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
+                    params=[_NAME_PARAM],
                 )
             },
-            "/healthz": {"get": _op("The event loop answers", "Alive")},
-            "/metrics": {"get": _op("Prometheus metrics", "Text exposition format")},
-            "/api/openapi.json": {"get": _op("This document", "OpenAPI 3.1")},
-            "/api/batch/poller/status": {"get": _op("The poller's state", "PollerStatus")},
+            "/healthz": {"get": _healthz()},
+            "/metrics": {
+                "get": _op("Prometheus metrics", _media("Text exposition format", "text/plain"))
+            },
+            "/api/openapi.json": {
+                "get": _op("This document", _media("OpenAPI 3.1", "application/json"))
+            },
+            "/api/batch/poller/status": {
+                "get": _op("The poller's state", _json("PollerStatus", "The poller's state"))
+            },
             "/api/batch/poller/stop": {
                 "post": _op(
-                    "Pause polling; the process keeps serving", "PollerStatus", guarded=True
+                    "Pause polling; the process keeps serving",
+                    _json("PollerStatus", "The poller's state"),
+                    guarded=True,
                 )
             },
             "/api/batch/poller/start": {
-                "post": _op("Resume polling", "PollerStatus", guarded=True)
+                "post": _op(
+                    "Resume polling", _json("PollerStatus", "The poller's state"), guarded=True
+                )
             },
             "/api/batch/process-completed": {
                 "post": _op(
                     "A pass now: due checks, failed fetches retried, pending cleanups",
-                    "What the pass did",
+                    _json("PassDone", "What the pass did"),
                     guarded=True,
                 )
             },
             "/api/batch/jobs": {
                 "get": _op(
                     "Tracked jobs, newest first",
-                    "A page of jobs",
+                    _json("JobPage", "A page of jobs"),
                     400,
-                    params=[
-                        {"name": "status", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                        },
-                        {
-                            "name": "offset",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 0},
-                        },
-                    ],
+                    params=_LIST_PARAMS,
                 ),
                 "post": _op(
-                    "Track a job (201 when new, 200 when already tracked)",
-                    "The job",
-                    400,
+                    "Track a job",
+                    _json("Job", "The job, already tracked"),
                     404,
-                    413,
                     502,
                     body="TrackRequest",
                     guarded=True,
+                    created=_json("Job", "The job, tracked now"),
                 ),
             },
-            "/api/batch/jobs/{job}": {"get": _op("One job", "The job", 404, params=[_JOB_PARAM])},
+            "/api/batch/jobs/{job}": {
+                "get": _op("One job", _json("Job", "The job"), 404, params=[_JOB_PARAM])
+            },
             "/api/batch/jobs/{job}/cleanup": {
                 "post": _op(
                     "Delete the job's S3 folders now",
-                    "The job, cleaned",
-                    400,
+                    _json("Job", "The job, cleaned"),
                     404,
                     409,
                     body="CleanupRequest",
@@ -135,34 +177,10 @@ def openapi_document() -> dict[str, Any]:
                 "Error": {
                     "description": "An error",
                     "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["error", "detail"],
-                                "properties": {
-                                    "error": {"type": "string"},
-                                    "detail": {"type": "string"},
-                                },
-                            }
-                        }
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                     },
                 }
             },
-            "schemas": {
-                "TrackRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["batch_job_arn"],
-                    "properties": {
-                        "batch_job_arn": {"type": "string"},
-                        "input_prefix": {"type": "string", "description": "s3://bucket/folder/"},
-                    },
-                },
-                "CleanupRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"force": {"type": "boolean", "default": False}},
-                },
-            },
+            "schemas": SCHEMAS,
         },
     }

@@ -1,0 +1,154 @@
+"""The JSON schemas of the admin API's bodies, for its OpenAPI document. A test validates real
+answers against them, so they say what the daemon sends."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from batch_poller.domain import JOB_ARN_PATTERN, BedrockStatus, JobStatus
+from batch_poller.tracker import Step
+
+MAX_OFFSET = 10**9
+# The domain's ARN pattern in the JSON Schema dialect: no named groups, $ for \Z.
+ARN_PATTERN = re.sub(r"\(\?P<\w+>", "(", JOB_ARN_PATTERN.pattern).replace(r"\Z", "$")
+# A folder under a bucket: what an input prefix must look like before it is checked further.
+FOLDER_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]*/([^/]+/)+$"
+
+
+def _nullable(kind: str) -> dict[str, Any]:
+    return {"type": [kind, "null"]}
+
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_STATUS = {"type": "string", "enum": [status.value for status in JobStatus]}
+_BEDROCK_STATUS = {"type": ["string", "null"], "enum": [*(s.value for s in BedrockStatus), None]}
+_CLEANUP = {"type": "string", "enum": ["done", "failed", "pending", "waiting", "kept"]}
+_DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+
+_SUMMARY_PROPERTIES: dict[str, Any] = {
+    "batch_job_arn": {"type": "string"},
+    "job_id": {"type": "string"},
+    "job_name": _nullable("string"),
+    "status": _STATUS,
+    "bedrock_status": _BEDROCK_STATUS,
+    "total_records": _nullable("integer"),
+    "success_records": _nullable("integer"),
+    "error_records": _nullable("integer"),
+    "cost": _DECIMAL,
+    "cleanup": _CLEANUP,
+    "auto_processing": {"type": "boolean"},
+    "last_checked_at": _TIME,
+}
+_JOB_PROPERTIES: dict[str, Any] = {
+    **_SUMMARY_PROPERTIES,
+    "model_id": _nullable("string"),
+    "message": _nullable("string"),
+    "input_s3_uri": _nullable("string"),
+    "s3_folder": _nullable("string"),
+    "output_s3_prefix": _nullable("string"),
+    "submitted_at": _TIME,
+    "completed_at": _TIME,
+    "results_fetched_at": _TIME,
+    "results_fetch_attempts": {"type": "integer"},
+    "last_error": _nullable("string"),
+    "cleanup_completed_at": _TIME,
+    "cleanup_attempts": {"type": "integer"},
+    "input_tokens": _nullable("integer"),
+    "output_tokens": _nullable("integer"),
+    "bytes_freed": _nullable("integer"),
+    "created_at": {"type": "string", "format": "date-time"},
+    "updated_at": {"type": "string", "format": "date-time"},
+}
+_COUNT = {"type": "integer", "minimum": 0}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "passes"],
+        "properties": {"status": {"enum": ["ok", "failing"]}, "passes": _COUNT},
+    },
+    "PollerStatus": {
+        "type": "object",
+        "required": [
+            "state",
+            "last_pass_at",
+            "next_pass_at",
+            "passes",
+            "jobs_pending",
+            "completed_today",
+            "failed_today",
+            "cleanups_pending",
+            "jobs_in_flight",
+            "uptime_seconds",
+            "version",
+        ],
+        "properties": {
+            "state": {"enum": ["running", "paused", "stopping"]},
+            "last_pass_at": _TIME,
+            "next_pass_at": _TIME,
+            "passes": _COUNT,
+            "jobs_pending": _COUNT,
+            "completed_today": _COUNT,
+            "failed_today": _COUNT,
+            "cleanups_pending": _COUNT,
+            "jobs_in_flight": _COUNT,
+            "uptime_seconds": {"type": "number", "minimum": 0},
+            "version": {"type": "string"},
+        },
+    },
+    "PassDone": {
+        "type": "object",
+        "required": ["report"],
+        "properties": {
+            "report": {
+                "type": "object",
+                "required": ["jobs", *(step.value for step in Step)],
+                "additionalProperties": _COUNT,
+            }
+        },
+    },
+    "JobSummary": {
+        "type": "object",
+        "required": list(_SUMMARY_PROPERTIES),
+        "properties": _SUMMARY_PROPERTIES,
+    },
+    "Job": {
+        "type": "object",
+        "required": list(_JOB_PROPERTIES),
+        "properties": _JOB_PROPERTIES,
+    },
+    "JobPage": {
+        "type": "object",
+        "required": ["jobs", "limit", "offset", "count"],
+        "properties": {
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobSummary"}},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+            "count": _COUNT,
+        },
+    },
+    "TrackRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["batch_job_arn"],
+        "properties": {
+            "batch_job_arn": {"type": "string", "pattern": ARN_PATTERN},
+            "input_prefix": {
+                "type": "string",
+                "pattern": FOLDER_PATTERN,
+                "description": "The job's own input folder, s3://bucket/folder/",
+            },
+        },
+    },
+    "CleanupRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"force": {"type": "boolean", "default": False}},
+    },
+}
