@@ -35,7 +35,8 @@ from tests.faults.invariants import (
     stored_record_count,
 )
 from tests.faults.proxy import NO_FAULTS, FaultProxy, Faults, proxy_in_thread
-from tests.faults.shapes import make_jobs, put_bystanders, read_expected
+from tests.faults.shapes import CampaignJob, make_jobs, put_bystanders, read_expected
+from tests.faults.warm import WarmDaemon
 from tests.helpers import ensure_bucket
 from tests.processes import DEADLINE, Daemon, write_config
 
@@ -115,16 +116,6 @@ async def _one_iteration(
     folder = tmp_path / f"iteration-{iteration}"
     folder.mkdir()
     database = folder / "daemon.db"
-    phases = _Phases(summary["seconds_by_phase"])
-    await _reset(endpoints, control)
-    await ensure_bucket(s3, bucket)
-
-    jobs = await make_jobs(bedrock, s3, control, bucket)
-    await put_bystanders(s3, bedrock, control, bucket, jobs)
-    rows = await read_expected(s3, bucket, jobs)
-    before = await _etags(s3, bucket)
-    phases.end("setup")
-
     config = write_config(
         folder,
         Endpoints(endpoints.bedrock, proxy.url if faulty_s3 else endpoints.s3),
@@ -133,27 +124,31 @@ async def _one_iteration(
         poller={"interval_seconds": 0.1, "check_interval_seconds": 0},
         http={"enabled": False},
     )
-    proxy.faults = NO_FAULTS
-    async with open_runtime(load_settings(str(config))) as rt:
-        for job in jobs:
-            await track_jobs(rt, [job.arn], f"s3://{bucket}/{job.input_folder}")
-    proxy.faults = S3_FAULTS if faulty_s3 else NO_FAULTS
-    phases.end("track")
-
-    watch = DeletionWatch(s3, bucket, database, jobs)
-    watcher = asyncio.create_task(watch.run())
+    phases = _Phases(summary["seconds_by_phase"])
+    # Both processes import while the jobs are made: start-up is most of an iteration's cost.
+    first, second = WarmDaemon(config), WarmDaemon(config)
     stuck = []
     try:
-        await _kill_and_restart(config, moment, draw, database, watch, phases)
-        await asyncio.sleep(0.05)  # one more listing sees the last deletions
-    except AssertionError as error:
-        # A daemon that exits, or jobs that never settle, break a promise too: recorded, and
-        # the campaign goes on.
-        stuck.append(str(error))
+        jobs, rows, before = await _prepare(bucket, config, endpoints, control, bedrock, s3, proxy)
+        phases.end("setup")
+        proxy.faults = S3_FAULTS if faulty_s3 else NO_FAULTS
+        watch = DeletionWatch(s3, bucket, database, jobs)
+        watcher = asyncio.create_task(watch.run())
+        try:
+            await _kill_and_restart(first, second, moment, draw, database, watch, phases)
+            await asyncio.sleep(0.05)  # one more listing sees the last deletions
+        except AssertionError as error:
+            # A daemon that exits, or jobs that never settle, break a promise too: recorded,
+            # and the campaign goes on.
+            stuck.append(str(error))
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        # Settled, the second has nothing left to lose: a kill ends it soonest (not counted).
+        first.kill()
+        second.kill()
     proxy.faults = NO_FAULTS
 
     summary["kills"] += 1
@@ -166,29 +161,48 @@ async def _one_iteration(
     return stuck + watch.violations + check_jobs(database, jobs) + check_bucket(before, after, jobs)
 
 
-async def _kill_and_restart(
+async def _prepare(
+    bucket: str,
     config: Path,
+    endpoints: Endpoints,
+    control: EmulatorControl,
+    bedrock: Any,
+    s3: Any,
+    proxy: FaultProxy,
+) -> tuple[list[CampaignJob], int, dict[str, str]]:
+    """The jobs made and tracked, the records expected of them, the bucket's ETags."""
+    proxy.faults = NO_FAULTS
+    await _reset(endpoints, control)
+    await ensure_bucket(s3, bucket)
+    jobs = await make_jobs(bedrock, s3, control, bucket)
+    await put_bystanders(s3, bedrock, control, bucket, jobs)
+    rows = await read_expected(s3, bucket, jobs)
+    before = await _etags(s3, bucket)
+    async with open_runtime(load_settings(str(config))) as rt:
+        for job in jobs:
+            await track_jobs(rt, [job.arn], f"s3://{bucket}/{job.input_folder}")
+    return jobs, rows, before
+
+
+async def _kill_and_restart(
+    first: WarmDaemon,
+    second: WarmDaemon,
     moment: str,
     draw: random.Random,
     database: Path,
     watch: DeletionWatch,
     phases: _Phases,
 ) -> None:
-    first = Daemon(config)
+    first.go()
     try:
         await _wait_for_moment(first, moment, draw, database, watch)
     finally:
         first.signal(signal.SIGKILL)
         first.wait(timeout=10)
     phases.end("until_the_kill")
-    second = Daemon(config)
-    try:
-        await _until(second, lambda: settled(database, watch.jobs), "every job settled", 0.02)
-        phases.end("restart_until_settled")
-    finally:
-        # Settled, it has nothing left to lose: a kill ends it soonest (and is not counted).
-        second.kill()
-        phases.end("stop")
+    second.go()
+    await _until(second, lambda: settled(database, watch.jobs), "every job settled", 0.02)
+    phases.end("restart_until_settled")
 
 
 async def _wait_for_moment(
