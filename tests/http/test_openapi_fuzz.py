@@ -29,9 +29,10 @@ EXAMPLES_PER_OPERATION = 25
 HANG = 120.0
 
 
-async def run_schemathesis(admin: Admin, *headers: str) -> tuple[int, str]:
+async def run_schemathesis(admin: Admin, workdir: Path, *headers: str) -> tuple[int, str]:
     """The schemathesis command against the daemon's own document, every check on; the daemon
-    keeps serving on this event loop while the child process runs."""
+    keeps serving on this event loop while the child process runs. It keeps its state in
+    workdir."""
     options = [f"--header={header}" for header in headers]
     process = await asyncio.create_subprocess_exec(
         SCHEMATHESIS,
@@ -45,6 +46,7 @@ async def run_schemathesis(admin: Admin, *headers: str) -> tuple[int, str]:
         *options,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        cwd=workdir,
     )
     output, _ = await asyncio.wait_for(process.communicate(), HANG)
     assert process.returncode is not None
@@ -61,15 +63,17 @@ async def with_a_job(admin: Admin, control: Any, submit: Any) -> str:
     return arn
 
 
-async def test_generated_requests_get_documented_answers(admin: Admin, with_a_job: str) -> None:
-    code, output = await run_schemathesis(admin, f"Authorization: {BEARER}")
+async def test_generated_requests_get_documented_answers(
+    admin: Admin, with_a_job: str, tmp_path: Path
+) -> None:
+    code, output = await run_schemathesis(admin, tmp_path, f"Authorization: {BEARER}")
 
     assert code == 0, output
     assert "12 selected / 12 total" in output, output
 
 
-async def test_without_the_token_answers_are_documented_too(admin: Admin) -> None:
-    code, output = await run_schemathesis(admin)
+async def test_without_the_token_answers_are_documented_too(admin: Admin, tmp_path: Path) -> None:
+    code, output = await run_schemathesis(admin, tmp_path)
 
     assert code == 0, output
 
