@@ -11,7 +11,6 @@ from typing import Any
 from batch_poller import __version__
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import EX_CONFIG, ConfigError, Settings, load_settings
-from batch_poller.early_signals import defer_stop_signals
 from batch_poller.logging import configure_logging
 
 EXIT_ERROR = 1
@@ -19,7 +18,6 @@ Command = Callable[[argparse.Namespace, Settings | None], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    defer_stop_signals(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "command"):

@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,10 @@ class Daemon:
     # -- signals -----------------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            # Only the main thread can take signals: a daemon run from another thread (from
+            # code that embeds it) is stopped through its caller.
+            return
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_stop_signal, signum)

@@ -10,11 +10,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from batch_poller.emulator.server import Endpoints
+
+# The daemon as `python -m batch_poller`, and as the installed command systemd runs.
+PYTHON_MODULE = (sys.executable, "-m", "batch_poller")
+CONSOLE_SCRIPT = (str(Path(sys.executable).parent / "batch-poller"),)
 
 # How long a test waits for something the daemon is expected to do before it fails. Never a
 # pass condition: tests wait for events or states, this only bounds a hang.
@@ -57,11 +61,12 @@ class Daemon:
         *args: str,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        program: Sequence[str] = PYTHON_MODULE,
     ) -> None:
         self.log_path = log_path or config.parent / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "batch_poller", "--config", str(config), "run", *args],
+            [*program, "--config", str(config), "run", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

@@ -25,7 +25,15 @@ from batch_poller.emulator.server import Endpoints
 from batch_poller.tracking import track_jobs
 from tests.daemon_fixtures import PG_ADMIN_URL
 from tests.helpers import BUCKET, create_job, make_records, put_input
-from tests.processes import Daemon, count_records, job_column, running, write_config
+from tests.processes import (
+    CONSOLE_SCRIPT,
+    PYTHON_MODULE,
+    Daemon,
+    count_records,
+    job_column,
+    running,
+    write_config,
+)
 from tests.service.db_faults import (
     Notifications,
     PrivateCluster,
@@ -152,12 +160,13 @@ def _catches_sigterm(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("program", [PYTHON_MODULE, CONSOLE_SCRIPT], ids=["module", "script"])
 async def test_sigterm_in_the_first_moments_of_start_up_exits_0(
-    tmp_path: Path, endpoints: Endpoints
+    tmp_path: Path, endpoints: Endpoints, program: tuple[str, ...]
 ) -> None:
     database = tmp_path / "daemon.db"
     config = _config(tmp_path, endpoints, f"sqlite:///{database}")
-    with running(config) as daemon:
+    with running(config, program=program) as daemon:
         daemon.wait_for(lambda: _catches_sigterm(daemon.process.pid), "a SIGTERM handler")
         # The handler is there before the daemon's modules are imported, so long before the
         # database is opened.
