@@ -69,6 +69,7 @@ async def test_sigkill_at_any_moment_loses_doubles_and_deletes_nothing_it_should
         "seed": SEED,
         "kills": 0,
         "kills_by_moment": Counter(),
+        "kills_with_work_left": 0,
         "kills_through_faulty_s3": 0,
         "s3_faults_injected": Counter(),
         "jobs": 0,
@@ -93,6 +94,8 @@ async def test_sigkill_at_any_moment_loses_doubles_and_deletes_nothing_it_should
 
     assert summary["kills"] == KILLS
     assert summary["rows_compared"] > 0
+    # A kill after the first of some 70 batches always leaves work for the restart.
+    assert summary["kills_with_work_left"] >= summary["kills_by_moment"]["first_commit"]
     assert not summary["violations"], (
         f"replay with BATCH_POLLER_CAMPAIGN_SEED={SEED} BATCH_POLLER_CAMPAIGN_KILLS={KILLS}:\n"
         + "\n".join(summary["violations"][:50])
@@ -135,7 +138,10 @@ async def _one_iteration(
         watch = DeletionWatch(s3, bucket, database, jobs)
         watcher = asyncio.create_task(watch.run())
         try:
-            await _kill_and_restart(first, second, moment, draw, database, watch, phases)
+            interrupted = await _kill_and_restart(
+                first, second, moment, draw, database, watch, phases
+            )
+            summary["kills_with_work_left"] += interrupted
             await asyncio.sleep(0.05)  # one more listing sees the last deletions
         except AssertionError as error:
             # A daemon that exits, or jobs that never settle, break a promise too: recorded,
@@ -192,7 +198,9 @@ async def _kill_and_restart(
     database: Path,
     watch: DeletionWatch,
     phases: _Phases,
-) -> None:
+) -> bool:
+    """Kills the first daemon at the moment, lets the second settle; True if the kill left
+    work to do."""
     first.go()
     try:
         await _wait_for_moment(first, moment, draw, database, watch)
@@ -200,9 +208,11 @@ async def _kill_and_restart(
         first.signal(signal.SIGKILL)
         first.wait(timeout=10)
     phases.end("until_the_kill")
+    work_left = not settled(database, watch.jobs)
     second.go()
     await _until(second, lambda: settled(database, watch.jobs), "every job settled", 0.02)
     phases.end("restart_until_settled")
+    return work_left
 
 
 async def _wait_for_moment(
