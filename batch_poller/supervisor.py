@@ -21,7 +21,7 @@ import structlog
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.aws.limits import ConcurrencyLimit
-from batch_poller.health import PassHealth
+from batch_poller.health import PassHealth, describe_pass_error, is_expected_failure
 from batch_poller.ingest import Interrupted
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobRow
@@ -225,9 +225,17 @@ class Supervisor:
                 except Interrupted:
                     interrupted += 1
                     log.info("job_interrupted", job_arn=job.batch_job_arn)
-                except Exception:  # one job's bug must not stop the others
+                except Exception as error:  # one job's failure must not stop the others
                     crashed += 1
-                    log.exception("job_step_crashed", job_arn=job.batch_job_arn)
+                    if is_expected_failure(error):
+                        # The database or AWS failed: a line, not a traceback per job.
+                        log.error(
+                            "job_step_failed",
+                            job_arn=job.batch_job_arn,
+                            error=describe_pass_error(error),
+                        )
+                    else:
+                        log.exception("job_step_crashed", job_arn=job.batch_job_arn)
 
         heartbeat = asyncio.create_task(self._extend_leases([j.batch_job_arn for j in jobs]))
         try:

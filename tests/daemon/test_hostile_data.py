@@ -155,3 +155,29 @@ async def test_a_line_of_invalid_utf8_or_nul_is_kept_byte_for_byte(
     assert job is not None and job.status is JobStatus.COMPLETED
     assert kept[2].raw_bytes == lines[1] and kept[3].raw_bytes == lines[2]
     assert kept[2].raw_text == lines[1].decode("utf-8", errors="replace")
+
+
+async def test_a_job_step_failing_in_the_database_is_one_line_not_a_traceback(
+    supervisor: Supervisor,
+    runtime: Runtime,
+    submit: JobFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arn = await submit(2)
+    async with runtime.store.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE TRIGGER refuse BEFORE UPDATE OF bedrock_status ON bedrock_batch_jobs "
+                "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+            )
+        )
+    capsys.readouterr()
+
+    report = await supervisor.run_pass()
+
+    logged = capsys.readouterr()
+    lines = [line for line in (logged.out + logged.err).splitlines() if "job_step" in line]
+    assert report.crashed == 1
+    assert len(lines) == 1 and "job_step_failed" in lines[0] and arn in lines[0]
+    assert "record a check: IntegrityError: refused by a trigger" in lines[0]
+    assert "Traceback" not in logged.out + logged.err
