@@ -81,9 +81,13 @@ async def test_sigkill_at_any_moment_loses_doubles_and_deletes_nothing_it_should
     started = time.monotonic()
     with proxy_in_thread(endpoints.s3, seed=SEED) as proxy:
         for iteration in range(KILLS):
-            found = await _one_iteration(
-                iteration, tmp_path, endpoints, control, bedrock, s3, proxy, summary
-            )
+            try:
+                found = await _one_iteration(
+                    iteration, tmp_path, endpoints, control, bedrock, s3, proxy, summary
+                )
+            except Exception as error:
+                error.add_note(f"iteration {iteration}, BATCH_POLLER_CAMPAIGN_SEED={SEED}")
+                raise
             summary["violations"] += [f"iteration {iteration}: {v}" for v in found]
             summary["s3_faults_injected"] = Counter(
                 {k: v for k, v in proxy.counts.items() if k != "requests"}
