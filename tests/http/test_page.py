@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from batch_poller.store import StoreError
 from tests.http.conftest import TOKEN, Admin
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -77,6 +78,27 @@ async def test_the_page_shows_a_finished_job_and_pauses_with_the_token(
     await page.click("#start")
     await page.locator("#state", has_text="running").wait_for()
     assert not supervisor.paused
+
+
+async def test_the_page_says_when_passes_fail_and_why(
+    browser: Any, admin: Admin, supervisor: Any, runtime: Any
+) -> None:
+    page = await browser.new_page()
+    await page.goto(admin.server.url + "/")
+    await page.locator("#state", has_text="running").wait_for()
+    hidden_while_healthy = await page.locator("#health").is_hidden()
+
+    failure = StoreError(
+        "claim jobs: OperationalError: attempt to write a readonly database", OSError(30, "ro")
+    )
+    supervisor.health.pass_failed(failure, runtime.clock.now())
+    supervisor.health.pass_failed(failure, runtime.clock.now())
+    await page.reload()
+    alert = page.locator("#health", has_text="2 in a row")
+    await alert.wait_for()
+
+    assert hidden_while_healthy
+    assert "attempt to write a readonly database" in await alert.inner_text()
 
 
 async def test_pausing_is_refused_without_the_right_token(

@@ -51,6 +51,11 @@ function renderStatus(status) {
   $("next-pass").textContent = status.state === "running" ? when(status.next_pass_at) : "paused";
   $("stop").disabled = status.state !== "running";
   $("start").disabled = status.state !== "paused";
+  const health = $("health");
+  health.hidden = status.health !== "failing";
+  health.textContent = health.hidden ? "" :
+    `Passes are failing: ${status.failed_passes} in a row, since ${when(status.failing_since)}. ` +
+    `Last error: ${status.last_error}`;
 }
 
 function cell(text, label, className) {
