@@ -58,6 +58,8 @@ async def test_the_remote_commands_steer_a_running_daemon(
         cleanup={"enabled": False},
         http={"port": _free_port(), "admin_token_file": str(token_file)},
     )
+    # Held where it is until the test finishes it, however long the daemon takes to start.
+    await control.freeze_clock()
     uri = await put_input(s3, "remote/input.jsonl", make_records(4))
     arn = await create_job(bedrock, uri)
     async with open_runtime(load_settings(str(config))) as rt:
