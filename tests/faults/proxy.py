@@ -144,9 +144,9 @@ class FaultProxy:
         if fault == "stall":
             self.counts[fault] += 1
             await asyncio.sleep(faults.stall_seconds)
-        if fault == "truncate" and int(response.header("content-length") or 0) > 1:
+        length = int(response.header("content-length") or 0)
+        if fault == "truncate" and length > 1 and not _has_no_body(response, method):
             self.counts[fault] += 1
-            length = int(response.header("content-length") or 0)
             client_out.write(response.raw + await upstream_in.readexactly(length // 2))
             await client_out.drain()
             return False
