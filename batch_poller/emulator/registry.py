@@ -165,7 +165,10 @@ class JobRegistry:
     # -- moving jobs on --------------------------------------------------------------------
 
     async def settle(self, job: EmulatedJob) -> None:
-        async with self._locks[job.job_id]:
+        lock = self._locks.get(job.job_id)
+        if lock is None:  # forgotten by a reset since it was looked up: nothing to move on
+            return
+        async with lock:
             await self._settle_locked(job)
 
     async def settle_all(self) -> None:

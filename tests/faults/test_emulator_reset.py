@@ -6,19 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 from batch_poller.emulator.clock import EmulatorClock
 from batch_poller.emulator.protocol import CreateRequest
 from batch_poller.emulator.registry import JobRegistry
 from tests.helpers import BUCKET, NOVA, ROLE_ARN, make_records, put_input
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: JobRegistry.settle_all looks each job's lock up when its settle runs, so a "
-    "reset between the gather and the settles raises KeyError (emulator tick failed)",
-)
 async def test_a_reset_while_the_tick_settles_jobs_does_not_fail_the_tick(
     endpoints: Any, s3: Any
 ) -> None:
