@@ -127,6 +127,16 @@ def running(config: Path, *args: str, **options: Any) -> Iterator[Daemon]:
         daemon.stop()
 
 
+def wait_until(condition: Callable[[], object], what: str, daemon: Daemon | None = None) -> None:
+    """Waits for a condition outside any daemon's log; a daemon that exits meanwhile fails it."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if daemon is not None and daemon.process.poll() is not None:
+            raise AssertionError(f"the daemon exited before {what}: {daemon.tail()}")
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
 def query(database: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     """Reads the daemon's SQLite database the way an operator would, from outside."""
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as conn:

@@ -13,7 +13,7 @@ from sqlalchemy import CursorResult, Update, and_, case, func, or_, select, upda
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
-from batch_poller.store.engine import dialect_insert, make_engine
+from batch_poller.store.engine import DEFAULT_BUSY_TIMEOUT_SECONDS, dialect_insert, make_engine
 from batch_poller.store.errors import store_operation
 from batch_poller.store.leases import LeaseStore
 from batch_poller.store.migrations import upgrade
@@ -631,9 +631,14 @@ class JobStore:
         return found.first() is not None
 
 
-async def open_store(url: str, *, schema: str | None = None) -> JobStore:
+async def open_store(
+    url: str,
+    *,
+    schema: str | None = None,
+    busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+) -> JobStore:
     """Connect, bring the schema up to date, and hand back a store."""
-    engine = make_engine(url, schema=schema)
+    engine = make_engine(url, schema=schema, busy_timeout_seconds=busy_timeout_seconds)
     try:
         await upgrade(engine)
     except BaseException:

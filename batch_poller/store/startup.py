@@ -15,10 +15,9 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from batch_poller.masking import mask_url
-from batch_poller.store.engine import make_engine, sqlite_error_code, to_async_url
+from batch_poller.store.engine import sqlite_error_code, to_async_url
 from batch_poller.store.errors import database_message, describe_database_error
-from batch_poller.store.jobs import JobStore
-from batch_poller.store.migrations import upgrade
+from batch_poller.store.jobs import JobStore, open_store
 
 # SQLite codes that pass: another writer, a read-only or full file system, a file not there yet.
 _SQLITE_TRANSIENT = frozenset(
@@ -73,7 +72,7 @@ async def open_store_when_available(
     attempt = 0
     while not stopping.is_set():
         attempt += 1
-        opening = asyncio.ensure_future(_open(url, busy_timeout_seconds))
+        opening = asyncio.ensure_future(open_store(url, busy_timeout_seconds=busy_timeout_seconds))
         if not await _first_of(opening, stopping):
             return None
         error = opening.exception()
@@ -91,16 +90,6 @@ async def open_store_when_available(
         if not await _first_of(asyncio.ensure_future(asyncio.sleep(delay)), stopping):
             return None
     return None
-
-
-async def _open(url: str, busy_timeout_seconds: float) -> JobStore:
-    engine = make_engine(url, busy_timeout_seconds=busy_timeout_seconds)
-    try:
-        await upgrade(engine)
-    except BaseException:
-        await engine.dispose()
-        raise
-    return JobStore(engine)
 
 
 async def _first_of(work: asyncio.Future[Any], stopping: asyncio.Event) -> bool:

@@ -11,22 +11,10 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from tests.processes import DEADLINE, Daemon
-
-
-def wait_until(condition: Callable[[], object], what: str, daemon: Daemon | None = None) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if daemon is not None and daemon.process.poll() is not None:
-            raise AssertionError(f"the daemon exited before {what}: {daemon.tail()}")
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
 
 
 def free_port() -> int:

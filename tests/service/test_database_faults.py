@@ -32,6 +32,7 @@ from tests.processes import (
     count_records,
     job_column,
     running,
+    wait_until,
     write_config,
 )
 from tests.service.db_faults import (
@@ -40,7 +41,6 @@ from tests.service.db_faults import (
     free_port,
     read_only_bind,
     small_tmpfs,
-    wait_until,
 )
 
 # Small waits everywhere: a test waits for states and events, never for these to pass.

@@ -13,7 +13,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from batch_poller.emulator.server import Endpoints
 from batch_poller.store.tables import SCHEMA_VERSION
 from batch_poller.tracking import track_jobs
 from tests.helpers import BUCKET, create_job, make_records, put_input
-from tests.processes import DEADLINE, Daemon, job_column, write_config
+from tests.processes import Daemon, job_column, wait_until, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,15 +75,6 @@ def parse_journal(data: bytes) -> dict[str, str]:
             fields[line.decode()] = data[end + 9 : end + 9 + length].decode()
             position = end + 9 + length + 1
     return fields
-
-
-def wait_until(condition: Any, what: str, daemon: Daemon | None = None) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if daemon is not None and daemon.process.poll() is not None:
-            raise AssertionError(f"the daemon exited before {what}: {daemon.tail()}")
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
 
 
 @pytest.fixture
