@@ -131,6 +131,8 @@ class Supervisor:
         """The jobs this pass works on: wanted, not in another pass, and leased to us; and the
         wanted jobs another process holds, so that a pass left with nothing can say why."""
         store = self.rt.store
+        # A database file deleted under the daemon fails every pass (and so its health).
+        store.check_database_file()
         interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
         now = self.rt.clock.now()
         groups = [

@@ -264,6 +264,8 @@ class JobTracker:
             await _committed(self.rt.store.add_bytes_freed(arn, freed, self.rt.clock.now()))
             self.rt.metrics.bytes_freed.inc(freed)
 
+        # The stored results are what makes deleting the S3 copy safe: they must be in the file.
+        self.rt.store.check_database_file()
         try:
             outcome = await clean_job(
                 self.rt.s3, job, self.rt.settings.cleanup.managed_prefixes, others, count

@@ -13,8 +13,9 @@ from sqlalchemy import CursorResult, Update, and_, case, func, or_, select, upda
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
+from batch_poller.store.database_file import DatabaseFile, DatabaseFileGone
 from batch_poller.store.engine import DEFAULT_BUSY_TIMEOUT_SECONDS, dialect_insert, make_engine
-from batch_poller.store.errors import store_operation
+from batch_poller.store.errors import StoreError, store_operation
 from batch_poller.store.leases import LeaseStore
 from batch_poller.store.migrations import upgrade
 from batch_poller.store.tables import batch_records, bedrock_batch_jobs
@@ -184,6 +185,17 @@ class JobStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.leases = LeaseStore(engine)
+        self._file = DatabaseFile.of(engine)
+
+    def check_database_file(self) -> None:
+        """StoreError when the SQLite file was deleted or replaced under the store: its writes
+        would be lost. Checked before anything is trusted to be stored."""
+        if self._file is None:
+            return
+        try:
+            self._file.check()
+        except DatabaseFileGone as gone:
+            raise StoreError(str(gone), gone) from None
 
     async def close(self) -> None:
         await self.engine.dispose()

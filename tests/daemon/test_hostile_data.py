@@ -3,7 +3,11 @@ of a partial job, and database errors whose text must never carry record content
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +15,7 @@ from sqlalchemy import text
 
 from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
+from batch_poller.store import StoreError
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracking import track_jobs
 from tests.daemon.test_lifecycle import stored_records
@@ -181,3 +186,37 @@ async def test_a_job_step_failing_in_the_database_is_one_line_not_a_traceback(
     assert len(lines) == 1 and "job_step_failed" in lines[0] and arn in lines[0]
     assert "record a check: IntegrityError: refused by a trigger" in lines[0]
     assert "Traceback" not in logged.out + logged.err
+
+
+async def test_a_database_file_deleted_under_the_daemon_fails_passes_and_deletes_nothing(
+    supervisor: Supervisor, runtime: Runtime, control: Any, s3: Any, submit: JobFactory
+) -> None:
+    arn = await submit(5)
+    await control.finish(arn, "Completed")
+    database = Path(str(runtime.store.engine.url.database))
+    before = await list_keys(s3, "")
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{database}{suffix}")
+
+    with pytest.raises(StoreError, match="was deleted while the daemon had it open"):
+        await supervisor.run_pass()
+    job = await runtime.store.get_job(arn)  # still readable through the open handle
+    assert job is not None
+    with pytest.raises(StoreError, match="was deleted"):
+        await supervisor.tracker.clean(job, force=True)
+
+    assert await list_keys(s3, "") == before
+
+
+async def test_a_database_file_replaced_under_the_daemon_is_refused_too(
+    supervisor: Supervisor, runtime: Runtime, submit: JobFactory
+) -> None:
+    await submit(1)
+    database = Path(str(runtime.store.engine.url.database))
+    replacement = database.with_name("other.db")
+    shutil.copyfile(database, replacement)
+    os.replace(replacement, database)
+
+    with pytest.raises(StoreError, match="was replaced while the daemon had it open"):
+        await supervisor.run_pass()

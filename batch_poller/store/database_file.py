@@ -1,0 +1,51 @@
+"""The SQLite file the store opened, and whether it is still there.
+
+A file deleted or replaced under a running daemon keeps taking its writes (its open handles
+point at the old inode) while nothing of them will ever be read again: results "stored" there
+are lost. Before the daemon trusts a write enough to delete the S3 copy, it checks that the
+path still names the file it opened.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+class DatabaseFileGone(Exception):
+    """The database file was deleted or replaced while open; the message says which."""
+
+
+@dataclass(frozen=True)
+class DatabaseFile:
+    path: str
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, engine: AsyncEngine) -> DatabaseFile | None:
+        """The file behind a SQLite engine, as it is now; None for PostgreSQL or in-memory."""
+        url = engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        try:
+            found = os.stat(url.database)
+        except OSError:
+            return None  # not created yet: there is nothing to lose
+        return cls(url.database, found.st_dev, found.st_ino)
+
+    def check(self) -> None:
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            raise DatabaseFileGone(
+                f"the database file {self.path} was deleted while the daemon had it open: "
+                "what was written since is lost; restart the daemon"
+            ) from None
+        if (found.st_dev, found.st_ino) != (self.device, self.inode):
+            raise DatabaseFileGone(
+                f"the database file {self.path} was replaced while the daemon had it open: "
+                "restart the daemon to use the new one"
+            )
