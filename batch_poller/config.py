@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
-from batch_poller.masking import mask_url
+from batch_poller.config_errors import describe_settings_error, shown_input
+from batch_poller.masking import mask_endpoint_url, mask_url
 
 SYSTEM_CONFIG = Path("/etc/batch-poller/config.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's unit does not restart on it
@@ -218,6 +224,8 @@ def load_settings(explicit_path: str | None = None) -> Settings:
         settings = Settings(**data)
     except ValidationError as error:
         raise ConfigError(_describe(error, path)) from None
+    except SettingsError as error:  # an environment variable that is not the JSON it must be
+        raise ConfigError(describe_settings_error(error, Settings)) from None
     http = settings.http
     token = settings.admin_token()  # an unreadable token file is a configuration error too
     if http.enabled and not http.loopback and not token:
@@ -257,7 +265,8 @@ def _describe(error: ValidationError, path: Path | None) -> str:
     where = _source_of(first["loc"], path)
     if first["type"] == "extra_forbidden":
         return f"unknown setting {key!r} (from {where})"
-    return f"setting {key}={first.get('input')!r} is invalid: {first['msg']} (from {where})"
+    shown = shown_input(key, first.get("input"))
+    return f"setting {key}={shown} is invalid: {first['msg']} (from {where})"
 
 
 def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
@@ -266,6 +275,8 @@ def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
     data["http"]["admin_token"] = settings.http.admin_token.get_secret_value()
     if mask_secrets:
         data["database"]["url"] = mask_url(data["database"]["url"])
+        for endpoint in ("bedrock_endpoint_url", "s3_endpoint_url"):
+            data["aws"][endpoint] = mask_endpoint_url(data["aws"][endpoint])
         if data["http"]["admin_token"]:
             data["http"]["admin_token"] = "***"
     lines: list[str] = []

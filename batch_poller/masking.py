@@ -1,4 +1,4 @@
-"""Secrets hidden from what the daemon shows: database URLs in `config show`, errors and logs."""
+"""Secrets hidden from what the daemon shows: URLs in `config show`, errors and logs."""
 
 from __future__ import annotations
 
@@ -10,17 +10,20 @@ _SECRET_KEY = re.compile(r"pass|secret|token|pwd|credential|auth", re.IGNORECASE
 _QUERY_PARAMETER = re.compile(r"([?&])([^=&#]*)=([^&#]*)")
 
 
-def mask_url(url: str) -> str:
+def mask_url(url: str, *, hide_user: bool = False) -> str:
     """The URL with every credential replaced by ***: the password of `user:password@`, and
     query parameters such as `?password=` or `&sslpassword=`. Read as text, not parsed, so
-    a malformed URL is masked too."""
+    a malformed URL is masked too. `hide_user` hides the whole `user:password@` part."""
     base, mark, query = url.partition("?")
     scheme, sep, rest = base.partition("://") if "://" in base else ("", "", base)
     user_info, at, host = rest.rpartition("@")
     # The last '@' ends the credentials: a password may hold '@' or '/' unescaped. A path that
     # begins with '/' (sqlite:////var/a@b.db) has none.
-    if at and not user_info.startswith("/") and ":" in user_info:
-        rest = f"{user_info.partition(':')[0]}:{HIDDEN}@{host}"
+    if at and not user_info.startswith("/"):
+        if hide_user:
+            rest = f"{HIDDEN}@{host}"
+        elif ":" in user_info:
+            rest = f"{user_info.partition(':')[0]}:{HIDDEN}@{host}"
     masked_query = _QUERY_PARAMETER.sub(_mask_parameter, mark + query)
     return f"{scheme}{sep}{rest}{masked_query}"
 
@@ -28,3 +31,9 @@ def mask_url(url: str) -> str:
 def _mask_parameter(match: re.Match[str]) -> str:
     separator, key, value = match.groups()
     return f"{separator}{key}={HIDDEN if _SECRET_KEY.search(key) else value}"
+
+
+def mask_endpoint_url(url: str) -> str:
+    """An AWS endpoint URL with its user part hidden too: a proxy's user name there is often an
+    access key or a token, unlike a database's role name."""
+    return mask_url(url, hide_user=True)
