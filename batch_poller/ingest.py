@@ -27,12 +27,21 @@ from batch_poller.records import (
     parse_line,
     placeholder_id,
 )
-from batch_poller.store import JobRow, JobStore, RecordRow, RecordTotals, stored_text
+from batch_poller.store import (
+    JobRow,
+    JobStore,
+    RecordRow,
+    RecordTotals,
+    StoreError,
+    WriteReport,
+    stored_record_id,
+)
 
 log = structlog.get_logger(__name__)
 MANIFEST = "manifest.json.out"
 QUEUED_BATCHES = 4  # parsed batches waiting for the store: bounds memory, lets work overlap
 BATCH_BYTES = 8 * 1024 * 1024
+RENAME_ATTEMPTS = 5
 _UNREADABLE = (PARSE_ERROR, LINE_TOO_LONG)
 
 
@@ -169,22 +178,49 @@ async def _write_batches(job: JobRow, rows: AsyncIterator[RecordRow], ctx: Inges
 
 
 async def _write(job: JobRow, rows: list[RecordRow], ctx: IngestContext) -> None:
-    report = await ctx.store.write_records(job.batch_job_arn, rows, ctx.clock.now())
+    report = await _write_naming_lines(job, rows, ctx)
     if ctx.metrics is not None:
         errors = sum(row.outcome == "error" for row in rows)
         ctx.metrics.records.labels("ok").inc(len(rows) - errors)
         ctx.metrics.records.labels("error").inc(errors)
-    if report.conflicts:
+    waiting = report.conflicts
+    if waiting:
         # The same id on two lines (two input files with the same ids): keep both records, the
         # later one under an id that says where it came from.
-        log.warning("duplicate_record_ids", count=len(report.conflicts))
-        renamed = [
-            dataclasses.replace(
-                row, record_id=f"{row.record_id}@{row.source_file}:{row.line_number}"
-            )
-            for row in report.conflicts
-        ]
-        await ctx.store.write_records(job.batch_job_arn, renamed, ctx.clock.now())
+        log.warning("duplicate_record_ids", count=len(waiting))
+    for attempt in range(1, RENAME_ATTEMPTS + 1):
+        if not waiting:
+            return
+        renamed = {stored_record_id(_another_name(row, attempt)): row for row in waiting}
+        report = await _write_naming_lines(
+            job, [dataclasses.replace(row, record_id=name) for name, row in renamed.items()], ctx
+        )
+        # A literal id in the data may already be that name: then the next one is tried.
+        waiting = [renamed[row.record_id] for row in report.conflicts]
+    first = waiting[0]
+    raise FetchError(
+        f"{first.source_file} line {first.line_number}: record id {first.record_id!r} and every "
+        "other name tried for it are taken by other lines"
+    )
+
+
+def _another_name(row: RecordRow, attempt: int) -> str:
+    """`{id}@{file}:{line}`, then `...#2`, `...#3`: where the line came from."""
+    suffix = "" if attempt == 1 else f"#{attempt}"
+    return f"{row.record_id}@{row.source_file}:{row.line_number}{suffix}"
+
+
+async def _write_naming_lines(
+    job: JobRow, rows: list[RecordRow], ctx: IngestContext
+) -> WriteReport:
+    """Writes the rows; a failure names the lines it was writing, so the culprit can be found."""
+    try:
+        return await ctx.store.write_records(job.batch_job_arn, rows, ctx.clock.now())
+    except StoreError as error:
+        files = sorted({row.source_file or "?" for row in rows})
+        lines = [row.line_number for row in rows if row.line_number is not None]
+        where = f"{', '.join(files)} lines {min(lines)}-{max(lines)}" if lines else ", ".join(files)
+        raise StoreError(f"{error} (writing {where})", error.original) from None
 
 
 def _row_bytes(row: RecordRow) -> int:
@@ -232,9 +268,9 @@ async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
     processed, untold = set(stored), len(cut_ids)
     if any(cut is not None for cut in cut_ids):
         waiting = [
-            stored_text(rid)
+            stored_record_id(rid)
             async for _, _, rid, _ in inputs()
-            if rid and stored_text(rid) not in stored
+            if rid and stored_record_id(rid) not in stored
         ]
         told = _tell_cut_lines(cut_ids, waiting)
         processed |= told
@@ -242,7 +278,7 @@ async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
 
     async def unprocessed() -> AsyncIterator[RecordRow]:
         async for key, number, record_id, model_input in inputs():
-            if record_id is not None and stored_text(record_id) not in processed:
+            if record_id is not None and stored_record_id(record_id) not in processed:
                 yield RecordRow(
                     record_id=record_id,
                     outcome="error",

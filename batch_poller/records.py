@@ -130,8 +130,14 @@ _USAGE_KEYS = (
 )
 
 
+# Token counts are stored as 32-bit integers: a count outside is no count at all.
+_MAX_TOKENS = 2**31 - 1
+
+
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 0 <= value <= _MAX_TOKENS else None
 
 
 def _json_text(value: Any) -> str | None:

@@ -12,6 +12,7 @@ from batch_poller.store.jobs import (
     UnknownJobError,
     WriteReport,
     open_store,
+    stored_record_id,
     stored_text,
 )
 from batch_poller.store.migrations import current_version, upgrade
@@ -30,6 +31,7 @@ __all__ = [
     "describe_database_error",
     "make_engine",
     "open_store",
+    "stored_record_id",
     "stored_text",
     "upgrade",
 ]

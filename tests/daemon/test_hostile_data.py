@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
-from batch_poller.store import StoreError
+from batch_poller.store import StoreError, stored_record_id
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracking import track_jobs
 from tests.daemon.test_lifecycle import stored_records
@@ -60,7 +60,9 @@ async def test_a_database_error_names_the_operation_and_never_the_records(
     job = await runtime.store.get_job(arn)
     logged = capsys.readouterr()
     assert job is not None and job.status is JobStatus.RESULT_FETCH_FAILED
-    assert job.last_error == "store records: IntegrityError: refused by a trigger"
+    assert job.last_error == (
+        "store records: IntegrityError: refused by a trigger (writing input.jsonl.out lines 1-5)"
+    )
     for shown in (job.last_error, logged.out + logged.err):
         assert "INSERT" not in shown and "j1-0000" not in shown
         assert all(json.dumps(output)[:40] not in shown for output in outputs)
@@ -220,3 +222,55 @@ async def test_a_database_file_replaced_under_the_daemon_is_refused_too(
 
     with pytest.raises(StoreError, match="was replaced while the daemon had it open"):
         await supervisor.run_pass()
+
+
+@BACKENDS
+async def test_huge_ids_and_token_counts_out_of_range_are_stored_not_refused(
+    supervisor: Supervisor, runtime: Runtime, control: Any, bedrock: Any, s3: Any
+) -> None:
+    records = make_records(4)
+    long_id = "L" * 300_000
+    records[0]["recordId"] = long_id
+    uri = await put_input(s3, "odd/input.jsonl", records)
+    arn = await create_job(bedrock, uri, output_uri=f"s3://{BUCKET}/out/")
+    await track_jobs(runtime, [arn], f"s3://{BUCKET}/odd/")
+    await control.finish(arn, "PartiallyCompleted")
+    lines = [json.loads(line) for line in await _output_lines(s3, arn)]
+    for line, tokens in zip(lines, (3_000_000_000, 2**63, -5), strict=False):
+        if "modelOutput" in line:
+            line["modelOutput"]["usage"]["inputTokens"] = tokens
+    await _put_output_lines(s3, arn, [json.dumps(line).encode() for line in lines])
+
+    await supervisor.run_pass()
+
+    job = await runtime.store.get_job(arn)
+    stored = await stored_records(runtime, arn)
+    assert job is not None and job.status is JobStatus.PARTIALLY_COMPLETED, job and job.last_error
+    assert len(stored) == 4
+    (kept_long,) = [rid for rid in stored if rid.startswith("L" * 200)]
+    assert kept_long == stored_record_id(long_id) and len(kept_long) < 300
+    assert all(r.input_tokens is None or 0 <= r.input_tokens < 2**31 for r in stored.values())
+
+
+async def test_a_literal_id_that_is_the_name_of_a_duplicate_still_leaves_both_records(
+    supervisor: Supervisor, runtime: Runtime, control: Any, bedrock: Any, s3: Any
+) -> None:
+    records = make_records(3, prefix="r")
+    records[1]["recordId"] = records[0]["recordId"]  # a duplicate, renamed r00000@input.jsonl.out:2
+    records[2]["recordId"] = "r00000@input.jsonl.out:2"  # ... a name a line already has
+    uri = await put_input(s3, "dup/input.jsonl", records)
+    arn = await create_job(bedrock, uri, output_uri=f"s3://{BUCKET}/out/")
+    await track_jobs(runtime, [arn], f"s3://{BUCKET}/dup/")
+    await control.finish(arn, "Completed")
+    lines = await _output_lines(s3, arn)
+    ordered = sorted(
+        lines, key=lambda line: json.loads(line)["modelInput"]["messages"][0]["content"][0]["text"]
+    )
+    await _put_output_lines(s3, arn, ordered)
+
+    await supervisor.run_pass()
+
+    job = await runtime.store.get_job(arn)
+    stored = await stored_records(runtime, arn)
+    assert job is not None and job.status is JobStatus.COMPLETED, job and job.last_error
+    assert len(stored) == 3 and "r00000" in stored and "r00000@input.jsonl.out:2" in stored
