@@ -42,7 +42,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         print(f"batch-poller: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except Exception as error:
+        failure = _database_failure(args.command_name, error)
+        if failure is None:
+            raise
+        print(f"batch-poller: {failure}", file=sys.stderr)
+        return EXIT_ERROR
     return result
+
+
+def _database_failure(command: str, error: Exception) -> str | None:
+    """A database error as one line naming the command and the operation; None for others.
+    Imported here: the store's modules are heavy, and most commands fail for other reasons."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from batch_poller.store.errors import StoreError, describe_database_error
+
+    if isinstance(error, StoreError):  # names its operation and the database's message
+        return f"{command} failed: {error}"
+    if isinstance(error, SQLAlchemyError):
+        return describe_database_error(f"{command} failed", error)
+    return None
 
 
 def _need(settings: Settings | None) -> Settings:
@@ -64,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         name: str, command: Command, help: str, settings: bool = True
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        sub.set_defaults(command=command, needs_settings=settings)
+        sub.set_defaults(command=command, needs_settings=settings, command_name=name)
         return sub
 
     run = add("run", _run, "run the daemon until SIGTERM or SIGINT")

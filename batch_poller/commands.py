@@ -7,19 +7,21 @@ import sys
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import Settings
 from batch_poller.domain import JobStatus, parse_job_status
-from batch_poller.store import open_store, upgrade
+from batch_poller.masking import mask_url
+from batch_poller.store import JobStore, describe_database_error, open_store, upgrade
 from batch_poller.tracker import awaiting_cleanup
 from batch_poller.tracking import TrackError, track_jobs
 from batch_poller.views import job_document, job_summary
 
 
 async def track(settings: Settings, arns: list[str], input_prefix: str | None) -> int:
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, store=await _open_store(settings)) as rt:
         try:
             tracked = await track_jobs(rt, arns, input_prefix)
         except TrackError as error:
@@ -32,7 +34,7 @@ async def track(settings: Settings, arns: list[str], input_prefix: str | None) -
 
 async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_json: bool) -> int:
     wanted = _status(status)
-    store = await open_store(settings.database.url)
+    store = await _open_store(settings)
     try:
         jobs = await store.list_jobs(wanted, limit=limit)
     finally:
@@ -72,7 +74,7 @@ async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_js
 
 
 async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
-    store = await open_store(settings.database.url)
+    store = await _open_store(settings)
     try:
         job = await store.get_job(job_ref)
     finally:
@@ -91,7 +93,7 @@ async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
 
 
 async def process_completed(settings: Settings) -> int:
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, store=await _open_store(settings)) as rt:
         report = await build_supervisor(rt).run_pass(check_all=False, retry_failed=True)
     print(json.dumps(report.as_dict()))
     for held in report.held:
@@ -105,7 +107,7 @@ async def process_completed(settings: Settings) -> int:
 
 
 async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) -> int:
-    async with open_runtime(settings) as rt:
+    async with open_runtime(settings, store=await _open_store(settings)) as rt:
         job = await rt.store.get_job(job_ref)
         if job is None:
             raise CommandError(f"no tracked job {job_ref!r}")
@@ -127,13 +129,27 @@ async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) 
 
 
 async def upgrade_database(settings: Settings) -> int:
-    store = await open_store(settings.database.url)
+    store = await _open_store(settings)
     try:
         version = await upgrade(store.engine)
     finally:
         await store.close()
     print(f"database schema at version {version}")
     return 0
+
+
+async def _open_store(settings: Settings) -> JobStore:
+    """The store with the configured lock waits; a database that cannot be opened is one line."""
+    database = settings.database
+    try:
+        return await open_store(
+            database.url, busy_timeout_seconds=database.sqlite_busy_timeout_seconds
+        )
+    except SQLAlchemyError as error:
+        operation = f"cannot open the database {mask_url(database.url)}"
+        raise CommandError(describe_database_error(operation, error)) from None
+    except (ValueError, RuntimeError) as error:  # an unsupported URL, a newer schema
+        raise CommandError(str(error)) from None
 
 
 def _status(status: str | None) -> JobStatus | None:

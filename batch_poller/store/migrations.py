@@ -187,11 +187,19 @@ async def current_version(engine: AsyncEngine) -> int:
 async def upgrade(engine: AsyncEngine, *, target: int | None = None) -> int:
     """Apply the missing migrations (up to ``target``) and return the version now.
 
-    Safe to run from several processes at once: each step takes a lock (PostgreSQL
-    advisory lock, SQLite write lock) and re-reads the version under it.
+    The version is read first without a write lock: a current schema, the usual case, is left
+    alone, so opening the store (every CLI command) reads through a busy SQLite database and
+    never waits on another writer. Only when a migration is due does a step take its lock
+    (PostgreSQL advisory lock, SQLite write lock) and re-read the version under it, so it is
+    safe to run from several processes at once.
     """
     target = len(MIGRATIONS) if target is None else target
+    found = _checked(await current_version(engine))
+    if found >= target:
+        return found
     for number, migration in enumerate(MIGRATIONS[:target], start=1):
+        if number <= found:
+            continue
         async with engine.connect() as conn:
             await conn.execution_options(**{SQLITE_BEGIN_IMMEDIATE: True})
             async with conn.begin():
@@ -199,13 +207,16 @@ async def upgrade(engine: AsyncEngine, *, target: int | None = None) -> int:
                     await conn.execute(
                         text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY}
                     )
-                found = await conn.run_sync(_read_version)
-                if found > len(MIGRATIONS):
-                    raise RuntimeError(
-                        f"database schema version {found} is newer than this program "
-                        f"knows ({len(MIGRATIONS)}); upgrade batch_poller"
-                    )
-                if found < number:
+                if _checked(await conn.run_sync(_read_version)) < number:
                     await conn.run_sync(migration)
                     await conn.run_sync(_write_version, number)
     return await current_version(engine)
+
+
+def _checked(version: int) -> int:
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this program "
+            f"knows ({len(MIGRATIONS)}); upgrade batch_poller"
+        )
+    return version
