@@ -143,7 +143,9 @@ async def _open_store(settings: Settings) -> JobStore:
     database = settings.database
     try:
         return await open_store(
-            database.url, busy_timeout_seconds=database.sqlite_busy_timeout_seconds
+            database.url,
+            busy_timeout_seconds=database.sqlite_busy_timeout_seconds,
+            lock_timeout_seconds=database.lock_timeout_seconds,
         )
     except SQLAlchemyError as error:
         operation = f"cannot open the database {mask_url(database.url)}"

@@ -61,6 +61,9 @@ class DatabaseSettings(Section):
     connect_retry_max_seconds: float = Field(30.0, gt=0, le=3600)
     # SQLite: how long a write waits for another writer's lock before it fails.
     sqlite_busy_timeout_seconds: float = Field(5.0, ge=0, le=600)
+    # PostgreSQL: how long a statement waits for a lock another session holds before it fails
+    # (lock_timeout), so a stuck session shows up as an error instead of a silent wait.
+    lock_timeout_seconds: float = Field(30.0, gt=0, le=3600)
 
 
 class PollerSettings(Section):

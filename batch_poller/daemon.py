@@ -31,6 +31,7 @@ NEEDS_RESTART = (
     "database.connect_retry_base_seconds",
     "database.connect_retry_max_seconds",
     "database.sqlite_busy_timeout_seconds",
+    "database.lock_timeout_seconds",
     "logging.format",
     "logging.journal_socket",
     "http.enabled",
@@ -116,6 +117,7 @@ class Daemon:
             stopping=self._stopping,
             on_unavailable=unavailable,
             busy_timeout_seconds=database.sqlite_busy_timeout_seconds,
+            lock_timeout_seconds=database.lock_timeout_seconds,
         )
 
     def _wedged(self) -> str | None:

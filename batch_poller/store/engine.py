@@ -30,6 +30,14 @@ _SQLITE_PRAGMAS = (
 )
 # How long a statement waits for another writer's lock before it fails "database is locked".
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
+# PostgreSQL: how long a statement waits for a lock another session holds (lock_timeout).
+# Without it a session that holds a lock and never ends stalls the daemon with no error.
+DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0
+# PostgreSQL: our own transaction left open and idle this long is ended by the server, so a
+# stalled process of ours cannot hold locks that stop every other daemon sharing the database.
+# None of our transactions waits on anything outside the database, so this is never reached
+# in normal work.
+IDLE_IN_TRANSACTION_SECONDS = 300.0
 
 # Execution option asking for BEGIN IMMEDIATE on SQLite: a transaction that reads
 # before it writes (the migrations) must hold the write lock from the start, or
@@ -66,25 +74,36 @@ def make_engine(
     *,
     schema: str | None = None,
     busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+    lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> AsyncEngine:
     """An AsyncEngine for a sqlite:// or postgresql:// URL.
 
     ``schema`` (PostgreSQL only) becomes the connection's search_path, so every
     unqualified table lives there; the tests use it to isolate themselves.
-    ``busy_timeout_seconds`` (SQLite only) is how long a statement waits for a lock.
+    ``busy_timeout_seconds`` (SQLite only) is how long a statement waits for a lock;
+    ``lock_timeout_seconds`` (PostgreSQL only) is the same for another session's lock.
     """
     async_url = to_async_url(url)
     if async_url.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("schema is only supported for PostgreSQL")
         return _sqlite_engine(async_url, round(busy_timeout_seconds * 1000))
-    connect_args: dict[str, Any] = {}
+    server_settings = {
+        "lock_timeout": _milliseconds(lock_timeout_seconds),
+        "idle_in_transaction_session_timeout": _milliseconds(IDLE_IN_TRANSACTION_SECONDS),
+    }
     if schema is not None:
-        connect_args["server_settings"] = {"search_path": schema}
+        server_settings["search_path"] = schema
+    connect_args: dict[str, Any] = {"server_settings": server_settings}
     # hide_parameters: a failed statement's text must never carry record contents.
     return create_async_engine(
         async_url, connect_args=connect_args, pool_pre_ping=True, hide_parameters=True
     )
+
+
+def _milliseconds(seconds: float) -> str:
+    # At least 1 ms: PostgreSQL reads 0 as "wait forever".
+    return str(max(1, round(seconds * 1000)))
 
 
 def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:

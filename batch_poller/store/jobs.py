@@ -15,7 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
 from batch_poller.store.database_file import DatabaseFile, DatabaseFileGone
-from batch_poller.store.engine import DEFAULT_BUSY_TIMEOUT_SECONDS, dialect_insert, make_engine
+from batch_poller.store.engine import (
+    DEFAULT_BUSY_TIMEOUT_SECONDS,
+    DEFAULT_LOCK_TIMEOUT_SECONDS,
+    dialect_insert,
+    make_engine,
+)
 from batch_poller.store.errors import StoreError, store_operation
 from batch_poller.store.leases import LeaseStore
 from batch_poller.store.migrations import upgrade
@@ -665,9 +670,15 @@ async def open_store(
     *,
     schema: str | None = None,
     busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
+    lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
 ) -> JobStore:
     """Connect, bring the schema up to date, and hand back a store."""
-    engine = make_engine(url, schema=schema, busy_timeout_seconds=busy_timeout_seconds)
+    engine = make_engine(
+        url,
+        schema=schema,
+        busy_timeout_seconds=busy_timeout_seconds,
+        lock_timeout_seconds=lock_timeout_seconds,
+    )
     try:
         await upgrade(engine)
     except BaseException:

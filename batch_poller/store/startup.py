@@ -63,6 +63,7 @@ async def open_store_when_available(
     stopping: asyncio.Event,
     on_unavailable: OnUnavailable,
     busy_timeout_seconds: float,
+    lock_timeout_seconds: float,
 ) -> JobStore | None:
     """The migrated store, once the database answers; None when `stopping` is set first.
 
@@ -72,7 +73,13 @@ async def open_store_when_available(
     attempt = 0
     while not stopping.is_set():
         attempt += 1
-        opening = asyncio.ensure_future(open_store(url, busy_timeout_seconds=busy_timeout_seconds))
+        opening = asyncio.ensure_future(
+            open_store(
+                url,
+                busy_timeout_seconds=busy_timeout_seconds,
+                lock_timeout_seconds=lock_timeout_seconds,
+            )
+        )
         if not await _first_of(opening, stopping):
             return None
         error = opening.exception()
