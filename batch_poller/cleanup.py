@@ -94,6 +94,9 @@ def checked_prefix(
     if not prefix.key.endswith("/"):
         # Without the boundary, cleaning job_1 would also match job_10.
         raise CleanupRefused(f"{uri} does not end at a '/' boundary")
+    if any(part in (".", "..") for part in prefix.key.split("/")):
+        # S3 keys are literal: `job-1/../` is neither job-1's folder nor its parent.
+        raise CleanupRefused(f"{uri} has a '.' or '..' segment, which S3 does not resolve")
     if managed_prefixes and not any(_within(prefix, m) for m in managed_prefixes):
         raise CleanupRefused(f"{uri} is outside [cleanup] managed_prefixes")
     for arn, other in others:
@@ -170,11 +173,14 @@ async def clean_job(
     managed_prefixes: Sequence[str],
     others: Iterable[tuple[str, str]] = (),
     on_deleted: Counter = _ignore,
+    *,
+    force: bool = False,
 ) -> CleanupOutcome:
     """Deletes each prefix the job owns that the guards allow; says which were refused.
 
     Each prefix stands alone: a shared input folder that another job still reads is kept for
-    now, while the job's own output folder goes.
+    now, while the job's own output folder goes. `force` deletes a folder that holds files
+    that are not the job's own (see `strangers_in`).
     """
     needed = list(others)
     result = CleanupResult()
@@ -185,8 +191,38 @@ async def clean_job(
                 # Checked when tracked too; checked again here for rows stored by older versions.
                 check_owned_input(uri, job.input_s3_uri)
             prefix = checked_prefix(uri, managed_prefixes, needed)
+            if not force:
+                await check_no_strangers(s3, job, prefix)
         except CleanupRefused as refusal:
             refused.append(str(refusal))
             continue
         result += await delete_prefix(s3, prefix, on_deleted)
     return CleanupOutcome(result, refused)
+
+
+async def check_no_strangers(s3: S3, job: JobRow, prefix: S3Uri) -> None:
+    """CleanupRefused naming the files in an owned folder that the job cannot vouch for."""
+    strangers = [
+        item.key async for item in s3.list_objects(prefix) if _stranger(job, prefix, item.key)
+    ]
+    if strangers:
+        shown = ", ".join(strangers[:3]) + (
+            f" and {len(strangers) - 3} more" if len(strangers) > 3 else ""
+        )
+        raise CleanupRefused(
+            f"{prefix} holds files that are not this job's own ({shown}): result files below "
+            "its output folder were never read, and other input files beside its own may be "
+            "other jobs' inputs; move them, or `cleanup --force`"
+        )
+
+
+def _stranger(job: JobRow, prefix: S3Uri, key: str) -> bool:
+    """A result file below the job's output folder (Bedrock writes them at its top, so this
+    one was never read), or, when the job's input is one file, another input file beside it."""
+    name = key[len(prefix.key) :] if key.startswith(prefix.key) else ""
+    if str(prefix) == job.output_s3_prefix:
+        return name.endswith(".jsonl.out") and "/" in name
+    input_uri = job.input_s3_uri or ""
+    if str(prefix) == job.s3_folder and input_uri.endswith(".jsonl"):
+        return key.endswith(".jsonl") and str(prefix.child(key)) != input_uri
+    return False

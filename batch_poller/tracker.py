@@ -239,7 +239,8 @@ class JobTracker:
 
     async def clean(self, job: JobRow, *, force: bool = False) -> Step:
         """Deletes the job's folders. A job with lines too long to store whole keeps them,
-        unless forced: those lines exist nowhere else."""
+        unless forced: those lines exist nowhere else; so does a folder holding files that are
+        not the job's own (`cleanup.check_no_strangers`)."""
         arn = job.batch_job_arn
         # Another pass, the API or another daemon may have cleaned it since this row was read.
         job = await self._reload(job)
@@ -251,7 +252,7 @@ class JobTracker:
             return await self._cleanup_refused(
                 job,
                 f"{too_long} result lines were longer than [results] max_line_bytes and exist "
-                "only in S3: raise the limit and fetch again, or `cleanup --force`",
+                "whole only in S3: keep the files, or `cleanup --force` to delete them",
             )
         others = [
             (other.batch_job_arn, location)
@@ -268,7 +269,12 @@ class JobTracker:
         self.rt.store.check_database_file()
         try:
             outcome = await clean_job(
-                self.rt.s3, job, self.rt.settings.cleanup.managed_prefixes, others, count
+                self.rt.s3,
+                job,
+                self.rt.settings.cleanup.managed_prefixes,
+                others,
+                count,
+                force=force,
             )
         except AwsError as error:
             return await self._cleanup_refused(job, str(error))

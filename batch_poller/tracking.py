@@ -64,6 +64,13 @@ async def track_jobs(
             ) from None
     if input_prefix is not None:
         _check_input_within(remote_jobs[0], input_prefix)
+        stored = await rt.store.get_job(remote_jobs[0].arn)
+        if stored is not None and stored.s3_folder and stored.s3_folder != input_prefix:
+            # Silently keeping the first folder would leave the one named now uncleaned.
+            raise TrackError(
+                f"{stored.batch_job_arn} is already tracked with the input folder "
+                f"{stored.s3_folder}: a job owns one input folder, named when first tracked"
+            )
     results = []
     for remote in remote_jobs:
         status = internal_status(remote.status)

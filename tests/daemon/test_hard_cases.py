@@ -129,6 +129,20 @@ async def test_an_input_prefix_must_be_the_jobs_own_folder(
     assert tracked[0].new
 
 
+async def test_tracking_again_with_another_input_folder_is_refused_naming_the_first(
+    runtime: Runtime, bedrock: Any, s3: Any, endpoints: Any
+) -> None:
+    uri = await put_input(s3, "in/j/sub/input.jsonl", make_records(1))
+    arn = await create_job(bedrock, uri)
+    await track_jobs(runtime, [arn], f"s3://{BUCKET}/in/j/sub/")
+
+    again = await track_jobs(runtime, [arn], f"s3://{BUCKET}/in/j/sub/")
+    with pytest.raises(TrackError, match=r"already tracked with the input folder .*/in/j/sub/"):
+        await track_jobs(runtime, [arn], f"s3://{BUCKET}/in/j/sub/deeper/")
+
+    assert not again[0].new
+
+
 async def test_an_ancestor_of_the_input_folder_is_refused_and_untracked_data_survives(
     supervisor: Supervisor, runtime: Runtime, control: Any, bedrock: Any, s3: Any
 ) -> None:

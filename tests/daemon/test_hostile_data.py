@@ -91,21 +91,47 @@ async def test_a_record_id_with_a_nul_character_is_stored_once_and_the_job_compl
     assert job.cleanup_completed_at is not None
 
 
-async def test_result_files_below_the_jobs_folder_are_not_read(
+async def test_result_files_below_the_jobs_folder_are_not_read_nor_deleted_unforced(
     supervisor: Supervisor, runtime: Runtime, control: Any, s3: Any, submit: JobFactory
 ) -> None:
-    """Bedrock writes its .out files at the top of the job's folder only."""
+    """Bedrock writes its .out files at the top of the job's folder only: one below is not
+    the job's, was never read, and is not deleted without `--force`."""
     arn = await submit(3)
     await control.finish(arn, "Completed")
     stray = b'{"recordId":"ghost","modelInput":{},"modelOutput":{}}\n'
     await s3.put_object(Bucket=BUCKET, Key=_folder(arn) + "sub/x.jsonl.out", Body=stray)
 
     await supervisor.run_pass()
+    kept = await runtime.store.get_job(arn)
+    assert kept is not None
+    await supervisor.tracker.clean(kept, force=True)
 
     job = await runtime.store.get_job(arn)
-    assert job is not None and job.status is JobStatus.COMPLETED and job.total_records == 3
+    assert kept.status is JobStatus.COMPLETED and kept.total_records == 3
     assert "ghost" not in await stored_records(runtime, arn)
+    assert kept.cleanup_completed_at is None
+    assert kept.last_error is not None and "sub/x.jsonl.out" in kept.last_error
+    assert job is not None and job.cleanup_completed_at is not None
     assert await list_keys(s3, _folder(arn)) == []
+
+
+async def test_an_input_folder_holding_other_input_files_is_kept_unforced(
+    supervisor: Supervisor, runtime: Runtime, control: Any, bedrock: Any, s3: Any
+) -> None:
+    """The folder of a one-file input may also hold other jobs' inputs, tracked or not."""
+    uri = await put_input(s3, "batches/a.jsonl", make_records(2, prefix="a"))
+    await put_input(s3, "batches/b.jsonl", make_records(2, prefix="b"))  # nobody tracks it
+    arn = await create_job(bedrock, uri, output_uri=f"s3://{BUCKET}/out/")
+    await track_jobs(runtime, [arn], f"s3://{BUCKET}/batches/")
+    await control.finish(arn, "Completed")
+
+    await supervisor.run_pass()
+
+    job = await runtime.store.get_job(arn)
+    assert job is not None and job.cleanup_completed_at is None
+    assert job.last_error is not None and "batches/b.jsonl" in job.last_error
+    assert await list_keys(s3, "batches/") == ["batches/a.jsonl", "batches/b.jsonl"]
+    assert await list_keys(s3, _folder(arn)) == []  # its own output went
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,12 @@ def test_prefix_without_trailing_slash_refused() -> None:
         checked_prefix("s3://b/job_1", [])
 
 
+@pytest.mark.parametrize("uri", ["s3://b/job-1/../", "s3://b/job-1/../job-10/", "s3://b/./job-1/"])
+def test_dot_segments_are_refused(uri: str) -> None:
+    with pytest.raises(CleanupRefused, match=r"'\.' or '\.\.' segment"):
+        checked_prefix(uri, [])
+
+
 def test_no_managed_prefixes_admits_any_folder() -> None:
     assert checked_prefix("s3://b/out/job_1/", []) == S3Uri("b", "out/job_1/")
 
