@@ -264,32 +264,39 @@ async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
         if line.record_id
         == placeholder_id(line.error_code or "", line.source_file, line.line_number)
     ]
-    cut_ids = [cut_record_id(line.raw_text or "") for line in unnamed]
-    processed, untold = set(stored), len(cut_ids)
-    if any(cut is not None for cut in cut_ids):
+    cuts = [(line, cut_record_id(line.raw_text or "")) for line in unnamed]
+    told: dict[str, RecordRow] = {}
+    if any(cut is not None for _, cut in cuts):
         waiting = [
             stored_record_id(rid)
             async for _, _, rid, _ in inputs()
             if rid and stored_record_id(rid) not in stored
         ]
-        told = _tell_cut_lines(cut_ids, waiting)
-        processed |= told
-        untold -= len(told)
+        told = _tell_cut_lines(cuts, waiting)
+    inputs_of_cut_lines: list[tuple[RecordRow, str, str]] = []
 
     async def unprocessed() -> AsyncIterator[RecordRow]:
         async for key, number, record_id, model_input in inputs():
-            if record_id is not None and stored_record_id(record_id) not in processed:
-                yield RecordRow(
-                    record_id=record_id,
-                    outcome="error",
-                    model_input=model_input,
-                    error_code=NOT_PROCESSED,
-                    error_message="Bedrock did not process this record before the job ended",
-                    source_file=key,
-                    line_number=number,
-                )
+            if record_id is None or stored_record_id(record_id) in stored:
+                continue
+            if (cut_line := told.get(stored_record_id(record_id))) is not None:
+                # Processed, its output line cut: its input stays with that line.
+                inputs_of_cut_lines.append((cut_line, record_id, model_input))
+                continue
+            yield RecordRow(
+                record_id=record_id,
+                outcome="error",
+                model_input=model_input,
+                error_code=NOT_PROCESSED,
+                error_message="Bedrock did not process this record before the job ended",
+                source_file=key,
+                line_number=number,
+            )
 
     await _write_batches(job, unprocessed(), ctx)
+    for line, record_id, model_input in inputs_of_cut_lines:
+        note = f"{line.error_message}; the record is {record_id!r}, its modelInput kept here"
+        await ctx.store.keep_input_of_line(job.batch_job_arn, line.record_id, model_input, note)
     if without_id:
         # Bedrock named these records itself: which of them it processed cannot be told, so
         # the input must stay where it is.
@@ -297,19 +304,21 @@ async def _store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
             f"{without_id} input records have no recordId, so the unprocessed ones cannot be "
             f"told apart; {job.input_s3_uri} is kept"
         )
-    return untold
+    return len(cuts) - len(told)
 
 
-def _tell_cut_lines(cut_ids: list[str | None], waiting: list[str]) -> set[str]:
-    """The records that unreadable lines cut inside their id stand for: those whose id begins
-    with what is left of it, where exactly one record not yet stored does."""
-    told: set[str] = set()
-    for cut in cut_ids:
+def _tell_cut_lines(
+    cuts: list[tuple[RecordRow, str | None]], waiting: list[str]
+) -> dict[str, RecordRow]:
+    """The records that unreadable lines cut inside their id stand for, by stored id: those
+    whose id begins with what is left of it, where exactly one record not yet stored does."""
+    told: dict[str, RecordRow] = {}
+    for line, cut in cuts:
         if cut is None:
             continue
         matches = [rid for rid in waiting if rid.startswith(cut) and rid not in told]
         if len(matches) == 1:
-            told.add(matches[0])
+            told[matches[0]] = line
     return told
 
 

@@ -614,6 +614,7 @@ class JobStore:
         query = select(
             _RECORDS.c.record_id,
             _RECORDS.c.error_code,
+            _RECORDS.c.error_message,
             _RECORDS.c.source_file,
             _RECORDS.c.line_number,
             _RECORDS.c.raw_text,
@@ -621,6 +622,19 @@ class JobStore:
         async with self.engine.connect() as conn:
             result = await conn.execute(query)
             return [RecordRow(outcome="error", **row) for row in result.mappings()]
+
+    @store_operation("keep a line's input")
+    async def keep_input_of_line(
+        self, arn: str, record_id: str, model_input: str, error_message: str
+    ) -> None:
+        """Keeps a record's input with the stored line that stands for it (a line cut inside
+        its id, told by what was left of it)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(_RECORDS)
+                .where(_RECORDS.c.batch_job_arn == arn, _RECORDS.c.record_id == record_id)
+                .values(model_input=model_input, error_message=stored_text(error_message))
+            )
 
     @store_operation("read record ids")
     async def record_ids(self, arn: str) -> set[str]:

@@ -154,6 +154,7 @@ async def test_a_partial_jobs_line_cut_inside_its_record_id_settles_the_job(
     arn = await submit(8)
     await control.finish(arn, "PartiallyCompleted")  # 2 of the 8 records left out
     lines = await _output_lines(s3, arn)
+    cut = json.loads(lines[0])
     start = lines[0].index(b'"recordId":"') + len(b'"recordId":"')
     lines[0] = lines[0][: start + kept_of_id]
     await _put_output_lines(s3, arn, lines)
@@ -168,6 +169,9 @@ async def test_a_partial_jobs_line_cut_inside_its_record_id_settles_the_job(
     # When the cut left nothing to tell the record by, its input is kept as not processed too.
     assert codes.count("NOT_PROCESSED") == not_processed
     assert job.cleanup_completed_at is not None
+    # Either way the cut record's input is stored: with its line, or as not processed.
+    inputs = {r.record_id: r.model_input for r in records.values() if r.model_input}
+    assert json.dumps(cut["modelInput"], separators=(",", ":")) in inputs.values()
 
 
 @BACKENDS
