@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import sys
@@ -19,11 +20,21 @@ from batch_poller.http.server import HttpServer, start_http
 from batch_poller.logging import configure_logging
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobStore
-from batch_poller.store.startup import Backoff, DatabaseConfigError, open_store_when_available
+from batch_poller.store.startup import (
+    Backoff,
+    DatabaseConfigError,
+    DatabaseUnavailableError,
+    open_store_when_available,
+)
 from batch_poller.supervisor import PassReport, Supervisor, daemon_owner
 from batch_poller.systemd import Notifier, keep_watchdog_fed, watchdog_interval
 
 log = structlog.get_logger("batch_poller")
+
+# `run --once` (cron, a timer) gives up on a database that does not answer after this many
+# attempts (about 15 s with the default waits), so the next run is not stacked behind it; the
+# daemon itself waits as long as it takes.
+ONCE_ATTEMPTS = 5
 
 # What a reload cannot change in a running process: it is logged as needing a restart.
 NEEDS_RESTART = (
@@ -62,10 +73,14 @@ class Daemon:
         if early is not None:
             self._on_stop_signal(early)
         try:
-            store = await self._open_store()
+            store = await self._open_store(max_attempts=ONCE_ATTEMPTS if once else None)
         except DatabaseConfigError as error:
             print(f"batch-poller: configuration error: {error}", file=sys.stderr, flush=True)
             return EX_CONFIG
+        except DatabaseUnavailableError as error:
+            print(f"batch-poller: {error}", file=sys.stderr, flush=True)
+            self.notifier.close()
+            return 1
         if store is None:
             log.info("daemon_stopped", detail="stopped before the database was open")
             self.notifier.close()
@@ -79,9 +94,14 @@ class Daemon:
                 log.info("pass_completed", **report.as_dict())
                 return 0
             if self.settings.http.enabled:
-                self.http = await start_http(
-                    supervisor, self.settings.http, lambda: self._admin_token
-                )
+                try:
+                    self.http = await start_http(
+                        supervisor, self.settings.http, lambda: self._admin_token
+                    )
+                except OSError as error:
+                    print(f"batch-poller: {_bind_failure(self.settings, error)}", file=sys.stderr)
+                    self.notifier.close()
+                    return _bind_exit_code(error)
                 log.info("http_listening", url=self.http.url)
             loop_task = asyncio.create_task(supervisor.run(), name="supervisor")
             # The database is usable and the first pass is scheduled: systemd may now consider
@@ -101,7 +121,7 @@ class Daemon:
         self.notifier.close()
         return 0
 
-    async def _open_store(self) -> JobStore | None:
+    async def _open_store(self, max_attempts: int | None) -> JobStore | None:
         """The store once the database answers; None if a stop came first."""
         database = self.settings.database
 
@@ -118,6 +138,7 @@ class Daemon:
             on_unavailable=unavailable,
             busy_timeout_seconds=database.sqlite_busy_timeout_seconds,
             lock_timeout_seconds=database.lock_timeout_seconds,
+            max_attempts=max_attempts,
         )
 
     def _wedged(self) -> str | None:
@@ -220,6 +241,22 @@ class Daemon:
             done = ", ".join(f"{n} {k}" for k, n in report.as_dict().items() if n and k != "jobs")
             line += f"; last pass: {report.jobs} jobs" + (f" ({done})" if done else "")
         return line
+
+
+def _bind_failure(settings: Settings, error: OSError) -> str:
+    http = settings.http
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return (
+        f"cannot listen on {http.host}:{http.port} ([http] host and port, or "
+        f"[http] enabled = false): {reason}"
+    )
+
+
+def _bind_exit_code(error: OSError) -> int:
+    """A port in use is most often the previous instance still shutting down: exit 1, so
+    systemd's restart tries again. An address not on this host or a port not allowed to us is a
+    configuration mistake no restart mends: exit 78, which the unit does not restart."""
+    return 1 if error.errno == errno.EADDRINUSE else EX_CONFIG
 
 
 def _get(settings: Settings, dotted: str) -> Any:

@@ -50,7 +50,11 @@ async def start_http(
     )
     await runner.setup()
     site = BoundedSite(runner, settings.host, settings.port, ConnectionLimits.of(settings))
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:  # a port in use, an address not here: nothing is left half open
+        await runner.cleanup()
+        raise
     host, port = runner.addresses[0][:2]
     shown = f"[{host}]" if ":" in host else host
     return HttpServer(runner, f"http://{shown}:{port}")

@@ -41,6 +41,10 @@ class DatabaseConfigError(Exception):
     """The database cannot be used as configured; one line that names the problem."""
 
 
+class DatabaseUnavailableError(Exception):
+    """The database did not answer within the attempts allowed; one line naming the last error."""
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Waits between attempts: base, doubling, never more than the cap."""
@@ -64,10 +68,12 @@ async def open_store_when_available(
     on_unavailable: OnUnavailable,
     busy_timeout_seconds: float,
     lock_timeout_seconds: float,
+    max_attempts: int | None = None,
 ) -> JobStore | None:
     """The migrated store, once the database answers; None when `stopping` is set first.
 
-    Raises DatabaseConfigError for a mistake no wait would mend.
+    Raises DatabaseConfigError for a mistake no wait would mend, and DatabaseUnavailableError
+    after `max_attempts` failed attempts (None: wait as long as it takes).
     """
     check_sqlite_folder(url)
     attempt = 0
@@ -92,6 +98,11 @@ async def open_store_when_available(
         description = describe_database_error("open the database", error)
         if not is_unavailable(error):
             raise error
+        if max_attempts is not None and attempt >= max_attempts:
+            raise DatabaseUnavailableError(
+                f"gave up opening the database {mask_url(url)} after {attempt} attempts: "
+                f"{description}"
+            ) from None
         delay = backoff.delay(attempt)
         on_unavailable(attempt, description, delay)
         if not await _first_of(asyncio.ensure_future(asyncio.sleep(delay)), stopping):
