@@ -44,7 +44,7 @@ async def open_runtime(
     over and closed with the rest; `stopping` is the daemon's, set by its signal handlers."""
     clock = clock or SystemClock()
     if store is None:
-        store = await open_store(settings.database.url)
+        store = await open_configured_store(settings)
     try:
         session = aioboto3.Session(region_name=settings.aws.region)
         config = _client_config(settings)
@@ -72,6 +72,16 @@ async def open_runtime(
             yield rt
     finally:
         await store.close()
+
+
+async def open_configured_store(settings: Settings) -> JobStore:
+    """The store with the configured lock waits."""
+    database = settings.database
+    return await open_store(
+        database.url,
+        busy_timeout_seconds=database.sqlite_busy_timeout_seconds,
+        lock_timeout_seconds=database.lock_timeout_seconds,
+    )
 
 
 def build_supervisor(rt: Runtime, owner: str | None = None) -> Supervisor:

@@ -9,12 +9,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from batch_poller.app import build_supervisor, open_runtime
+from batch_poller.app import build_supervisor, open_configured_store, open_runtime
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import Settings
 from batch_poller.domain import JobStatus, parse_job_status
 from batch_poller.masking import mask_url
-from batch_poller.store import JobStore, describe_database_error, open_store, upgrade
+from batch_poller.store import JobStore, describe_database_error, upgrade
 from batch_poller.tracker import awaiting_cleanup
 from batch_poller.tracking import TrackError, track_jobs
 from batch_poller.views import job_document, job_summary
@@ -142,11 +142,7 @@ async def _open_store(settings: Settings) -> JobStore:
     """The store with the configured lock waits; a database that cannot be opened is one line."""
     database = settings.database
     try:
-        return await open_store(
-            database.url,
-            busy_timeout_seconds=database.sqlite_busy_timeout_seconds,
-            lock_timeout_seconds=database.lock_timeout_seconds,
-        )
+        return await open_configured_store(settings)
     except SQLAlchemyError as error:
         operation = f"cannot open the database {mask_url(database.url)}"
         raise CommandError(describe_database_error(operation, error)) from None
