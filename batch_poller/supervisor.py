@@ -24,7 +24,7 @@ from batch_poller.aws.limits import ConcurrencyLimit
 from batch_poller.health import PassHealth, describe_pass_error, is_expected_failure
 from batch_poller.ingest import Interrupted
 from batch_poller.runtime import Runtime
-from batch_poller.store import JobRow
+from batch_poller.store import JobRow, StoreError
 from batch_poller.tracker import JobTracker, Step, awaiting_check
 
 log = structlog.get_logger("batch_poller.supervisor")
@@ -131,8 +131,11 @@ class Supervisor:
         """The jobs this pass works on: wanted, not in another pass, and leased to us; and the
         wanted jobs another process holds, so that a pass left with nothing can say why."""
         store = self.rt.store
-        # A database file deleted under the daemon fails every pass (and so its health).
+        # A database file deleted under the daemon, or one that refuses writes, fails the pass
+        # (and so its health) at once, the same way every time: a pass with nothing to claim
+        # must not look healthy for having had nothing to write.
         store.check_database_file()
+        await store.check_writable()
         interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
         now = self.rt.clock.now()
         groups = [
@@ -291,6 +294,8 @@ class Supervisor:
                 await self.run_pass(check_all=check_all)
             except Exception as error:  # the store or AWS was unreachable for a whole pass
                 self.health.pass_failed(error, self.rt.clock.now())
+                if isinstance(error, StoreError):
+                    await self.rt.store.reopen_connections()
             else:
                 self.health.pass_succeeded(self.rt.clock.now())
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, Update, and_, case, func, or_, select, update
+from sqlalchemy import CursorResult, Update, and_, case, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from batch_poller.domain import BedrockStatus, JobStatus, job_id_from_arn
@@ -208,6 +208,27 @@ class JobStore:
         self.engine = engine
         self.leases = LeaseStore(engine)
         self._file = DatabaseFile.of(engine)
+
+    @store_operation("check the database takes writes")
+    async def check_writable(self) -> None:
+        """A write that changes nothing: a pass with no job to write for still finds out that
+        the database refuses writes (read-only, full), instead of passing as healthy."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(_JOBS).where(false()).values(updated_at=_JOBS.c.updated_at))
+
+    async def reopen_connections(self) -> None:
+        """Closes every pooled connection, so that the next ones open the database afresh.
+
+        After a failed pass: a SQLite connection opened while its folder was read-only stays
+        read-only, and while any connection to a file is open SQLite hands a closed one's file
+        descriptor to the next connection of that file, so discarding connections one by one
+        can keep a read-only descriptor alive for good. An in-memory database is its one
+        connection, and is kept.
+        """
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return
+        await self.engine.dispose()
 
     def check_database_file(self) -> None:
         """StoreError when the SQLite file was deleted or replaced under the store: its writes
