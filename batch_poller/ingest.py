@@ -10,9 +10,8 @@ import orjson
 
 from batch_poller.aws.s3 import OverlongLine, S3Uri
 from batch_poller.records import (
-    LINE_TOO_LONG,
     NOT_PROCESSED,
-    PARSE_ERROR,
+    UNREADABLE_CODES,
     overlong_line,
     parse_line,
 )
@@ -31,7 +30,6 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json.out"
-_UNREADABLE = (PARSE_ERROR, LINE_TOO_LONG)
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ def check_against_manifest(
     `untold` unreadable lines of a partial job could not be told apart from the unprocessed
     records, so as many records may be stored twice: as the line, and as their kept input.
     """
-    unreadable = sum(totals.by_error_code.get(code, 0) for code in _UNREADABLE)
+    unreadable = sum(totals.by_error_code.get(code, 0) for code in UNREADABLE_CODES)
     not_processed = totals.by_error_code.get(NOT_PROCESSED, 0)
     processed = totals.total - not_processed
     known_errors = totals.error - not_processed - unreadable

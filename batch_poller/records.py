@@ -18,6 +18,8 @@ from batch_poller.store import RecordRow
 PARSE_ERROR = "PARSE_ERROR"
 LINE_TOO_LONG = "LINE_TOO_LONG"
 NOT_PROCESSED = "NOT_PROCESSED"
+# Lines kept because they could not be read as records.
+UNREADABLE_CODES = (PARSE_ERROR, LINE_TOO_LONG)
 # A line's own id is its first key, as Bedrock writes it; a recordId further on may be one
 # nested in modelInput, naming another record.
 _RECORD_ID = re.compile(rb'^\s*\{\s*"recordId"\s*:\s*"((?:[^"\\]|\\.){1,256})"')

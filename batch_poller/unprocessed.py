@@ -10,16 +10,13 @@ import orjson
 
 from batch_poller.aws.s3 import OverlongLine, S3Uri
 from batch_poller.records import (
-    LINE_TOO_LONG,
     NOT_PROCESSED,
-    PARSE_ERROR,
+    UNREADABLE_CODES,
     cut_record_id,
     placeholder_id,
 )
 from batch_poller.store import JobRow, RecordRow, stored_record_id
 from batch_poller.writing import FetchError, IngestContext, write_batches
-
-_UNREADABLE = (PARSE_ERROR, LINE_TOO_LONG)
 
 
 async def store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
@@ -55,7 +52,7 @@ async def store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
 
     unnamed = [
         line
-        for line in await ctx.store.unreadable_lines(job.batch_job_arn, _UNREADABLE)
+        for line in await ctx.store.unreadable_lines(job.batch_job_arn, UNREADABLE_CODES)
         if line.record_id
         == placeholder_id(line.error_code or "", line.source_file, line.line_number)
     ]
