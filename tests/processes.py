@@ -127,6 +127,17 @@ def running(config: Path, *args: str, **options: Any) -> Iterator[Daemon]:
         daemon.stop()
 
 
+def run_command(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`batch-poller ARGS...` run to its end, its output captured."""
+    return subprocess.run(
+        [*PYTHON_MODULE, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
 def wait_until(condition: Callable[[], object], what: str, daemon: Daemon | None = None) -> None:
     """Waits for a condition outside any daemon's log; a daemon that exits meanwhile fails it."""
     deadline = time.monotonic() + DEADLINE

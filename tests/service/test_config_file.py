@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 from batch_poller.config import EX_CONFIG, ModelPrice, Settings, load_settings
+from tests.processes import run_command
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
@@ -97,20 +97,8 @@ def test_the_sectioned_variable_wins_over_the_seed_name(monkeypatch: pytest.Monk
     assert Settings().poller.interval_seconds == 20
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "batch_poller", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
-
-
 def test_config_check_accepts_the_example() -> None:
-    result = _cli("--config", str(EXAMPLE), "config", "check")
+    result = run_command("--config", str(EXAMPLE), "config", "check")
 
     assert result.returncode == 0
     assert "configuration is valid" in result.stdout
@@ -120,7 +108,7 @@ def test_config_check_refuses_a_bad_file_with_78(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[cleanup]\nenabled = 'sometimes'\n")
 
-    result = _cli("--config", str(path), "config", "check")
+    result = run_command("--config", str(path), "config", "check")
 
     assert result.returncode == EX_CONFIG
     assert "cleanup.enabled='sometimes'" in result.stderr and str(path) in result.stderr
@@ -151,7 +139,7 @@ def test_config_show_masks_every_form_of_database_password(
     path = tmp_path / "config.toml"
     path.write_text(f'[database]\nurl = "{url}"\n')
 
-    result = _cli("--config", str(path), "config", "show")
+    result = run_command("--config", str(path), "config", "show")
 
     assert result.returncode == 0
     assert "hunter2" not in result.stdout and "ter2" not in result.stdout

@@ -3,10 +3,8 @@ the wrong type, endpoint URLs with credentials, and environment variables that a
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +12,7 @@ import pytest
 
 from batch_poller.config import EX_CONFIG
 from batch_poller.emulator.server import Endpoints
-from tests.processes import running, write_config
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "batch_poller", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-    )
+from tests.processes import run_command, running, write_config
 
 
 def _one_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -56,7 +44,7 @@ def test_an_invalid_secret_setting_is_refused_without_showing_it(
     path = tmp_path / "config.toml"
     path.write_text(content)
 
-    result = _cli("--config", str(path), "config", "check")
+    result = run_command("--config", str(path), "config", "check")
 
     assert result.returncode == EX_CONFIG
     line = _one_line(result)
@@ -72,7 +60,7 @@ def test_config_show_hides_credentials_in_endpoint_urls(tmp_path: Path) -> None:
         's3_endpoint_url = "https://token123@s3.internal/?X-Amz-Security-Token=abc"\n'
     )
 
-    result = _cli("--config", str(path), "config", "show")
+    result = run_command("--config", str(path), "config", "show")
 
     assert result.returncode == 0, result.stderr
     for secret in ("AKIA", "topsecret", "token123", "abc"):
@@ -115,7 +103,7 @@ def test_a_variable_that_is_not_json_exits_78_naming_it(
     name, value, kind = BAD_VARIABLES[case]
     env = {name: value, "BATCH_POLLER_DATABASE__URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
 
-    result = _cli(*command, env=env)
+    result = run_command(*command, env=env)
 
     assert result.returncode == EX_CONFIG, result.stderr
     line = _one_line(result)
