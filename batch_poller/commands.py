@@ -15,6 +15,7 @@ from batch_poller.config import Settings
 from batch_poller.domain import JobStatus, parse_job_status
 from batch_poller.masking import mask_url
 from batch_poller.store import JobStore, describe_database_error, upgrade
+from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.tracker import awaiting_cleanup
 from batch_poller.tracking import TrackError, track_jobs
 from batch_poller.views import job_document, job_summary
@@ -34,7 +35,7 @@ async def track(settings: Settings, arns: list[str], input_prefix: str | None) -
 
 async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_json: bool) -> int:
     wanted = _status(status)
-    store = await _open_store(settings)
+    store = await _open_store(settings, reading=True)
     try:
         jobs = await store.list_jobs(wanted, limit=limit)
     finally:
@@ -74,7 +75,7 @@ async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_js
 
 
 async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
-    store = await _open_store(settings)
+    store = await _open_store(settings, reading=True)
     try:
         job = await store.get_job(job_ref)
     finally:
@@ -138,9 +139,18 @@ async def upgrade_database(settings: Settings) -> int:
     return 0
 
 
-async def _open_store(settings: Settings) -> JobStore:
-    """The store with the configured lock waits; a database that cannot be opened is one line."""
+async def _open_store(settings: Settings, *, reading: bool = False) -> JobStore:
+    """The store with the configured lock waits; a database that cannot be opened is one line.
+
+    `reading`: a command that only reads refuses a SQLite file that is not there, instead of
+    creating an empty one and answering as if nothing were tracked.
+    """
     database = settings.database
+    if reading and (missing := missing_sqlite_file(database.url)) is not None:
+        raise CommandError(
+            f"no database at {missing}: nothing has been tracked with this configuration "
+            "([database] url)"
+        )
     try:
         return await open_configured_store(settings)
     except SQLAlchemyError as error:

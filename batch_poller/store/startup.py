@@ -139,6 +139,18 @@ def check_sqlite_folder(url: str) -> None:
         raise DatabaseConfigError(f"the database folder {folder} does not exist")
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file the URL names, when it is not there; None otherwise (or not SQLite)."""
+    try:
+        parsed = to_async_url(url)
+    except ValueError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
 def _underlying(error: BaseException) -> BaseException:
     """The error a store call wrapped, if it did (StoreError keeps it as `original`)."""
     original = getattr(error, "original", None)

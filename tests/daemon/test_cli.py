@@ -94,9 +94,21 @@ async def test_jobs_and_show_after_a_run(
     assert code == 0 and "cli-job" in out and "COMPLETED" in out
 
 
+async def test_reading_a_database_that_is_not_there_says_so_and_creates_nothing(
+    capsys: Any, config: Path, endpoints: Any
+) -> None:
+    database = config.parent / "daemon.db"
+    for command in (("show", "abcdefabcdef"), ("jobs",)):
+        code, out, err = await cli(capsys, config, *command)
+        assert code == 1 and out == ""
+        assert f"no database at {database}: nothing has been tracked" in err
+    assert not database.exists()
+
+
 async def test_show_and_cleanup_of_an_unknown_job_fail_clearly(
     capsys: Any, config: Path, endpoints: Any
 ) -> None:
+    await cli(capsys, config, "db", "upgrade")
     for command in ("show", "cleanup"):
         code, _, err = await cli(capsys, config, command, "abcdefabcdef")
         assert code == 1
