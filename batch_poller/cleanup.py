@@ -47,7 +47,7 @@ def input_folder(input_uri: str) -> str:
     uri = S3Uri.parse(input_uri)
     if uri.key.endswith(".jsonl"):
         return str(uri.child(uri.key.rpartition("/")[0] + "/" if "/" in uri.key else ""))
-    return str(uri if not uri.key or uri.key.endswith("/") else uri.child(uri.key + "/"))
+    return str(uri.as_folder())
 
 
 def check_owned_input(folder: str, input_uri: str | None) -> None:
@@ -119,7 +119,7 @@ def _within(prefix: S3Uri, managed: str) -> bool:
         root = S3Uri.parse(managed)
     except ValueError:
         return False
-    root_key = root.key if not root.key or root.key.endswith("/") else root.key + "/"
+    root_key = root.as_folder().key
     # Strictly below the root: a managed root itself is never deleted whole.
     return (
         root.bucket == prefix.bucket
@@ -180,7 +180,7 @@ async def clean_job(
 
     Each prefix stands alone: a shared input folder that another job still reads is kept for
     now, while the job's own output folder goes. `force` deletes a folder that holds files
-    that are not the job's own (see `strangers_in`).
+    that are not the job's own (see `check_no_strangers`).
     """
     needed = list(others)
     result = CleanupResult()

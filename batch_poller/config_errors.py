@@ -14,9 +14,10 @@ from batch_poller.masking import HIDDEN, mask_endpoint_url, mask_url
 ENV_PREFIX = "BATCH_POLLER_"
 ENV_DELIMITER = "__"
 
-# Settings whose value is, or may carry, a credential: how an invalid value is shown.
-_SECRET_SETTINGS = {
-    "http.admin_token": lambda text: HIDDEN,
+# A secret whose invalid value is never shown, whatever its type (a number is still the token).
+_HIDDEN_SETTINGS = frozenset({"http.admin_token"})
+# Settings whose value may carry a credential: how an invalid value is shown.
+_MASKED_SETTINGS = {
     "database.url": mask_url,
     "aws.bedrock_endpoint_url": mask_endpoint_url,
     "aws.s3_endpoint_url": mask_endpoint_url,
@@ -25,12 +26,10 @@ _SECRET_SETTINGS = {
 
 def shown_input(key: str, value: Any) -> str:
     """repr of a setting's invalid value, with secrets hidden at any depth."""
-    mask = _SECRET_SETTINGS.get(key)
-    if mask is None:
-        return repr(value)
-    if key == "http.admin_token":  # any type: a token given as a number is still the token
+    if key in _HIDDEN_SETTINGS:
         return HIDDEN
-    return repr(_masked(value, mask))
+    mask = _MASKED_SETTINGS.get(key)
+    return repr(value if mask is None else _masked(value, mask))
 
 
 def _masked(value: Any, mask: Any) -> Any:

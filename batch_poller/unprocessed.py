@@ -32,8 +32,7 @@ async def store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
     if source.key.endswith(".jsonl"):
         keys = [source.key]
     else:
-        folder = source.key if source.key.endswith("/") or not source.key else source.key + "/"
-        listed = [item.key async for item in ctx.s3.list_objects(source.child(folder))]
+        listed = [item.key async for item in ctx.s3.list_objects(source.as_folder())]
         keys = sorted(key for key in listed if key.endswith(".jsonl"))
     if not keys:
         raise FetchError(

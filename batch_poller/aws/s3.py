@@ -32,6 +32,12 @@ class S3Uri:
     def child(self, key: str) -> S3Uri:
         return S3Uri(self.bucket, key)
 
+    def as_folder(self) -> S3Uri:
+        """The same place read as a folder: its key ends at a '/' (the bucket root stays)."""
+        if not self.key or self.key.endswith("/"):
+            return self
+        return self.child(self.key + "/")
+
 
 @dataclass(frozen=True)
 class S3Object:

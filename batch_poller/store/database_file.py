@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from batch_poller.store.engine import sqlite_file
+
 
 class DatabaseFileGone(Exception):
     """The database file was deleted or replaced while open; the message says which."""
@@ -27,14 +29,14 @@ class DatabaseFile:
     @classmethod
     def of(cls, engine: AsyncEngine) -> DatabaseFile | None:
         """The file behind a SQLite engine, as it is now; None for PostgreSQL or in-memory."""
-        url = engine.url
-        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        path = sqlite_file(engine.url)
+        if path is None:
             return None
         try:
-            found = os.stat(url.database)
+            found = os.stat(path)
         except OSError:
             return None  # not created yet: there is nothing to lose
-        return cls(url.database, found.st_dev, found.st_ino)
+        return cls(path, found.st_dev, found.st_ino)
 
     def check(self) -> None:
         try:

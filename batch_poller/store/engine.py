@@ -69,6 +69,13 @@ def to_async_url(url: str) -> URL:
     return parsed.set(drivername=driver)
 
 
+def sqlite_file(url: URL) -> str | None:
+    """The file a SQLite URL names; None for PostgreSQL or an in-memory database."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return url.database
+
+
 def make_engine(
     url: str,
     *,
@@ -107,7 +114,7 @@ def _milliseconds(seconds: float) -> str:
 
 
 def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
-    in_memory = url.database in (None, "", ":memory:")
+    in_memory = sqlite_file(url) is None
     # An in-memory database exists once per connection, so share one connection.
     extra: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
     engine = create_async_engine(url, hide_parameters=True, **extra)

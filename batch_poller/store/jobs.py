@@ -20,6 +20,7 @@ from batch_poller.store.engine import (
     DEFAULT_LOCK_TIMEOUT_SECONDS,
     dialect_insert,
     make_engine,
+    sqlite_file,
 )
 from batch_poller.store.errors import StoreError, store_operation
 from batch_poller.store.leases import LeaseStore
@@ -226,7 +227,7 @@ class JobStore:
         connection, and is kept.
         """
         url = self.engine.url
-        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        if url.get_backend_name() == "sqlite" and sqlite_file(url) is None:
             return
         await self.engine.dispose()
 

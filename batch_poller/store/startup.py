@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from batch_poller.masking import mask_url
-from batch_poller.store.engine import sqlite_error_code, to_async_url
+from batch_poller.store.engine import sqlite_error_code, sqlite_file, to_async_url
 from batch_poller.store.errors import database_message, describe_database_error
 from batch_poller.store.jobs import JobStore, open_store
 
@@ -132,9 +132,10 @@ def check_sqlite_folder(url: str) -> None:
         parsed = to_async_url(url)
     except ValueError as error:
         raise DatabaseConfigError(str(error)) from None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    path = sqlite_file(parsed)
+    if path is None:
         return
-    folder = Path(parsed.database).parent
+    folder = Path(path).parent
     if not folder.is_dir():
         raise DatabaseConfigError(f"the database folder {folder} does not exist")
 
@@ -145,10 +146,8 @@ def missing_sqlite_file(url: str) -> Path | None:
         parsed = to_async_url(url)
     except ValueError:
         return None
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else path
+    path = sqlite_file(parsed)
+    return None if path is None or Path(path).exists() else Path(path)
 
 
 def _underlying(error: BaseException) -> BaseException:
