@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Table, event
@@ -24,10 +25,14 @@ _DRIVERS = {
 }
 
 _SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
 )
+# Switching a database to WAL needs an exclusive lock, and SQLite answers "database is locked"
+# at once, without its busy handler, while another connection holds any lock: two processes
+# opening a new database together collide there. The switch is persistent, so it is tried only
+# while the file is not yet in WAL, again after a short pause, for at most the busy timeout.
+_WAL_RETRY_PAUSE_SECONDS = 0.02
 # How long a statement waits for another writer's lock before it fails "database is locked".
 DEFAULT_BUSY_TIMEOUT_SECONDS = 5.0
 # PostgreSQL: how long a statement waits for a lock another session holds (lock_timeout).
@@ -125,7 +130,9 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
         # cannot be IMMEDIATE. _on_begin below emits ours.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (*_SQLITE_PRAGMAS, f"PRAGMA busy_timeout={busy_timeout_ms}"):
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        _switch_to_wal(cursor, busy_timeout_ms / 1000)
+        for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
 
@@ -137,6 +144,22 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> AsyncEngine:
     if not in_memory:  # the one shared in-memory connection is the database: never discard it
         event.listen(engine.sync_engine, "handle_error", discard_broken_sqlite_connection)
     return engine
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor, patience_seconds: float) -> None:
+    deadline = time.monotonic() + patience_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() in ("wal", "memory"):
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        # A blocking pause is right here: this runs on the driver's own thread, not the loop.
+        time.sleep(_WAL_RETRY_PAUSE_SECONDS)
 
 
 def discard_broken_sqlite_connection(context: ExceptionContext) -> None:
