@@ -20,6 +20,12 @@ from batch_poller.http.server import HttpServer, start_http
 from batch_poller.logging import configure_logging
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobStore
+from batch_poller.store.daemon_lock import (
+    DaemonLock,
+    DaemonLockError,
+    DatabaseFileHeld,
+    closed_after,
+)
 from batch_poller.store.startup import (
     Backoff,
     DatabaseConfigError,
@@ -85,7 +91,25 @@ class Daemon:
             log.info("daemon_stopped", detail="stopped before the database was open")
             self.notifier.close()
             return 0
-        async with open_runtime(self.settings, store=store, stopping=self._stopping) as rt:
+        # One daemon per SQLite file (store/daemon_lock.py); the file exists once the store is
+        # open.
+        lock: DaemonLock | None = None
+        try:
+            lock = DaemonLock.open(store.engine.url)
+            if lock is not None:
+                lock.take()
+        except DaemonLockError as error:
+            await store.close()
+            if lock is not None:
+                lock.close()  # only after the store: see daemon_lock
+            print(f"batch-poller: {error}", file=sys.stderr, flush=True)
+            self.notifier.close()
+            return EX_CONFIG if isinstance(error, DatabaseFileHeld) else 1
+        # The lock is held while the daemon runs, and let go after open_runtime closed the store.
+        async with (
+            closed_after(lock),
+            open_runtime(self.settings, store=store, stopping=self._stopping) as rt,
+        ):
             self._rt = rt
             supervisor = self._supervisor = build_supervisor(rt, daemon_owner())
             supervisor.after_pass = self._after_pass
