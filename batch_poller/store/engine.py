@@ -43,6 +43,26 @@ DEFAULT_LOCK_TIMEOUT_SECONDS = 30.0
 # None of our transactions waits on anything outside the database, so this is never reached
 # in normal work.
 IDLE_IN_TRANSACTION_SECONDS = 300.0
+# PostgreSQL: a statement running this long is cancelled by the server (statement_timeout), so a
+# statement of a frozen process of ours cannot hold its row locks forever either. It must stay
+# above any statement we run: the longest are a batch upsert of [results] batch_size rows, a
+# job's record counts or record ids, and the migrations (columns added, an index on the jobs
+# table), seconds at most. A migration that rewrites batch_records would need a SET LOCAL of its
+# own. A statement's wait for a lock counts too, so the bound is stretched above a longer
+# [database] lock_timeout_seconds: that wait must end as a lock timeout, logged and retried.
+STATEMENT_TIMEOUT_SECONDS = 300.0
+_STATEMENT_ABOVE_LOCK_WAIT_SECONDS = 60.0
+# PostgreSQL: the server's TCP keepalive and user timeout on our connections (GUCs set per
+# session), so the server notices a client host that vanished (power cut, network cut) and ends
+# its session and transaction: an idle connection is probed after 60 s of silence, every 10 s,
+# and dropped after 6 unanswered probes (2 minutes); data the server sent that stays
+# unacknowledged for 2 minutes drops the connection too. A process that is frozen on a live
+# host still has its kernel answer: idle_in_transaction_session_timeout and statement_timeout
+# bound it.
+TCP_KEEPALIVES_IDLE_SECONDS = 60
+TCP_KEEPALIVES_INTERVAL_SECONDS = 10
+TCP_KEEPALIVES_COUNT = 6
+TCP_USER_TIMEOUT_SECONDS = 120.0
 
 # Execution option asking for BEGIN IMMEDIATE on SQLite: a transaction that reads
 # before it writes (the migrations) must hold the write lock from the start, or
@@ -103,6 +123,11 @@ def make_engine(
     server_settings = {
         "lock_timeout": _milliseconds(lock_timeout_seconds),
         "idle_in_transaction_session_timeout": _milliseconds(IDLE_IN_TRANSACTION_SECONDS),
+        "statement_timeout": _milliseconds(statement_timeout_seconds(lock_timeout_seconds)),
+        "tcp_keepalives_idle": str(TCP_KEEPALIVES_IDLE_SECONDS),
+        "tcp_keepalives_interval": str(TCP_KEEPALIVES_INTERVAL_SECONDS),
+        "tcp_keepalives_count": str(TCP_KEEPALIVES_COUNT),
+        "tcp_user_timeout": _milliseconds(TCP_USER_TIMEOUT_SECONDS),
     }
     if schema is not None:
         server_settings["search_path"] = schema
@@ -111,6 +136,12 @@ def make_engine(
     return create_async_engine(
         async_url, connect_args=connect_args, pool_pre_ping=True, hide_parameters=True
     )
+
+
+def statement_timeout_seconds(lock_timeout_seconds: float) -> float:
+    """PostgreSQL's statement_timeout for a lock_timeout: STATEMENT_TIMEOUT_SECONDS, or a minute
+    above a longer lock wait."""
+    return max(STATEMENT_TIMEOUT_SECONDS, lock_timeout_seconds + _STATEMENT_ABOVE_LOCK_WAIT_SECONDS)
 
 
 def _milliseconds(seconds: float) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from store_testlib import NOW, arn
+from store_testlib import NOW, PG_URL, arn
 
 from batch_poller.store import NewJob, open_store
 from batch_poller.store.engine import make_engine, to_async_url
@@ -105,3 +105,41 @@ async def test_in_memory_sqlite_keeps_one_database() -> None:
         assert (await store.get_job(arn(2))) is not None
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    ("lock_timeout", "expected"),
+    [
+        (
+            30.0,
+            {
+                "lock_timeout": "30s",
+                "idle_in_transaction_session_timeout": "5min",
+                "statement_timeout": "5min",
+                "tcp_keepalives_idle": "60",
+                "tcp_keepalives_interval": "10",
+                "tcp_keepalives_count": "6",
+                "tcp_user_timeout": "120000",  # milliseconds, as the socket reports it
+            },
+        ),
+        # A lock wait longer than the statement bound: the bound goes a minute above it.
+        (600.0, {"lock_timeout": "10min", "statement_timeout": "11min"}),
+    ],
+)
+async def test_postgresql_sessions_carry_their_bounds(
+    lock_timeout: float, expected: dict[str, str]
+) -> None:
+    """What the server reports on a connection make_engine opened. Over TCP it reads the
+    keepalive settings and the user timeout back from the socket itself (a Unix socket would
+    show 0)."""
+    if not PG_URL:
+        pytest.skip("BATCH_POLLER_TEST_PG_URL is empty")
+    engine = make_engine(PG_URL, lock_timeout_seconds=lock_timeout)
+    try:
+        async with engine.connect() as conn:
+            shown = {
+                name: (await conn.execute(text(f"SHOW {name}"))).scalar_one() for name in expected
+            }
+    finally:
+        await engine.dispose()
+    assert shown == expected
