@@ -17,7 +17,7 @@ from batch_poller.clock import Clock, SystemClock
 from batch_poller.config import Settings
 from batch_poller.metrics import Metrics
 from batch_poller.runtime import Runtime
-from batch_poller.store import JobStore, open_store
+from batch_poller.store import JobStore, StoreError, open_store
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracker import JobTracker
 
@@ -71,7 +71,15 @@ async def open_runtime(
             retry.before_call = RateLimiter(lambda: rt.settings.aws.max_calls_per_second).acquire
             yield rt
     finally:
+        await _leave(store)
         await store.close()
+
+
+async def _leave(store: JobStore) -> None:
+    """Gives up this process's leases and its replica row, so nobody waits for them to run
+    out. A database that is down now is not worth failing the exit for: they run out anyway."""
+    with contextlib.suppress(StoreError):
+        await store.replicas.leave()
 
 
 async def open_configured_store(settings: Settings) -> JobStore:
@@ -84,5 +92,5 @@ async def open_configured_store(settings: Settings) -> JobStore:
     )
 
 
-def build_supervisor(rt: Runtime, owner: str | None = None) -> Supervisor:
-    return Supervisor(rt, JobTracker(rt), owner)
+def build_supervisor(rt: Runtime, role: str = "command") -> Supervisor:
+    return Supervisor(rt, JobTracker(rt), role)

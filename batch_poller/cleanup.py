@@ -13,7 +13,7 @@ import structlog
 
 from batch_poller.aws.s3 import DELETE_BATCH, S3, S3Uri
 from batch_poller.domain import JobStatus
-from batch_poller.store import JobRow
+from batch_poller.rows import JobRow
 
 log = structlog.get_logger(__name__)
 

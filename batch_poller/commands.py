@@ -12,11 +12,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from batch_poller.app import build_supervisor, open_configured_store, open_runtime
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import Settings
-from batch_poller.domain import JobStatus, parse_job_status
+from batch_poller.domain import JobStatus, Step, next_step, parse_job_status
 from batch_poller.masking import mask_url
 from batch_poller.store import JobStore, describe_database_error, upgrade
 from batch_poller.store.startup import missing_sqlite_file
-from batch_poller.tracker import awaiting_cleanup
+from batch_poller.supervisor import JobHeld
 from batch_poller.tracking import TrackError, track_jobs
 from batch_poller.views import job_document, job_summary
 
@@ -115,17 +115,20 @@ async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) 
         if job.cleanup_completed_at is not None:
             print(f"{job.batch_job_arn}: already cleaned up")
             return 0
-        if not awaiting_cleanup(job):
+        if next_step(job) is not Step.CLEAN:
             raise CommandError(
                 f"{job.batch_job_arn} is {job.status.value}: its results are not stored yet, "
                 "so its S3 folders are kept"
             )
-        step = await build_supervisor(rt).tracker.clean(job, force=force)
+        try:
+            outcome = await build_supervisor(rt).clean_now(job, force=force)
+        except JobHeld as held:
+            raise CommandError(str(held)) from None
         job = await rt.store.get_job(job.batch_job_arn)
     assert job is not None
     if job.cleanup_completed_at is None:
         raise CommandError(f"cleanup of {job.batch_job_arn} failed: {job.last_error}")
-    print(f"{job.batch_job_arn}: {step.value}, {job.bytes_freed} bytes freed")
+    print(f"{job.batch_job_arn}: {outcome.value}, {job.bytes_freed} bytes freed")
     return 0
 
 

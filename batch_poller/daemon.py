@@ -32,7 +32,7 @@ from batch_poller.store.startup import (
     DatabaseUnavailableError,
     open_store_when_available,
 )
-from batch_poller.supervisor import PassReport, Supervisor, daemon_owner
+from batch_poller.supervisor import PassReport, Supervisor
 from batch_poller.systemd import Notifier, keep_watchdog_fed, watchdog_interval
 
 log = structlog.get_logger("batch_poller")
@@ -111,7 +111,13 @@ class Daemon:
             open_runtime(self.settings, store=store, stopping=self._stopping) as rt,
         ):
             self._rt = rt
-            supervisor = self._supervisor = build_supervisor(rt, daemon_owner())
+            identity = rt.store.tenancy.identity
+            # Which of the processes sharing the database said it: a field of every entry.
+            structlog.contextvars.bind_contextvars(replica=identity.owner)
+            rt.metrics.replica.info(
+                {"owner": identity.owner, "host": identity.host, "pid": str(identity.pid)}
+            )
+            supervisor = self._supervisor = build_supervisor(rt, role="daemon")
             supervisor.after_pass = self._after_pass
             if once:
                 report = await supervisor.run_pass(check_all=True)

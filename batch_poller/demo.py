@@ -28,8 +28,8 @@ from batch_poller.config import HttpSettings, Settings
 from batch_poller.domain import JobStatus
 from batch_poller.emulator.server import EMULATOR_CREDENTIALS, Endpoints, running_emulator
 from batch_poller.http.server import start_http
+from batch_poller.rows import JobRow
 from batch_poller.runtime import Runtime
-from batch_poller.store import JobRow
 from batch_poller.tracking import track_jobs
 
 EMULATOR_ENVIRONMENT = {

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 
 class BedrockStatus(StrEnum):
@@ -92,7 +95,7 @@ def internal_status(status: BedrockStatus) -> JobStatus:
 
 def has_results(status: BedrockStatus) -> bool:
     """Bedrock finished this job and wrote output that must be stored."""
-    return status in (BedrockStatus.COMPLETED, BedrockStatus.PARTIALLY_COMPLETED)
+    return status in WITH_RESULTS
 
 
 def final_status(status: BedrockStatus) -> JobStatus:
@@ -113,3 +116,109 @@ def auto_retry_delay(failures: int, base_seconds: float, max_seconds: float) -> 
     if base_seconds <= 0:
         return None
     return float(min(base_seconds * 2 ** max(failures - 1, 0), max_seconds))
+
+
+# -- the next step: one rule, read by the tracker, the store's queries and the counts ----------
+
+
+class Step(StrEnum):
+    """What a tracked job needs next."""
+
+    FETCH = "fetch"  # Bedrock finished with output that is not stored yet
+    CHECK = "check"  # ask Bedrock for the job's status
+    CLEAN = "clean"  # results stored: delete the job's S3 folders
+
+
+class JobState(Protocol):
+    """The fields of a job that decide its next step."""
+
+    @property
+    def status(self) -> JobStatus: ...
+    @property
+    def bedrock_status(self) -> BedrockStatus | None: ...
+    @property
+    def results_fetched_at(self) -> datetime | None: ...
+    @property
+    def cleanup_completed_at(self) -> datetime | None: ...
+
+
+class TimedJobState(JobState, Protocol):
+    """The fields that also decide when that step is due."""
+
+    @property
+    def last_checked_at(self) -> datetime | None: ...
+    @property
+    def fetch_retry_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """A job needs `step` when every condition holds; None means "any"."""
+
+    step: Step
+    statuses: frozenset[JobStatus]
+    bedrock_statuses: frozenset[BedrockStatus] | None = None
+    results_stored: bool | None = None
+    cleaned: bool | None = None
+
+    def matches(self, job: JobState) -> bool:
+        return (
+            job.status in self.statuses
+            and (self.bedrock_statuses is None or job.bedrock_status in self.bedrock_statuses)
+            and (self.results_stored is None or self.results_stored is _set(job.results_fetched_at))
+            and (self.cleaned is None or self.cleaned is _set(job.cleanup_completed_at))
+        )
+
+
+def _set(value: datetime | None) -> bool:
+    return value is not None
+
+
+POLLABLE = frozenset({JobStatus.SUBMITTED, JobStatus.IN_PROGRESS})
+RESULTS_STORED = frozenset({JobStatus.COMPLETED, JobStatus.PARTIALLY_COMPLETED})
+WITH_RESULTS = frozenset({BedrockStatus.COMPLETED, BedrockStatus.PARTIALLY_COMPLETED})
+
+# The first rule that matches names the step. FAILED and a stored, cleaned job need nothing.
+STEP_RULES: tuple[StepRule, ...] = (
+    # Finished at Bedrock with output we have not stored; a failed fetch waits for its retry.
+    StepRule(
+        Step.FETCH,
+        POLLABLE | {JobStatus.RESULT_FETCH_FAILED},
+        bedrock_statuses=WITH_RESULTS,
+        results_stored=False,
+    ),
+    StepRule(Step.CHECK, POLLABLE),
+    StepRule(Step.CLEAN, RESULTS_STORED, results_stored=True, cleaned=False),
+)
+RULE_OF = {rule.step: rule for rule in STEP_RULES}
+
+
+def next_step(job: JobState) -> Step | None:
+    """The step the job needs next, or None when the daemon is done with it."""
+    for rule in STEP_RULES:
+        if rule.matches(job):
+            return rule.step
+    return None
+
+
+def is_due(
+    job: TimedJobState,
+    step: Step,
+    now: datetime,
+    *,
+    check_interval_seconds: float,
+    retry_failed_fetch: bool = False,
+) -> bool:
+    """Whether that step may run now: a check once the interval has passed since the last,
+    a failed fetch once its retry is due (or when asked), a cleanup at once."""
+    if step is Step.CHECK:
+        last = job.last_checked_at
+        return (
+            check_interval_seconds <= 0
+            or last is None
+            or last <= now - timedelta(seconds=check_interval_seconds)
+        )
+    if step is Step.FETCH and job.status is JobStatus.RESULT_FETCH_FAILED:
+        retry_at = job.fetch_retry_at
+        return retry_failed_fetch or (retry_at is not None and retry_at <= now)
+    return True

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from batch_poller.aws.errors import AwsError
 from batch_poller.store.errors import StoreError, describe_database_error
+from batch_poller.store.guards import LeaseLost
 
 log = structlog.get_logger("batch_poller.health")
 
@@ -30,7 +31,10 @@ def describe_pass_error(error: BaseException) -> str:
 
 def is_expected_failure(error: BaseException) -> bool:
     """The database or AWS failed: worth a line, not a traceback. Anything else is a bug."""
-    return isinstance(error, StoreError | AwsError | SQLAlchemyError | OSError | TimeoutError)
+    return isinstance(
+        error,
+        StoreError | AwsError | SQLAlchemyError | OSError | TimeoutError | LeaseLost,
+    )
 
 
 class PassHealth:

@@ -15,7 +15,7 @@ from batch_poller.records import (
     overlong_line,
     parse_line,
 )
-from batch_poller.store import JobRow, RecordRow, RecordTotals
+from batch_poller.rows import JobRow, RecordRow, RecordTotals
 from batch_poller.unprocessed import store_unprocessed
 from batch_poller.writing import FetchError, IngestContext, Interrupted, write_batches
 

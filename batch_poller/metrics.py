@@ -46,6 +46,14 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.leases_lost = Counter(
+            "batch_poller_leases_lost",
+            "Jobs this process stopped working on because another took its lease over",
+            registry=r,
+        )
+        self.replica = Info(
+            "batch_poller_replica", "This process among those sharing the database", registry=r
+        )
         build = Info("batch_poller_build", "Version of the running daemon", registry=r)
         build.info({"version": __version__, "python": platform.python_version()})
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from batch_poller.store import RecordRow
+from batch_poller.rows import RecordRow
 
 PARSE_ERROR = "PARSE_ERROR"
 LINE_TOO_LONG = "LINE_TOO_LONG"

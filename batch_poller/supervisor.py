@@ -1,17 +1,15 @@
-"""The daemon's loop: every interval it starts a pass that gathers the jobs that can move on,
-leases them, and runs one tracker coroutine per job. A long fetch does not hold the next pass
-up: passes overlap, and a job already being worked on is left to the pass that has it."""
+"""The daemon's loop: every interval it starts a pass. A pass first reads the statuses of the
+jobs due for a check with one listing, and records the unchanged ones in one statement; then it
+claims due jobs, only as many as it has free slots for, and runs one tracker coroutine per job,
+claiming more as slots free up until nothing is due. Passes overlap and share the slots; a job
+is worked on only under this process's lease, which is renewed while the work goes on."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import os
-import secrets
-import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,29 +18,35 @@ import structlog
 
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
-from batch_poller.aws.limits import ConcurrencyLimit
+from batch_poller.config import Settings
+from batch_poller.domain import BedrockStatus, Step
 from batch_poller.health import PassHealth, describe_pass_error, is_expected_failure
 from batch_poller.ingest import Interrupted
+from batch_poller.rows import JobRow
 from batch_poller.runtime import Runtime
-from batch_poller.store import JobRow, StoreError
-from batch_poller.tracker import JobTracker, Step, awaiting_check
+from batch_poller.slots import Slots
+from batch_poller.store import LeaseLost, StaleTransition, StoreError
+from batch_poller.tracker import JobTracker, Outcome
 
 log = structlog.get_logger("batch_poller.supervisor")
-LEASE = timedelta(minutes=5)
 # From this many jobs to check, one listing is cheaper than a Get each.
 LIST_FROM = 2
+# Jobs whose statuses one pass reads from a listing at most: a page of ListModelInvocationJobs.
+SURVEY_LIMIT = 1000
 LISTING_DENIED_PAUSE = timedelta(hours=1)
+# A pass that has worked on this many jobs leaves the rest to the next one, so its list of
+# jobs already done (excluded from its claims) stays small.
+PASS_JOB_LIMIT = 5000
+# How often, in real time, the lease keeper looks at the injected clock to see whether a third
+# of the lease has gone by. Only the clock decides; this is how soon it is asked.
+LEASE_TICK_SECONDS = 1.0
 
 
-def daemon_owner() -> str:
-    """The lease owner of `batch-poller run` on this host. It is the same after a restart, so a
-    restarted daemon takes its leases back at once instead of waiting for them to run out."""
-    return f"batch-poller@{socket.gethostname()}"
-
-
-def one_off_owner() -> str:
-    """The lease owner of a one-off command, distinct from a daemon running beside it."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+def replica_liveness(settings: Settings) -> timedelta:
+    """A process seen within this long counts as live: it beats at every pass and while it
+    renews leases."""
+    poller = settings.poller
+    return timedelta(seconds=max(poller.lease_seconds, 3 * poller.interval_seconds))
 
 
 @dataclass(frozen=True)
@@ -61,27 +65,49 @@ class Held:
 @dataclass(frozen=True)
 class PassReport:
     jobs: int
-    steps: Counter[Step] = field(default_factory=Counter)
+    steps: Counter[Outcome] = field(default_factory=Counter)
     interrupted: int = 0
     crashed: int = 0
     held: tuple[Held, ...] = ()
+    # Jobs given up half-way because another process took their lease over.
+    lost: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
             "jobs": self.jobs,
-            **{step.value: self.steps.get(step, 0) for step in Step},
+            **{outcome.value: self.steps.get(outcome, 0) for outcome in Outcome},
             "interrupted": self.interrupted,
             "crashed": self.crashed,
             "held": len(self.held),
+            "lost": self.lost,
         }
 
 
+@dataclass
+class _Tally:
+    jobs: int = 0
+    steps: Counter[Outcome] = field(default_factory=Counter)
+    interrupted: int = 0
+    crashed: int = 0
+    lost: int = 0
+
+
+class JobHeld(Exception):
+    """A job asked for by name is being worked on by a pass (of this process or another)."""
+
+    def __init__(self, job: JobRow) -> None:
+        until = "" if job.claimed_until is None else f" until {job.claimed_until.isoformat()}"
+        super().__init__(
+            f"{job.batch_job_arn} is being worked on by {job.claimed_by}{until}: try again then"
+        )
+
+
 class Supervisor:
-    def __init__(self, runtime: Runtime, tracker: JobTracker, owner: str | None = None) -> None:
+    def __init__(self, runtime: Runtime, tracker: JobTracker, role: str = "command") -> None:
         self.rt = runtime
         self.tracker = tracker
-        # Names this process in the leases it takes on jobs.
-        self.owner = owner or one_off_owner()
+        # "daemon" or "command": how this process shows among the replicas.
+        self.role = role
         self.paused = not runtime.settings.poller.enabled
         self.last_pass_at: datetime | None = None
         self.next_pass_at: datetime | None = None
@@ -93,29 +119,45 @@ class Supervisor:
         self.after_pass: Callable[[PassReport], Awaitable[None]] | None = None
         self._wake = asyncio.Event()
         self._listing_denied_until = datetime.min.replace(tzinfo=UTC)
-        self._limit = ConcurrencyLimit(lambda: runtime.settings.poller.max_concurrent_jobs)
+        self._slots = Slots(lambda: runtime.settings.poller.max_concurrent_jobs)
         self._passes: set[asyncio.Task[Any]] = set()
+        self._joined = False
+
+    @property
+    def owner(self) -> str:
+        """The name this process takes leases under."""
+        return self.rt.store.owner
 
     async def run_pass(self, *, check_all: bool = False, retry_failed: bool = False) -> PassReport:
-        """One pass: resume half-fetched jobs, check due ones, clean stored ones.
+        """One pass: every job that can move on now, as far as it can go.
 
         check_all ignores the check interval (the first pass after a start does this);
         retry_failed also retries RESULT_FETCH_FAILED jobs (process-completed).
         """
         started = time.monotonic()
-        jobs, held = await self._take_jobs(check_all, retry_failed)
-        try:
-            listed = await self._survey(jobs)
-            unchanged = await self._record_unchanged(jobs, listed)
-            busy = [job for job in jobs if job.batch_job_arn not in unchanged]
-            report = await self._run_trackers(busy, retry_failed, listed)
-            report.steps[Step.CHECKED] += len(unchanged)
-            report = dataclasses.replace(report, jobs=len(jobs), held=held)
-        finally:
-            arns = [job.batch_job_arn for job in jobs]
-            self.in_flight.difference_update(arns)
-            await self.rt.store.leases.release(arns, self.owner)
+        store = self.rt.store
+        # A database file deleted under the daemon, or one that refuses writes, fails the pass
+        # (and so its health) at once, the same way every time: a pass with nothing to claim
+        # must not look healthy for having had nothing to write.
+        store.check_database_file()
+        await store.check_writable()
+        await self._join()
+        store.set_lease(timedelta(seconds=self.rt.settings.poller.lease_seconds))
+        interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
+        listed, unchanged = await self._survey(interval)
+        tally = await self._drain(interval, retry_failed, listed, set(unchanged))
+        tally.steps[Outcome.CHECKED] += len(unchanged)
+        held = await self._held(interval, retry_failed)
+        report = PassReport(
+            jobs=tally.jobs + len(unchanged),
+            steps=tally.steps,
+            interrupted=tally.interrupted,
+            crashed=tally.crashed,
+            held=held,
+            lost=tally.lost,
+        )
         self.last_pass_at = self.rt.clock.now()
+        await store.replicas.beat(self.last_pass_at, passed=True)
         self.passes += 1
         seconds = time.monotonic() - started
         self.rt.metrics.passes.inc()
@@ -125,54 +167,32 @@ class Supervisor:
             await self.after_pass(report)
         return report
 
-    async def _take_jobs(
-        self, check_all: bool, retry_failed: bool
-    ) -> tuple[list[JobRow], tuple[Held, ...]]:
-        """The jobs this pass works on: wanted, not in another pass, and leased to us; and the
-        wanted jobs another process holds, so that a pass left with nothing can say why."""
-        store = self.rt.store
-        # A database file deleted under the daemon, or one that refuses writes, fails the pass
-        # (and so its health) at once, the same way every time: a pass with nothing to claim
-        # must not look healthy for having had nothing to write.
-        store.check_database_file()
-        await store.check_writable()
-        interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
-        now = self.rt.clock.now()
-        groups = [
-            await store.get_jobs_needing_fetch(),
-            await store.get_pending_batch_jobs_for_polling(interval, now),
-            await store.get_batch_jobs_pending_cleanup(),
-        ]
-        # Failed fetches are retried when asked, and by themselves once their retry is due.
-        groups.append(await store.get_fetch_failed_jobs(due_at=None if retry_failed else now))
-        wanted: dict[str, JobRow] = {}
-        for group in groups:
-            for job in group:
-                if job.batch_job_arn not in self.in_flight:
-                    wanted.setdefault(job.batch_job_arn, job)
-        # Reserved here before the next await, so an overlapping pass cannot take them too.
-        self.in_flight.update(wanted)
-        leased: set[str] = set()
-        try:
-            leased = await store.leases.claim(wanted, self.owner, now + LEASE, now)
-            # Read again now that they are ours: a pass that finished while this one was
-            # reading may have moved them on; work starts from what is stored.
-            jobs = await store.get_jobs(sorted(leased))
-        except BaseException:
-            self.in_flight.difference_update(wanted)
-            await store.leases.release(leased, self.owner)
-            raise
-        self.in_flight.difference_update(set(wanted) - leased)
-        others = await store.get_jobs(sorted(set(wanted) - leased))
-        return jobs, tuple(Held(j.batch_job_arn, j.claimed_by, j.claimed_until) for j in others)
+    async def _join(self) -> None:
+        """Registers this process among the replicas once, freeing at once the leases of the
+        process it replaced on this machine (a restart after a crash)."""
+        if self._joined:
+            return
+        dead = await self.rt.store.replicas.join(self.role, self.rt.clock.now())
+        if dead:
+            log.info("dead_replicas_released", owners=dead, detail="their leases freed")
+        self._joined = True
 
-    async def _survey(self, jobs: list[JobRow]) -> dict[str, BedrockJob]:
-        """The statuses of the jobs to check, from ListModelInvocationJobs: a page of up to
-        1,000 jobs a call instead of one GetModelInvocationJob per job. A job the listing does
-        not show (outside its window, on a page not reached) is read with a Get as before."""
-        pending = {j.batch_job_arn: j for j in jobs if awaiting_check(j)}
-        if len(pending) < LIST_FROM or self.rt.clock.now() < self._listing_denied_until:
-            return {}
+    async def _survey(self, interval: float) -> tuple[dict[str, BedrockJob], set[str]]:
+        """The statuses of the jobs due for a check, from ListModelInvocationJobs: a page of up
+        to 1,000 jobs a call instead of one GetModelInvocationJob per job. The jobs it shows
+        unchanged are recorded as checked in one statement each status, not a tracker each; a
+        job it does not show (outside its window, on a page not reached) is read with a Get."""
+        now = self.rt.clock.now()
+        if now < self._listing_denied_until:
+            return {}, set()
+        store = self.rt.store
+        pending = {
+            job.batch_job_arn: job
+            for job in await store.due_jobs((Step.CHECK,), now, interval, limit=SURVEY_LIMIT)
+            if job.batch_job_arn not in self.in_flight
+        }
+        if len(pending) < LIST_FROM:
+            return {}, set()
         dates = [j.submitted_at for j in pending.values()]
         # Strictly after: start a little before the oldest, so it is in the window.
         after = None if None in dates else min(d for d in dates if d) - timedelta(seconds=1)
@@ -190,76 +210,150 @@ class Supervisor:
                 log.warning("listing_denied", detail="checking jobs one by one", error=str(error))
             else:
                 log.warning("listing_failed", detail="checking jobs one by one", error=str(error))
-            return {}
-        return found
+            return {}, set()
+        by_status: dict[BedrockStatus, list[str]] = {}
+        for arn, summary in found.items():
+            if summary.status is pending[arn].bedrock_status:
+                by_status.setdefault(summary.status, []).append(arn)
+        unchanged = await store.record_unchanged(by_status, self.rt.clock.now())
+        return found, unchanged
 
-    async def _record_unchanged(
-        self, jobs: list[JobRow], listed: dict[str, BedrockJob]
-    ) -> set[str]:
-        """Jobs the listing shows unchanged, with nothing else to do: their check is one
-        statement for all of them, not a tracker each."""
-        unchanged = {
-            job.batch_job_arn
-            for job in jobs
-            if job.batch_job_arn in listed
-            and listed[job.batch_job_arn].status is job.bedrock_status
-            and awaiting_check(job)
-        }
-        await self.rt.store.mark_checked(sorted(unchanged), self.rt.clock.now())
-        return unchanged
-
-    async def _run_trackers(
-        self, jobs: list[JobRow], retry_failed: bool, listed: dict[str, BedrockJob]
-    ) -> PassReport:
-        steps: Counter[Step] = Counter()
-        interrupted = crashed = 0
-
-        async def one(job: JobRow) -> None:
-            nonlocal interrupted, crashed
-            async with self._limit.slot():
-                if self.rt.stopping.is_set():
-                    return
-                try:
-                    steps.update(
-                        await self.tracker.advance(
-                            job,
-                            retry_failed_fetch=retry_failed,
-                            listed=listed.get(job.batch_job_arn),
-                        )
-                    )
-                except Interrupted:
-                    interrupted += 1
-                    log.info("job_interrupted", job_arn=job.batch_job_arn)
-                except Exception as error:  # one job's failure must not stop the others
-                    crashed += 1
-                    if is_expected_failure(error):
-                        # The database or AWS failed: a line, not a traceback per job.
-                        log.error(
-                            "job_step_failed",
-                            job_arn=job.batch_job_arn,
-                            error=describe_pass_error(error),
-                        )
-                    else:
-                        log.exception("job_step_crashed", job_arn=job.batch_job_arn)
-
-        heartbeat = asyncio.create_task(self._extend_leases([j.batch_job_arn for j in jobs]))
+    async def _drain(
+        self,
+        interval: float,
+        retry_failed: bool,
+        listed: dict[str, BedrockJob],
+        done: set[str],
+    ) -> _Tally:
+        """Claims due jobs as slots free up and works on each once, until none is left."""
+        tally = _Tally()
+        running: dict[asyncio.Task[None], str] = {}
+        mine: set[str] = set()
+        keeper = asyncio.create_task(self._keep_leases(mine))
         try:
-            async with asyncio.TaskGroup() as group:
+            while not self.rt.stopping.is_set() and len(done) < PASS_JOB_LIMIT:
+                taken = self._slots.take_free()
+                # Claim in batches: when half the slots are free, or when nothing runs.
+                if taken and (running and taken < self._slots.half()):
+                    self._slots.give_back(taken)
+                    taken = 0
+                jobs = await self._claim(taken, interval, retry_failed, done) if taken else []
+                self._slots.give_back(taken - len(jobs))
                 for job in jobs:
-                    group.create_task(one(job))
+                    done.add(job.batch_job_arn)
+                    mine.add(job.batch_job_arn)
+                    self.in_flight.add(job.batch_job_arn)
+                    work = self._work(job, retry_failed, listed, tally)
+                    running[asyncio.create_task(work)] = job.batch_job_arn
+                tally.jobs += len(jobs)
+                if not running:
+                    break
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    mine.discard(running.pop(task))
         finally:
-            heartbeat.cancel()
-        return PassReport(len(jobs), steps, interrupted, crashed)
+            if running:
+                await asyncio.wait(running)
+            keeper.cancel()
+        return tally
 
-    async def _extend_leases(self, arns: list[str]) -> None:
-        """Keeps this pass's leases alive while its jobs are worked on: a fetch can take long."""
-        while arns:
-            await asyncio.sleep(LEASE.total_seconds() / 3)
-            lost = set(arns) - await self.rt.store.leases.extend(
-                arns, self.owner, self.rt.clock.now() + LEASE
+    async def _claim(
+        self, count: int, interval: float, retry_failed: bool, done: Collection[str]
+    ) -> list[JobRow]:
+        try:
+            return await self.rt.store.leases.claim(
+                count,
+                self.rt.clock.now(),
+                check_interval_seconds=interval,
+                retry_failed_fetch=retry_failed,
+                exclude=done,
             )
-            if lost:
+        except BaseException:
+            self._slots.give_back(count)
+            raise
+
+    async def _work(
+        self, job: JobRow, retry_failed: bool, listed: dict[str, BedrockJob], tally: _Tally
+    ) -> None:
+        arn = job.batch_job_arn
+        try:
+            if self.rt.stopping.is_set():
+                return
+            tally.steps.update(
+                await self.tracker.advance(
+                    job, retry_failed_fetch=retry_failed, listed=listed.get(arn)
+                )
+            )
+        except Interrupted:
+            tally.interrupted += 1
+            log.info("job_interrupted", job_arn=arn)
+        except (LeaseLost, StaleTransition) as lost:
+            # Another process has the job now: nothing more is written or deleted for it here.
+            tally.lost += 1
+            self.rt.metrics.leases_lost.inc()
+            log.warning("lease_lost", job_arn=arn, error=str(lost))
+        except Exception as error:  # one job's failure must not stop the others
+            tally.crashed += 1
+            if is_expected_failure(error):
+                # The database or AWS failed: a line, not a traceback per job.
+                log.error("job_step_failed", job_arn=arn, error=describe_pass_error(error))
+            else:
+                log.exception("job_step_crashed", job_arn=arn)
+        finally:
+            self.in_flight.discard(arn)
+            self._slots.give_back(1)
+            await self._release(arn)
+
+    async def _release(self, arn: str) -> None:
+        try:
+            await self.rt.store.leases.release([arn])
+        except StoreError as error:
+            # The lease runs out by itself; the job only waits for it.
+            log.warning("lease_release_failed", job_arn=arn, error=str(error))
+
+    async def _keep_leases(self, arns: set[str]) -> None:
+        """Renews this pass's leases once a third of the lease has gone by on the injected
+        clock, so a fetch that writes nothing for a while (a slow S3 stream) keeps its jobs."""
+        renewed = self.rt.clock.now()
+        while True:
+            await asyncio.sleep(LEASE_TICK_SECONDS)
+            now = self.rt.clock.now()
+            if not arns or now - renewed < self.rt.store.tenancy.lease / 3:
+                continue
+            held = await self.rt.store.leases.extend(set(arns), now)
+            await self.rt.store.replicas.beat(now)
+            renewed = now
+            if lost := set(arns) - held:
                 log.warning("leases_lost", jobs=sorted(lost))
+
+    async def _held(self, interval: float, retry_failed: bool) -> tuple[Held, ...]:
+        """Due jobs another process holds, so that a pass left with nothing can say why."""
+        now = self.rt.clock.now()
+        due = await self.rt.store.due_jobs(
+            tuple(Step), now, interval, retry_failed_fetch=retry_failed, limit=100
+        )
+        return tuple(
+            Held(job.batch_job_arn, job.claimed_by, job.claimed_until)
+            for job in due
+            if job.claimed_by not in (None, self.owner)
+            and job.claimed_until is not None
+            and job.claimed_until > now
+        )
+
+    async def clean_now(self, job: JobRow, *, force: bool) -> Outcome:
+        """Cleans one stored job at once (the CLI's and the API's cleanup), under a lease like
+        any pass; LeaseLost when another process holds it."""
+        now = self.rt.clock.now()
+        claimed = await self.rt.store.leases.claim(
+            1, now, check_interval_seconds=0, steps=(Step.CLEAN,), only=job.batch_job_arn
+        )
+        if not claimed:
+            fresh = await self.rt.store.get_job(job.batch_job_arn) or job
+            raise JobHeld(fresh)
+        try:
+            return await self.tracker.clean(claimed[0], force=force)
+        finally:
+            await self._release(job.batch_job_arn)
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -8,10 +8,8 @@ and every step is safe to run twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from datetime import timedelta
 from enum import StrEnum
-from typing import TypeVar
 
 import structlog
 
@@ -22,46 +20,33 @@ from batch_poller.cleanup import clean_job, needed_locations
 from batch_poller.domain import (
     BedrockStatus,
     JobStatus,
+    Step,
     auto_retry_delay,
     final_status,
-    has_results,
     internal_status,
+    is_due,
+    next_step,
     retry_delay,
 )
 from batch_poller.ingest import FetchError, IngestContext, Interrupted, ingest_job
 from batch_poller.pricing import cost, price_for
 from batch_poller.records import LINE_TOO_LONG
+from batch_poller.rows import JobRow
 from batch_poller.runtime import Runtime
-from batch_poller.store import JobRow, StoreError
+from batch_poller.store import LeaseLost, StaleTransition, StoreError
 
 log = structlog.get_logger("batch_poller.tracker")
-T = TypeVar("T")
 
 
-class Step(StrEnum):
+class Outcome(StrEnum):
+    """What one step did."""
+
     CHECKED = "checked"
     CHECK_FAILED = "check_failed"
     FETCHED = "fetched"
     FETCH_FAILED = "fetch_failed"
     CLEANED = "cleaned"
     CLEANUP_FAILED = "cleanup_failed"
-
-
-def awaiting_check(job: JobRow) -> bool:
-    return job.status in (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS) and not awaiting_fetch(job)
-
-
-def awaiting_fetch(job: JobRow) -> bool:
-    return (
-        job.bedrock_status is not None
-        and has_results(job.bedrock_status)
-        and job.results_fetched_at is None
-        and job.status is not JobStatus.FAILED
-    )
-
-
-def awaiting_cleanup(job: JobRow) -> bool:
-    return job.results_fetched_at is not None and job.cleanup_completed_at is None
 
 
 class JobTracker:
@@ -77,30 +62,33 @@ class JobTracker:
         *,
         retry_failed_fetch: bool = False,
         listed: BedrockJob | None = None,
-    ) -> list[Step]:
-        """Takes the job as far along its path as it can go now; returns the steps taken.
+    ) -> list[Outcome]:
+        """Takes the job as far along its path as it can go now, one step after the other as
+        `domain.next_step` names them; returns what each step did. The caller holds the job's
+        lease: every write below is refused (LeaseLost) once it is lost.
 
         `listed` is the job as this pass's ListModelInvocationJobs saw it, if it did.
         """
-        steps: list[Step] = []
+        outcomes: list[Outcome] = []
         with structlog.contextvars.bound_contextvars(job_arn=job.batch_job_arn):
-            if awaiting_check(job):
-                job, step = await self.check(job, listed)
-                steps.append(step)
-            if awaiting_fetch(job) and (retry_failed_fetch or self._fetch_due(job)):
+            if next_step(job) is Step.CHECK:
+                job, outcome = await self.check(job, listed)
+                outcomes.append(outcome)
+            if next_step(job) is Step.FETCH and self._fetch_due(job, retry_failed_fetch):
                 self._raise_if_stopping()
-                job, step = await self.fetch(job)
-                steps.append(step)
-            if awaiting_cleanup(job) and self.rt.settings.cleanup.enabled:
+                job, outcome = await self.fetch(job)
+                outcomes.append(outcome)
+            if next_step(job) is Step.CLEAN and self.rt.settings.cleanup.enabled:
                 self._raise_if_stopping()
-                steps.append(await self.clean(job))
-        return steps
+                outcomes.append(await self.clean(job))
+        return outcomes
 
-    def _fetch_due(self, job: JobRow) -> bool:
+    def _fetch_due(self, job: JobRow, retry_failed_fetch: bool) -> bool:
         """A job that failed its fetch waits for its automatic retry (or process-completed)."""
-        if job.status is not JobStatus.RESULT_FETCH_FAILED:
-            return True
-        return job.fetch_retry_at is not None and job.fetch_retry_at <= self.rt.clock.now()
+        now = self.rt.clock.now()
+        return is_due(
+            job, Step.FETCH, now, check_interval_seconds=0, retry_failed_fetch=retry_failed_fetch
+        )
 
     def _raise_if_stopping(self) -> None:
         if self.rt.stopping.is_set():
@@ -108,7 +96,7 @@ class JobTracker:
 
     # -- check -------------------------------------------------------------------------------
 
-    async def check(self, job: JobRow, listed: BedrockJob | None = None) -> tuple[JobRow, Step]:
+    async def check(self, job: JobRow, listed: BedrockJob | None = None) -> tuple[JobRow, Outcome]:
         """Reads the job's status: from the pass's listing when it shows no change, else with
         GetModelInvocationJob."""
         arn = job.batch_job_arn
@@ -121,20 +109,18 @@ class JobTracker:
             if not error.fatal_for_job:
                 # Throttling, an outage, expired credentials: none of them is the job's fault.
                 log.warning("status_check_failed", error=str(error), detail="retried next pass")
-                return job, Step.CHECK_FAILED
+                return job, Outcome.CHECK_FAILED
             log.error("job_failed", error=str(error), detail="Bedrock refused to describe it")
-            await _committed(self.rt.store.mark_check_failed(arn, str(error), self.rt.clock.now()))
-            return await self._reload(job), Step.CHECK_FAILED
+            await self.rt.store.mark_check_failed(arn, str(error), self.rt.clock.now())
+            return await self._reload(job), Outcome.CHECK_FAILED
         status = internal_status(remote.status)
-        await _committed(
-            self.rt.store.record_check(
-                arn,
-                bedrock_status=remote.status,
-                status=status,
-                message=remote.message,
-                completed_at=remote.ended_at,
-                now=self.rt.clock.now(),
-            )
+        await self.rt.store.record_check(
+            arn,
+            bedrock_status=remote.status,
+            status=status,
+            message=remote.message,
+            completed_at=remote.ended_at,
+            now=self.rt.clock.now(),
         )
         if remote.status is not job.bedrock_status:
             level = "error" if status is JobStatus.FAILED else "info"
@@ -144,11 +130,11 @@ class JobTracker:
                 previous=job.bedrock_status.value if job.bedrock_status else None,
                 message=remote.message,
             )
-        return await self._reload(job), Step.CHECKED
+        return await self._reload(job), Outcome.CHECKED
 
     # -- fetch -------------------------------------------------------------------------------
 
-    async def fetch(self, job: JobRow) -> tuple[JobRow, Step]:
+    async def fetch(self, job: JobRow) -> tuple[JobRow, Outcome]:
         arn = job.batch_job_arn
         assert job.bedrock_status is not None
         partial = job.bedrock_status is BedrockStatus.PARTIALLY_COMPLETED
@@ -157,14 +143,14 @@ class JobTracker:
             try:
                 async with self._fetches.slot():
                     totals, manifest = await ingest_job(job, partial, self._ingest_context(job))
-            except Interrupted:
+            except (Interrupted, LeaseLost, StaleTransition):
                 raise
             except Exception as error:  # any failure is an attempt: no job crashes every pass
                 if not isinstance(error, FetchError | AwsError | StoreError):
                     log.exception("result_fetch_error")
                 now = self.rt.clock.now()
                 self.rt.metrics.fetch_failures.inc()
-                await _committed(self.rt.store.increment_fetch_attempts(arn, str(error), now))
+                await self.rt.store.increment_fetch_attempts(arn, str(error), now)
                 if attempt == settings.max_retries:
                     delay = auto_retry_delay(
                         job.fetch_failures + 1,
@@ -178,17 +164,15 @@ class JobTracker:
                         error=str(error),
                         retry_at=None if retry_at is None else retry_at.isoformat(),
                     )
-                    await _committed(
-                        self.rt.store.mark_fetch_failed(arn, str(error), now, retry_at)
-                    )
-                    return await self._reload(job), Step.FETCH_FAILED
+                    await self.rt.store.mark_fetch_failed(arn, str(error), now, retry_at)
+                    return await self._reload(job), Outcome.FETCH_FAILED
                 delay = retry_delay(attempt, settings.retry_base_seconds)
                 log.warning("result_fetch_retry", attempt=attempt, error=str(error), delay=delay)
                 await self._pause(delay)
                 continue
             status = final_status(job.bedrock_status)
             stored_at = self.rt.clock.now()
-            await _committed(self.rt.store.mark_results_fetched(arn, totals, status, stored_at))
+            await self.rt.store.mark_results_fetched(arn, totals, status, stored_at)
             if job.completed_at is not None:
                 waited = (stored_at - job.completed_at).total_seconds()
                 self.rt.metrics.completion_to_stored.observe(max(waited, 0.0))
@@ -207,7 +191,7 @@ class JobTracker:
                 output_tokens=totals.output_tokens,
                 cost=None if totals.cost is None else f"{totals.cost:f}",
             )
-            return await self._reload(job), Step.FETCHED
+            return await self._reload(job), Outcome.FETCHED
         raise AssertionError("max_retries is at least 1")
 
     def _ingest_context(self, job: JobRow) -> IngestContext:
@@ -237,15 +221,15 @@ class JobTracker:
 
     # -- cleanup -----------------------------------------------------------------------------
 
-    async def clean(self, job: JobRow, *, force: bool = False) -> Step:
+    async def clean(self, job: JobRow, *, force: bool = False) -> Outcome:
         """Deletes the job's folders. A job with lines too long to store whole keeps them,
         unless forced: those lines exist nowhere else; so does a folder holding files that are
         not the job's own (`cleanup.check_no_strangers`)."""
         arn = job.batch_job_arn
-        # Another pass, the API or another daemon may have cleaned it since this row was read.
+        # Read again under the lease: the caller's copy may be older than its claim.
         job = await self._reload(job)
         if job.cleanup_completed_at is not None:
-            return Step.CLEANED
+            return Outcome.CLEANED
         totals = await self.rt.store.record_counts(arn)
         too_long = totals.by_error_code.get(LINE_TOO_LONG, 0)
         if too_long and not force:
@@ -262,11 +246,14 @@ class JobTracker:
         ]
 
         async def count(freed: int) -> None:
-            await _committed(self.rt.store.add_bytes_freed(arn, freed, self.rt.clock.now()))
+            # Fenced like every write: a process that lost the lease stops after this batch.
+            await self.rt.store.add_bytes_freed(arn, freed, self.rt.clock.now())
             self.rt.metrics.bytes_freed.inc(freed)
 
         # The stored results are what makes deleting the S3 copy safe: they must be in the file.
         self.rt.store.check_database_file()
+        # Deleting in S3 is outside any transaction: hold the lease right before it starts.
+        await self.rt.store.hold(arn, Step.CLEAN, self.rt.clock.now())
         try:
             outcome = await clean_job(
                 self.rt.s3,
@@ -280,31 +267,21 @@ class JobTracker:
             return await self._cleanup_refused(job, str(error))
         if outcome.refused:
             return await self._cleanup_refused(job, "; ".join(outcome.refused))
-        await _committed(self.rt.store.mark_cleanup_completed(arn, self.rt.clock.now()))
+        await self.rt.store.mark_cleanup_completed(arn, self.rt.clock.now())
         self.rt.metrics.cleanups.labels("done").inc()
         log.info(
             "cleanup_completed", objects=outcome.result.objects, bytes_freed=outcome.result.bytes
         )
-        return Step.CLEANED
+        return Outcome.CLEANED
 
-    async def _cleanup_refused(self, job: JobRow, why: str) -> Step:
+    async def _cleanup_refused(self, job: JobRow, why: str) -> Outcome:
         now = self.rt.clock.now()
-        attempts = await _committed(self.rt.store.record_cleanup_error(job.batch_job_arn, why, now))
+        attempts = await self.rt.store.record_cleanup_error(job.batch_job_arn, why, now)
         self.rt.metrics.cleanups.labels("failed").inc()
         log.error("cleanup_failed", error=why, attempts=attempts)
-        return Step.CLEANUP_FAILED
+        return Outcome.CLEANUP_FAILED
 
     async def _reload(self, job: JobRow) -> JobRow:
         fresh = await self.rt.store.get_job(job.batch_job_arn)
         assert fresh is not None, "a tracked job is never deleted"
         return fresh
-
-
-async def _committed(write: Awaitable[T]) -> T:
-    """A state write that survives cancellation: it finishes before the cancellation goes on."""
-    task = asyncio.ensure_future(write)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await task
-        raise

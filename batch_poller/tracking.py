@@ -9,8 +9,8 @@ from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.cleanup import CleanupRefused, check_owned_input, checked_prefix
 from batch_poller.domain import JOB_ARN_PATTERN, JobStatus, internal_status
+from batch_poller.rows import NewJob
 from batch_poller.runtime import Runtime
-from batch_poller.store import NewJob
 
 
 class TrackError(Exception):
@@ -111,11 +111,10 @@ async def _requeue_if_wrongly_failed(rt: Runtime, remote: BedrockJob) -> None:
     stored = await rt.store.get_job(remote.arn)
     failed_at_bedrock = internal_status(remote.status) is JobStatus.FAILED
     if stored is not None and stored.status is JobStatus.FAILED and not failed_at_bedrock:
-        await rt.store.record_check(
+        await rt.store.requeue_failed(
             remote.arn,
             bedrock_status=remote.status,
             status=internal_status(remote.status),
             message=remote.message,
-            completed_at=remote.ended_at,
             now=rt.clock.now(),
         )

@@ -15,7 +15,8 @@ from batch_poller.records import (
     cut_record_id,
     placeholder_id,
 )
-from batch_poller.store import JobRow, RecordRow, stored_record_id
+from batch_poller.rows import JobRow, RecordRow
+from batch_poller.store import stored_record_id
 from batch_poller.writing import FetchError, IngestContext, write_batches
 
 
@@ -87,7 +88,9 @@ async def store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
     await write_batches(job, unprocessed(), ctx)
     for line, record_id, model_input in inputs_of_cut_lines:
         note = f"{line.error_message}; the record is {record_id!r}, its modelInput kept here"
-        await ctx.store.keep_input_of_line(job.batch_job_arn, line.record_id, model_input, note)
+        await ctx.store.keep_input_of_line(
+            job.batch_job_arn, line.record_id, model_input, note, ctx.clock.now()
+        )
     if without_id:
         # Bedrock named these records itself: which of them it processed cannot be told, so
         # the input must stay where it is.

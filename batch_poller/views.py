@@ -9,10 +9,9 @@ from enum import Enum
 from typing import Any
 
 from batch_poller import __version__
-from batch_poller.domain import JobStatus
-from batch_poller.store import JobRow
-from batch_poller.supervisor import Supervisor
-from batch_poller.tracker import awaiting_check, awaiting_cleanup, awaiting_fetch
+from batch_poller.domain import JobStatus, Step, next_step
+from batch_poller.rows import JobRow
+from batch_poller.supervisor import Supervisor, replica_liveness
 
 TABLE_COLUMNS = (
     "batch_job_arn",
@@ -51,7 +50,7 @@ def cleanup_state(job: JobRow) -> str:
         return "done"
     if job.cleanup_attempts:
         return "failed"
-    if awaiting_cleanup(job):
+    if next_step(job) is Step.CLEAN:
         return "pending"
     return "kept" if job.status in (JobStatus.FAILED, JobStatus.RESULT_FETCH_FAILED) else "waiting"
 
@@ -68,11 +67,8 @@ def _plain(value: Any) -> Any:
 
 def auto_processing(job: JobRow) -> bool:
     """The daemon will move this job on by itself: it awaits a check, a fetch or a cleanup."""
-    return (
-        awaiting_check(job)
-        or awaiting_fetch(job)
-        or (awaiting_cleanup(job) and not job.cleanup_attempts)
-    )
+    step = next_step(job)
+    return step in (Step.CHECK, Step.FETCH) or (step is Step.CLEAN and not job.cleanup_attempts)
 
 
 async def status_document(supervisor: Supervisor, started_monotonic: float) -> dict[str, Any]:
@@ -92,6 +88,12 @@ async def status_document(supervisor: Supervisor, started_monotonic: float) -> d
         "failed_today": activity.failed_since,
         "cleanups_pending": activity.cleanups_pending,
         "jobs_in_flight": len(supervisor.in_flight),
+        # This process, and every process sharing the database with the jobs each holds.
+        "replica": supervisor.owner,
+        "replicas": [
+            replica.as_dict()
+            for replica in await rt.store.replicas.live(now, replica_liveness(rt.settings))
+        ],
         # health, failed_passes, failing_since, last_error: passes failing in a row, and why.
         **supervisor.health.as_dict(),
         "uptime_seconds": round(time.monotonic() - started_monotonic, 1),

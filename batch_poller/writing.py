@@ -16,14 +16,8 @@ from batch_poller.aws.s3 import S3
 from batch_poller.clock import Clock
 from batch_poller.config import ResultsSettings
 from batch_poller.metrics import Metrics
-from batch_poller.store import (
-    JobRow,
-    JobStore,
-    RecordRow,
-    StoreError,
-    WriteReport,
-    stored_record_id,
-)
+from batch_poller.rows import JobRow, RecordRow
+from batch_poller.store import JobStore, StoreError, WriteReport, stored_record_id
 
 log = structlog.get_logger("batch_poller.ingest")
 QUEUED_BATCHES = 4  # parsed batches waiting for the store: bounds memory, lets work overlap

@@ -87,3 +87,33 @@ async def list_keys(s3: Any, prefix: str, bucket: str = BUCKET) -> list[str]:
 def error_code(error: Exception) -> str:
     code: str = error.response["Error"]["Code"]  # type: ignore[attr-defined]
     return code
+
+
+def another_process(host: str = "elsewhere") -> Any:
+    """The identity of a process on another machine, for leases that are not this test's."""
+    from batch_poller.identity import Identity
+
+    return Identity(host=host, pid=1, token="0000aa", local_key=f"{host}|another machine")
+
+
+async def lease_to_another(store: Any, arn: str, now: Any, host: str = "elsewhere") -> str:
+    """Leases a due job to a process on another machine, through the store's own claim;
+    returns that process's owner name."""
+    from batch_poller.store import JobStore
+
+    other = JobStore(store.engine, another_process(host))
+    claimed = await other.leases.claim(1, now, check_interval_seconds=0, only=arn)
+    assert [job.batch_job_arn for job in claimed] == [arn], "the job was not free to lease"
+    return other.owner
+
+
+@contextlib.asynccontextmanager
+async def leased(store: Any, arn: str, now: Any) -> Any:
+    """Holds the job's lease for the store's own process while a test writes its state by hand
+    (what a crash left, say), as the daemon would; gives it back afterwards."""
+    claimed = await store.leases.claim(1, now, check_interval_seconds=0, only=arn)
+    assert [job.batch_job_arn for job in claimed] == [arn], "the job was not free to lease"
+    try:
+        yield
+    finally:
+        await store.leases.release([arn])

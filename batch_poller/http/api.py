@@ -12,13 +12,13 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from batch_poller.domain import parse_job_status
+from batch_poller.domain import Step, next_step, parse_job_status
 from batch_poller.http.errors import ApiError, bad_request, conflict, not_found
 from batch_poller.http.openapi import openapi_document
 from batch_poller.http.schemas import MAX_OFFSET
-from batch_poller.store import JobRow
-from batch_poller.supervisor import Supervisor
-from batch_poller.tracker import Step, awaiting_cleanup
+from batch_poller.rows import JobRow
+from batch_poller.supervisor import JobHeld, Supervisor
+from batch_poller.tracker import Outcome
 from batch_poller.tracking import TrackError, track_jobs
 from batch_poller.views import job_document, job_summary, status_document
 
@@ -221,13 +221,16 @@ async def cleanup_job(request: web.Request) -> web.Response:
     job = await _job(request)
     supervisor = _context(request).supervisor
     if job.cleanup_completed_at is None:
-        if not awaiting_cleanup(job):
+        if next_step(job) is not Step.CLEAN:
             raise conflict(
                 f"{job.batch_job_arn} is {job.status.value}: its results are not stored yet, "
                 "so its S3 folders are kept"
             )
-        step = await supervisor.tracker.clean(job, force=body.force)
+        try:
+            outcome = await supervisor.clean_now(job, force=body.force)
+        except JobHeld as held:
+            raise conflict(str(held)) from None
         job = await _job(request)
-        if step is not Step.CLEANED:
+        if outcome is not Outcome.CLEANED:
             raise conflict(f"cleanup refused: {job.last_error}")
     return _json(job_document(job))

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from batch_poller.domain import JOB_ARN_PATTERN, BedrockStatus, JobStatus
-from batch_poller.tracker import Step
+from batch_poller.tracker import Outcome
 
 MAX_OFFSET = 10**9
 # The domain's ARN pattern in the JSON Schema dialect: no named groups, $ for \Z.
@@ -85,6 +85,8 @@ SCHEMAS: dict[str, Any] = {
             "failed_today",
             "cleanups_pending",
             "jobs_in_flight",
+            "replica",
+            "replicas",
             "uptime_seconds",
             "version",
         ],
@@ -98,8 +100,24 @@ SCHEMAS: dict[str, Any] = {
             "failed_today": _COUNT,
             "cleanups_pending": _COUNT,
             "jobs_in_flight": _COUNT,
+            "replica": {"type": "string"},
+            "replicas": {"type": "array", "items": {"$ref": "#/components/schemas/Replica"}},
             "uptime_seconds": {"type": "number", "minimum": 0},
             "version": {"type": "string"},
+        },
+    },
+    "Replica": {
+        "type": "object",
+        "required": ["owner", "host", "pid", "role", "started_at", "seen_at", "last_pass_at"],
+        "properties": {
+            "owner": {"type": "string"},
+            "host": {"type": "string"},
+            "pid": {"type": "integer"},
+            "role": {"enum": ["daemon", "command"]},
+            "started_at": {"type": "string", "format": "date-time"},
+            "seen_at": {"type": "string", "format": "date-time"},
+            "last_pass_at": _TIME,
+            "jobs": {"type": "array", "items": {"type": "string"}},
         },
     },
     "PassDone": {
@@ -108,7 +126,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "report": {
                 "type": "object",
-                "required": ["jobs", *(step.value for step in Step)],
+                "required": ["jobs", *(outcome.value for outcome in Outcome)],
                 "additionalProperties": _COUNT,
             }
         },

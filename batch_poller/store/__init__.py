@@ -1,29 +1,24 @@
 """Persistence for tracked jobs and their result records (SQLite or PostgreSQL)."""
 
+from batch_poller.rows import JobRow, NewJob, RecordRow, RecordTotals
 from batch_poller.store.engine import make_engine
 from batch_poller.store.errors import StoreError, describe_database_error
-from batch_poller.store.jobs import (
-    Activity,
-    JobRow,
-    JobStore,
-    NewJob,
-    RecordRow,
-    RecordTotals,
-    UnknownJobError,
-    WriteReport,
-    open_store,
-    stored_record_id,
-    stored_text,
-)
+from batch_poller.store.guards import LeaseLost, StaleTransition, UnknownJobError
+from batch_poller.store.jobs import JobStore, open_store
 from batch_poller.store.migrations import current_version, upgrade
+from batch_poller.store.reads import Activity
+from batch_poller.store.records import WriteReport
+from batch_poller.store.text import stored_record_id, stored_text
 
 __all__ = [
     "Activity",
     "JobRow",
     "JobStore",
+    "LeaseLost",
     "NewJob",
     "RecordRow",
     "RecordTotals",
+    "StaleTransition",
     "StoreError",
     "UnknownJobError",
     "WriteReport",

@@ -154,12 +154,33 @@ def _m5_fetch_retries_and_raw_bytes(conn: Connection) -> None:
     _add_columns(conn, "batch_records", Column("raw_bytes", LargeBinary))
 
 
+def _m6_replicas(conn: Connection) -> None:
+    """The processes sharing the database, each with its heartbeat; leases found by owner."""
+    md = MetaData()
+    Table(
+        "replicas",
+        md,
+        Column("owner", Text, primary_key=True),
+        Column("host", Text, nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("local_key", Text, nullable=False),
+        Column("role", Text, nullable=False),
+        Column("started_at", UTCDateTime, nullable=False),
+        Column("seen_at", UTCDateTime, nullable=False),
+        Column("last_pass_at", UTCDateTime),
+    )
+    md.create_all(conn)
+    jobs = Table("bedrock_batch_jobs", MetaData(), Column("claimed_by", Text))
+    Index("ix_bedrock_batch_jobs_claimed_by", jobs.c.claimed_by).create(conn)
+
+
 MIGRATIONS: Sequence[Migration] = (
     _m1_initial,
     _m2_cleanup_accounting,
     _m3_raw_text,
     _m4_leases,
     _m5_fetch_retries_and_raw_bytes,
+    _m6_replicas,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "tables.SCHEMA_VERSION must follow MIGRATIONS"
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -97,6 +97,7 @@ bedrock_batch_jobs = Table(
     Column("fetch_retry_at", UTCDateTime),
     Index("ix_bedrock_batch_jobs_status_checked", "status", "last_checked_at"),
     Index("ix_bedrock_batch_jobs_job_id", "job_id"),
+    Index("ix_bedrock_batch_jobs_claimed_by", "claimed_by"),
 )
 
 batch_records = Table(
@@ -125,6 +126,21 @@ batch_records = Table(
     # The exact bytes of such a line, when raw_text cannot hold them (invalid UTF-8, NUL).
     Column("raw_bytes", LargeBinary),
     CheckConstraint("outcome IN ('ok', 'error')", name="ck_batch_records_outcome"),
+)
+
+# The processes that share the database (store/replicas.py): who, where, and when last seen.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("owner", Text, primary_key=True),
+    Column("host", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    # Processes with the same key can tell by a pid whether the other still runs.
+    Column("local_key", Text, nullable=False),
+    Column("role", Text, nullable=False),  # "daemon" or "command"
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+    Column("last_pass_at", UTCDateTime),
 )
 
 schema_version = Table(

@@ -14,9 +14,8 @@ from batch_poller.cli import main
 from batch_poller.config import load_settings
 from batch_poller.emulator.server import Endpoints
 from batch_poller.store.tables import SCHEMA_VERSION
-from batch_poller.supervisor import LEASE
 from batch_poller.views import TABLE_COLUMNS
-from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input
+from tests.helpers import BUCKET, create_job, lease_to_another, list_keys, make_records, put_input
 from tests.processes import write_config
 
 UNKNOWN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefabcdef"
@@ -171,12 +170,12 @@ async def test_process_completed_names_the_jobs_another_process_holds(
     await control.finish(job, "Completed")
     async with open_runtime(load_settings(str(config))) as rt:
         now = rt.clock.now()
-        await rt.store.leases.claim([job], "batch-poller@elsewhere", now + LEASE, now)
+        owner = await lease_to_another(rt.store, job, now)
 
     code, out, err = await cli(capsys, config, "process-completed")
 
     assert code == 0 and json.loads(out)["jobs"] == 0 and json.loads(out)["held"] == 1
-    assert f"{job} left alone: leased by batch-poller@elsewhere until 20" in err
+    assert f"{job} left alone: leased by {owner} until 20" in err
 
 
 async def test_db_upgrade_reports_the_version(capsys: Any, config: Path, endpoints: Any) -> None:

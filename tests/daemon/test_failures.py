@@ -14,7 +14,15 @@ from batch_poller.supervisor import Supervisor
 from batch_poller.tracking import track_jobs
 from tests.daemon.test_lifecycle import stored_records
 from tests.daemon_fixtures import FakeClock, JobFactory
-from tests.helpers import BUCKET, create_job, list_keys, make_records, put_input, read_object
+from tests.helpers import (
+    BUCKET,
+    create_job,
+    leased,
+    list_keys,
+    make_records,
+    put_input,
+    read_object,
+)
 
 
 def _folder(arn: str) -> str:
@@ -266,20 +274,21 @@ async def test_a_half_fetched_job_is_fetched_again_without_duplicates(
     from batch_poller.domain import BedrockStatus
     from batch_poller.records import parse_line
 
-    await runtime.store.record_check(
-        arn,
-        bedrock_status=BedrockStatus.COMPLETED,
-        status=JobStatus.IN_PROGRESS,
-        message=None,
-        completed_at=clock.now(),
-        now=clock.now(),
-    )
     lines = (await read_object(s3, _folder(arn) + "input.jsonl.out")).splitlines()
     some = [
         parse_line(line, source_file="input.jsonl.out", line_number=n, store_model_input=False)
         for n, line in enumerate(lines[:4], start=1)
     ]
-    await runtime.store.write_records(arn, some, clock.now())
+    async with leased(runtime.store, arn, clock.now()):
+        await runtime.store.record_check(
+            arn,
+            bedrock_status=BedrockStatus.COMPLETED,
+            status=JobStatus.IN_PROGRESS,
+            message=None,
+            completed_at=clock.now(),
+            now=clock.now(),
+        )
+        await runtime.store.write_records(arn, some, clock.now())
 
     async with open_runtime(make_settings(), clock=clock) as restarted:
         await build_supervisor(restarted).run_pass(check_all=True)

@@ -11,12 +11,21 @@ import pytest
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.runtime import Runtime
+from batch_poller.store.guards import DEFAULT_LEASE as LEASE
 from batch_poller.store.tables import bedrock_batch_jobs
-from batch_poller.supervisor import LEASE, Held, Supervisor
+from batch_poller.supervisor import Held, Supervisor
 from batch_poller.tracking import TrackError, track_jobs
 from tests.daemon.test_lifecycle import stored_records
 from tests.daemon_fixtures import FakeClock
-from tests.helpers import BUCKET, create_job, list_keys, make_records, nova_input, put_input
+from tests.helpers import (
+    BUCKET,
+    create_job,
+    lease_to_another,
+    list_keys,
+    make_records,
+    nova_input,
+    put_input,
+)
 
 
 async def test_the_same_record_ids_in_two_input_files_are_both_kept(
@@ -76,7 +85,7 @@ async def test_a_line_over_the_limit_is_kept_as_an_error_and_blocks_cleanup_unti
         refused = await rt.store.get_job(arn)
         kept = await list_keys(s3, "output/")
         assert refused is not None
-        await supervisor.tracker.clean(refused, force=True)
+        await supervisor.clean_now(refused, force=True)
         forced = await rt.store.get_job(arn)
 
     assert stored["small"].outcome == "ok"
@@ -194,7 +203,7 @@ async def test_a_job_leased_by_another_daemon_is_left_alone_until_the_lease_runs
     arn = await submit(3)
     await control.finish(arn, "Completed")
     now = clock.now()
-    assert await runtime.store.leases.claim([arn], "other-host", now + LEASE, now) == {arn}
+    other = await lease_to_another(runtime.store, arn, now)
 
     held = await supervisor.run_pass()
     clock.current += LEASE + timedelta(seconds=1)
@@ -202,7 +211,7 @@ async def test_a_job_leased_by_another_daemon_is_left_alone_until_the_lease_runs
 
     job = await runtime.store.get_job(arn)
     assert held.jobs == 0
-    assert held.held == (Held(arn, "other-host", now + LEASE),)
+    assert held.held == (Held(arn, other, now + LEASE),)
     assert taken_over.as_dict()["fetched"] == 1 and taken_over.held == ()
     assert job is not None and job.status is JobStatus.COMPLETED
     assert job.claimed_by is None  # released after the pass

@@ -104,7 +104,7 @@ async def test_result_files_below_the_jobs_folder_are_not_read_nor_deleted_unfor
     await supervisor.run_pass()
     kept = await runtime.store.get_job(arn)
     assert kept is not None
-    await supervisor.tracker.clean(kept, force=True)
+    await supervisor.clean_now(kept, force=True)
 
     job = await runtime.store.get_job(arn)
     assert kept.status is JobStatus.COMPLETED and kept.total_records == 3

@@ -1,0 +1,111 @@
+"""The rows the daemon reads and writes: a tracked job, a result record, a job's record totals.
+
+Plain values, shared by the store, the parser, the cleanup guards and the views, so none of
+those imports the persistence layer to name what it handles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from batch_poller.domain import BedrockStatus, JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What the daemon knows about a job when it starts tracking it."""
+
+    arn: str
+    job_id: str | None = None  # derived from the ARN when None
+    job_name: str | None = None
+    model_id: str | None = None
+    bedrock_status: BedrockStatus | None = None
+    status: JobStatus = JobStatus.SUBMITTED
+    message: str | None = None
+    input_s3_uri: str | None = None
+    output_s3_prefix: str | None = None
+    s3_folder: str | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One row of bedrock_batch_jobs."""
+
+    batch_job_arn: str
+    job_id: str
+    job_name: str | None
+    model_id: str | None
+    status: JobStatus
+    bedrock_status: BedrockStatus | None
+    message: str | None
+    input_s3_uri: str | None
+    s3_folder: str | None
+    output_s3_prefix: str | None
+    submitted_at: datetime | None
+    last_checked_at: datetime | None
+    completed_at: datetime | None
+    results_fetched_at: datetime | None
+    results_fetch_attempts: int
+    last_error: str | None
+    cleanup_completed_at: datetime | None
+    cleanup_attempts: int
+    total_records: int | None
+    success_records: int | None
+    error_records: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: Decimal | None
+    bytes_freed: int | None
+    created_at: datetime
+    updated_at: datetime
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+    fetch_failures: int = 0
+    fetch_retry_at: datetime | None = None
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> JobRow:
+        values = dict(row)
+        values["status"] = JobStatus(values["status"])
+        if values["bedrock_status"] is not None:
+            values["bedrock_status"] = BedrockStatus(values["bedrock_status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """One result record, as an ingester produces it."""
+
+    record_id: str
+    outcome: str  # "ok" | "error"
+    model_output: str | None = None
+    model_input: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    source_file: str | None = None
+    line_number: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: Decimal | None = None
+    raw_text: str | None = None
+    # The line's exact bytes, set only when raw_text cannot hold them.
+    raw_bytes: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTotals:
+    """Aggregates over one job's stored records."""
+
+    total: int = 0
+    ok: int = 0
+    error: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # None when no record has a cost: the model had no price, which is not a cost of zero.
+    cost: Decimal | None = None
+    by_error_code: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,89 @@
+"""Fencing: a write for a job names the step the job must still be at and the lease the writer
+must still hold. A write that matches no row is refused with the reason, never made silently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from batch_poller.domain import JobStatus, Step, next_step
+from batch_poller.identity import Identity
+from batch_poller.rows import JobRow
+from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+
+DEFAULT_LEASE = timedelta(minutes=5)
+
+
+class UnknownJobError(LookupError):
+    """An update named a job the store does not track."""
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the job's lease: another took the job over, or the lease ran
+    out. It must write nothing more for the job and delete nothing."""
+
+    def __init__(self, arn: str, owner: str, holder: str | None, until: datetime | None) -> None:
+        held = "nobody" if holder is None else holder
+        when = "" if until is None else f" until {until.isoformat()}"
+        super().__init__(f"{arn}: lease lost by {owner}; held by {held}{when}")
+        self.arn = arn
+        self.holder = holder
+
+
+class StaleTransition(Exception):
+    """The job is no longer at the step the write was made for: something else moved it on."""
+
+    def __init__(self, arn: str, step: Step, status: JobStatus, now_needs: Step | None) -> None:
+        needed = "nothing" if now_needs is None else now_needs.value
+        super().__init__(
+            f"{arn}: a {step.value} step's write refused: the job is {status.value} "
+            f"and needs {needed}"
+        )
+        self.arn = arn
+
+
+@dataclass
+class Tenancy:
+    """This process's name in leases, and how long a lease it takes. The lease length follows
+    the configuration ([poller] lease_seconds), so it can change on reload."""
+
+    identity: Identity = field(default_factory=Identity.of_this_process)
+    lease: timedelta = DEFAULT_LEASE
+
+    @property
+    def owner(self) -> str:
+        return self.identity.owner
+
+    def until(self, now: datetime) -> datetime:
+        return now + self.lease
+
+
+def held_by(owner: str, now: datetime) -> ColumnElement[bool]:
+    """The owner holds a lease that has not run out."""
+    return and_(_JOBS.c.claimed_by == owner, _JOBS.c.claimed_until > now)
+
+
+def free_or_held_by(owner: str, now: datetime) -> ColumnElement[bool]:
+    """Nobody else holds a live lease on the job."""
+    return or_(
+        _JOBS.c.claimed_until.is_(None),
+        _JOBS.c.claimed_until <= now,
+        _JOBS.c.claimed_by == owner,
+    )
+
+
+async def refusal(
+    conn: AsyncConnection, arn: str, step: Step, owner: str, now: datetime
+) -> Exception:
+    """Why a guarded write of `arn` matched no row, read in the write's own transaction."""
+    found = (await conn.execute(select(_JOBS).where(_JOBS.c.batch_job_arn == arn))).mappings()
+    row = found.first()
+    if row is None:
+        return UnknownJobError(arn)
+    job = JobRow.from_mapping(row)
+    if job.claimed_by != owner or job.claimed_until is None or job.claimed_until <= now:
+        return LeaseLost(arn, owner, job.claimed_by, job.claimed_until)
+    return StaleTransition(arn, step, job.status, next_step(job))

@@ -1,0 +1,172 @@
+"""A job's result records: fenced upserts while its results are fetched, and the reads that
+check them against the manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from batch_poller.domain import Step
+from batch_poller.rows import RecordRow, RecordTotals
+from batch_poller.store.engine import dialect_insert
+from batch_poller.store.errors import store_operation
+from batch_poller.store.guards import Tenancy
+from batch_poller.store.tables import batch_records as _RECORDS
+from batch_poller.store.text import stored_row, stored_text
+from batch_poller.store.transactions import Transactions
+from batch_poller.store.transitions import guarded_update
+
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteReport:
+    written: int
+    # Rows not written: their record id belongs to another line already.
+    conflicts: list[RecordRow]
+
+
+def _origin(row: RecordRow) -> tuple[str | None, int | None]:
+    return row.source_file, row.line_number
+
+
+def _params(arn: str, now: datetime, row: RecordRow) -> dict[str, Any]:
+    values = {f: getattr(row, f) for f in _RECORD_FIELDS}
+    values["batch_job_arn"] = arn
+    values["stored_at"] = now
+    return values
+
+
+class RecordStore:
+    tx: Transactions
+    tenancy: Tenancy
+
+    @store_operation("store records")
+    async def write_records(
+        self, arn: str, rows: Sequence[RecordRow], now: datetime
+    ) -> WriteReport:
+        """Upserts records in one transaction, fenced: only while this process holds the job's
+        lease and the job still needs its results fetched.
+
+        A record written again from the same file and line replaces the stored one, so a
+        resumed ingest is harmless. A row whose record id is already taken by another line is
+        not written: it comes back in `conflicts`, for the caller to store under another id.
+        """
+        unique: dict[str, RecordRow] = {}
+        conflicts: list[RecordRow] = []
+        for row in map(stored_row, rows):
+            earlier = unique.get(row.record_id)
+            if earlier is not None and _origin(earlier) != _origin(row):
+                conflicts.append(row)
+            else:
+                unique[row.record_id] = row
+        params = [_params(arn, now, r) for r in unique.values()]
+
+        async def write(conn: AsyncConnection) -> set[str]:
+            await guarded_update(conn, self.tenancy, arn, Step.FETCH, now, {})
+            if not params:
+                return set()
+            stmt = dialect_insert(conn.dialect.name, _RECORDS)
+            replaced = {c.name: stmt.excluded[c.name] for c in _RECORDS.c if not c.primary_key}
+            same_line = and_(
+                _RECORDS.c.source_file.is_not_distinct_from(stmt.excluded.source_file),
+                _RECORDS.c.line_number.is_not_distinct_from(stmt.excluded.line_number),
+            )
+            upsert = stmt.on_conflict_do_update(
+                index_elements=[_RECORDS.c.batch_job_arn, _RECORDS.c.record_id],
+                set_=replaced,
+                where=same_line,
+            ).returning(_RECORDS.c.record_id)
+            return set((await conn.execute(upsert, params)).scalars())
+
+        written = await self.tx.write(write)
+        conflicts += [row for row in unique.values() if row.record_id not in written]
+        return WriteReport(len(written), conflicts)
+
+    @store_operation("keep a line's input")
+    async def keep_input_of_line(
+        self, arn: str, record_id: str, model_input: str, error_message: str, now: datetime
+    ) -> None:
+        """Keeps a record's input with the stored line that stands for it (a line cut inside
+        its id, told by what was left of it)."""
+
+        async def write(conn: AsyncConnection) -> None:
+            await guarded_update(conn, self.tenancy, arn, Step.FETCH, now, {})
+            await conn.execute(
+                update(_RECORDS)
+                .where(_RECORDS.c.batch_job_arn == arn, _RECORDS.c.record_id == record_id)
+                .values(model_input=model_input, error_message=stored_text(error_message))
+            )
+
+        await self.tx.write(write)
+
+    @store_operation("count records")
+    async def record_counts(self, arn: str) -> RecordTotals:
+        """Totals from one GROUP BY (outcome, error_code) query, summed up here."""
+        query = (
+            select(
+                _RECORDS.c.outcome,
+                _RECORDS.c.error_code,
+                func.count(),
+                func.coalesce(func.sum(_RECORDS.c.input_tokens), 0),
+                func.coalesce(func.sum(_RECORDS.c.output_tokens), 0),
+                func.sum(_RECORDS.c.cost),
+            )
+            .where(_RECORDS.c.batch_job_arn == arn)
+            .group_by(_RECORDS.c.outcome, _RECORDS.c.error_code)
+        )
+
+        async def read(conn: AsyncConnection) -> RecordTotals:
+            total = ok = error = input_tokens = output_tokens = 0
+            cost: Decimal | None = None
+            by_error_code: dict[str, int] = {}
+            for outcome, code, count, tokens_in, tokens_out, cost_sum in await conn.execute(query):
+                total += count
+                input_tokens += int(tokens_in)
+                output_tokens += int(tokens_out)
+                if cost_sum is not None:
+                    cost = (cost or Decimal(0)) + cost_sum
+                if outcome == "ok":
+                    ok += count
+                else:
+                    error += count
+                    if code is not None:
+                        by_error_code[code] = by_error_code.get(code, 0) + count
+            return RecordTotals(total, ok, error, input_tokens, output_tokens, cost, by_error_code)
+
+        return await self.tx.read(read)
+
+    @store_operation("read unreadable lines")
+    async def unreadable_lines(self, arn: str, codes: Sequence[str]) -> list[RecordRow]:
+        """The job's records with these error codes (lines kept because they were not
+        records): ids, origins and raw text."""
+        query = select(
+            _RECORDS.c.record_id,
+            _RECORDS.c.error_code,
+            _RECORDS.c.error_message,
+            _RECORDS.c.source_file,
+            _RECORDS.c.line_number,
+            _RECORDS.c.raw_text,
+        ).where(_RECORDS.c.batch_job_arn == arn, _RECORDS.c.error_code.in_(list(codes)))
+
+        async def read(conn: AsyncConnection) -> list[RecordRow]:
+            result = await conn.execute(query)
+            return [RecordRow(outcome="error", **row) for row in result.mappings()]
+
+        return await self.tx.read(read)
+
+    @store_operation("read record ids")
+    async def record_ids(self, arn: str) -> set[str]:
+        query = select(_RECORDS.c.record_id).where(_RECORDS.c.batch_job_arn == arn)
+
+        async def read(conn: AsyncConnection) -> set[str]:
+            return set((await conn.execute(query)).scalars())
+
+        return await self.tx.read(read)

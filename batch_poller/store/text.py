@@ -1,0 +1,44 @@
+"""Text as the store keeps it, the same on both databases."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from typing import Any
+
+from batch_poller.rows import RecordRow
+
+# Text that may hold a NUL character; JSON text (model_output, model_input) is escaped already.
+_TEXT_FIELDS = ("error_code", "error_message", "raw_text")
+
+# PostgreSQL indexes at most ~2,700 bytes of a key; an id is kept whole up to this many.
+MAX_RECORD_ID_BYTES = 1024
+
+
+def stored_text(value: str) -> str:
+    """Text as the store keeps it. PostgreSQL text cannot hold NUL characters (SQLite can):
+    the same data in both."""
+    return value.replace("\x00", "\ufffd")
+
+
+def stored_record_id(record_id: str) -> str:
+    """A record id as the store keeps it: NUL replaced, and an id too long for an index cut
+    to its start and a digest of the whole, the same wherever it is met (output or input)."""
+    text = stored_text(record_id)
+    if len(text.encode()) <= MAX_RECORD_ID_BYTES:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"{text[:200]}...sha256:{digest}"
+
+
+def stored_row(row: RecordRow) -> RecordRow:
+    """The row as the store keeps it. Ids are compared after this, so an id is compared with
+    itself as written."""
+    changes: dict[str, Any] = {
+        name: stored_text(value)
+        for name in _TEXT_FIELDS
+        if (value := getattr(row, name)) is not None and "\x00" in value
+    }
+    if (record_id := stored_record_id(row.record_id)) != row.record_id:
+        changes["record_id"] = record_id
+    return dataclasses.replace(row, **changes) if changes else row

@@ -1,0 +1,91 @@
+"""The one place where the store opens transactions: a write survives the cancellation of the
+task that asked for it, and a transient failure (a lost PostgreSQL connection, a server
+restarting, SQLite busy, a deadlock) is retried with backoff before it becomes an error."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+log = structlog.get_logger("batch_poller.store")
+T = TypeVar("T")
+Work = Callable[[AsyncConnection], Awaitable[T]]
+
+ATTEMPTS = 5  # about 3 s of waits in all: a PostgreSQL restart, a short SQLite lock
+# SQLSTATE classes worth another try: connection exceptions, the server shutting down or
+# starting, serialization failures and deadlocks.
+# (Not 57014, a statement timeout: trying again would time out again.)
+_TRANSIENT_CLASSES = ("08", "57P", "40")
+_SQLITE_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def is_transient(error: BaseException) -> bool:
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    if isinstance(original, sqlite3.OperationalError):
+        return (original.sqlite_errorcode & 0xFF) in _SQLITE_TRANSIENT
+    code = str(getattr(original, "sqlstate", None) or "")
+    if code.startswith(_TRANSIENT_CLASSES):
+        return True
+    cause = getattr(original, "__cause__", None)
+    return isinstance(cause, OSError | ConnectionError)
+
+
+class Transactions:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def write(self, work: Work[T]) -> T:
+        """Runs `work` in one transaction that commits even if the caller is cancelled: the
+        state it records (results stored, a folder deleted) must not be lost half-way."""
+        task = asyncio.ensure_future(self._retried(work, write=True))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    async def read(self, work: Work[T]) -> T:
+        return await self._retried(work, write=False)
+
+    async def _retried(self, work: Work[T], *, write: bool) -> T:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(ATTEMPTS),
+            wait=wait_exponential(multiplier=0.2, max=2),
+            before_sleep=_log_retry,
+            reraise=True,
+        ):
+            with attempt:
+                if write:
+                    async with self.engine.begin() as conn:
+                        return await work(conn)
+                async with self.engine.connect() as conn:
+                    return await work(conn)
+        raise AssertionError("AsyncRetrying returns or raises")
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "database_retry",
+        attempt=state.attempt_number,
+        error=type(error).__name__ if error else None,
+        detail="a transient database failure; trying again",
+    )

@@ -1,0 +1,240 @@
+"""Status changes. Each one is made by a step and names it: the job must still need that step
+(domain.next_step) and this process must hold its lease, or the write is refused with
+LeaseLost / StaleTransition. Every change also extends the lease, so a job that is being
+worked on keeps it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from batch_poller.domain import RESULTS_STORED, BedrockStatus, JobStatus, Step
+from batch_poller.rows import RecordTotals
+from batch_poller.store.errors import store_operation
+from batch_poller.store.guards import Tenancy, free_or_held_by, held_by, refusal
+from batch_poller.store.steps import needs
+from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+from batch_poller.store.transactions import Transactions
+
+_C = _JOBS.c
+
+
+class JobTransitions:
+    tx: Transactions
+    tenancy: Tenancy
+
+    # -- check ---------------------------------------------------------------------------
+
+    @store_operation("record a check")
+    async def record_check(
+        self,
+        arn: str,
+        *,
+        bedrock_status: BedrockStatus | None,
+        status: JobStatus,
+        message: str | None,
+        completed_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        values: dict[str, Any] = {
+            "last_checked_at": now,
+            "bedrock_status": None if bedrock_status is None else bedrock_status.value,
+            "status": status.value,
+            "message": message,
+        }
+        if completed_at is not None:
+            values["completed_at"] = completed_at
+        await self._transition(arn, Step.CHECK, now, values)
+
+    @store_operation("mark a check failed")
+    async def mark_check_failed(self, arn: str, error: str, now: datetime) -> None:
+        """Bedrock refused to describe the job for good (not found, access denied)."""
+        await self._transition(
+            arn,
+            Step.CHECK,
+            now,
+            {"status": JobStatus.FAILED.value, "last_error": error, "last_checked_at": now},
+        )
+
+    @store_operation("requeue a failed job")
+    async def requeue_failed(
+        self,
+        arn: str,
+        *,
+        bedrock_status: BedrockStatus,
+        status: JobStatus,
+        message: str | None,
+        now: datetime,
+    ) -> bool:
+        """Puts a FAILED job back on its path with Bedrock's own status (tracking it again
+        after its checks were refused). No step holds a FAILED job, so no lease is taken: the
+        write only requires that it is still FAILED and nobody else holds it."""
+        stmt = (
+            update(_JOBS)
+            .where(_C.batch_job_arn == arn, _C.status == JobStatus.FAILED.value)
+            .where(free_or_held_by(self.tenancy.owner, now))
+            .values(
+                status=status.value,
+                bedrock_status=bedrock_status.value,
+                message=message,
+                last_checked_at=now,
+                updated_at=now,
+            )
+            .returning(_C.batch_job_arn)
+        )
+
+        async def write(conn: AsyncConnection) -> bool:
+            return (await conn.execute(stmt)).first() is not None
+
+        return await self.tx.write(write)
+
+    @store_operation("record checks")
+    async def record_unchanged(
+        self, unchanged: Mapping[BedrockStatus, Sequence[str]], now: datetime
+    ) -> set[str]:
+        """One check of many jobs that a listing showed unchanged, one statement per status,
+        without taking their leases: each is written only if it still needs its check, still
+        has that status and nobody else holds it. Returns the jobs written."""
+
+        async def write(conn: AsyncConnection) -> set[str]:
+            written: set[str] = set()
+            for bedrock_status, arns in unchanged.items():
+                if not arns:
+                    continue
+                stmt = (
+                    update(_JOBS)
+                    .where(_C.batch_job_arn.in_(list(arns)))
+                    .where(needs(Step.CHECK), _C.bedrock_status == bedrock_status.value)
+                    .where(free_or_held_by(self.tenancy.owner, now))
+                    .values(last_checked_at=now, updated_at=now)
+                    .returning(_C.batch_job_arn)
+                )
+                written.update((await conn.execute(stmt)).scalars())
+            return written
+
+        return await self.tx.write(write)
+
+    # -- fetch ---------------------------------------------------------------------------
+
+    @store_operation("mark results stored")
+    async def mark_results_fetched(
+        self, arn: str, totals: RecordTotals, status: JobStatus, now: datetime
+    ) -> None:
+        if status not in RESULTS_STORED:
+            raise ValueError(
+                f"results fetched means COMPLETED or PARTIALLY_COMPLETED, not {status}"
+            )
+        await self._transition(
+            arn,
+            Step.FETCH,
+            now,
+            {
+                "results_fetched_at": now,
+                "status": status.value,
+                "total_records": totals.total,
+                "success_records": totals.ok,
+                "error_records": totals.error,
+                "input_tokens": totals.input_tokens,
+                "output_tokens": totals.output_tokens,
+                "cost": totals.cost,
+                "last_error": None,
+                "fetch_retry_at": None,
+            },
+        )
+
+    @store_operation("count a fetch attempt")
+    async def increment_fetch_attempts(self, arn: str, error: str | None, now: datetime) -> int:
+        """Count one more fetch attempt; ``error=None`` keeps the previous last_error."""
+        values: dict[str, Any] = {"results_fetch_attempts": _C.results_fetch_attempts + 1}
+        if error is not None:
+            values["last_error"] = error
+        return await self._transition(arn, Step.FETCH, now, values, _C.results_fetch_attempts)
+
+    @store_operation("mark a fetch failed")
+    async def mark_fetch_failed(
+        self, arn: str, error: str, now: datetime, retry_at: datetime | None = None
+    ) -> None:
+        """`retry_at`: when the daemon tries it again by itself (None: only when asked)."""
+        await self._transition(
+            arn,
+            Step.FETCH,
+            now,
+            {
+                "status": JobStatus.RESULT_FETCH_FAILED.value,
+                "last_error": error,
+                "fetch_failures": _C.fetch_failures + 1,
+                "fetch_retry_at": retry_at,
+            },
+        )
+
+    # -- cleanup -------------------------------------------------------------------------
+
+    @store_operation("hold a job")
+    async def hold(self, arn: str, step: Step, now: datetime) -> None:
+        """Checks, and extends, this process's lease on a job that still needs `step`: the
+        fence before a deletion in S3, which no database transaction can cover."""
+        await self._transition(arn, step, now, {})
+
+    @store_operation("count bytes freed")
+    async def add_bytes_freed(self, arn: str, freed: int, now: datetime) -> None:
+        """Counts bytes as they are deleted, so an interrupted cleanup keeps its count."""
+        bytes_freed = func.coalesce(_C.bytes_freed, 0) + freed
+        await self._transition(arn, Step.CLEAN, now, {"bytes_freed": bytes_freed})
+
+    @store_operation("mark cleanup done")
+    async def mark_cleanup_completed(self, arn: str, now: datetime) -> None:
+        """Cleanup is done; the last_error it may have left is cleared."""
+        values = {"cleanup_completed_at": now, "last_error": None}
+        await self._transition(arn, Step.CLEAN, now, values)
+
+    @store_operation("record a cleanup error")
+    async def record_cleanup_error(self, arn: str, error: str, now: datetime) -> int:
+        """Keep cleanup pending; returns the new cleanup_attempts."""
+        values = {"cleanup_attempts": _C.cleanup_attempts + 1, "last_error": error}
+        return await self._transition(arn, Step.CLEAN, now, values, _C.cleanup_attempts)
+
+    # -- the guard -----------------------------------------------------------------------
+
+    async def _transition(
+        self,
+        arn: str,
+        step: Step,
+        now: datetime,
+        values: Mapping[str, Any],
+        returning: Any = None,
+    ) -> int:
+        """One guarded UPDATE; the returned column's new value, if asked for (else 1)."""
+
+        async def write(conn: AsyncConnection) -> int:
+            return await guarded_update(conn, self.tenancy, arn, step, now, values, returning)
+
+        return await self.tx.write(write)
+
+
+async def guarded_update(
+    conn: AsyncConnection,
+    tenancy: Tenancy,
+    arn: str,
+    step: Step,
+    now: datetime,
+    values: Mapping[str, Any],
+    returning: Any = None,
+) -> int:
+    """The fenced write, in the caller's transaction: raises the refusal when it matches no
+    row. On PostgreSQL it also locks the job's row until the transaction ends, so no other
+    process can take the lease over in the middle of it."""
+    owner = tenancy.owner
+    stmt = (
+        update(_JOBS)
+        .where(_C.batch_job_arn == arn, needs(step), held_by(owner, now))
+        .values(**values, updated_at=now, claimed_until=tenancy.until(now))
+        .returning(_C.batch_job_arn if returning is None else returning)
+    )
+    value = (await conn.execute(stmt)).scalar_one_or_none()
+    if value is None:
+        raise await refusal(conn, arn, step, owner, now)
+    return 1 if returning is None else int(value)
