@@ -122,6 +122,8 @@ class Supervisor:
         self._slots = Slots(lambda: runtime.settings.poller.max_concurrent_jobs)
         self._passes: set[asyncio.Task[Any]] = set()
         self._joined = False
+        # Real seconds between the lease keeper's looks at the injected clock.
+        self.lease_tick_seconds = LEASE_TICK_SECONDS
 
     @property
     def owner(self) -> str:
@@ -229,7 +231,7 @@ class Supervisor:
         tally = _Tally()
         running: dict[asyncio.Task[None], str] = {}
         mine: set[str] = set()
-        keeper = asyncio.create_task(self._keep_leases(mine))
+        keeper = asyncio.create_task(self.keep_leases(mine))
         try:
             while not self.rt.stopping.is_set() and len(done) < PASS_JOB_LIMIT:
                 taken = self._slots.take_free()
@@ -311,12 +313,14 @@ class Supervisor:
             # The lease runs out by itself; the job only waits for it.
             log.warning("lease_release_failed", job_arn=arn, error=str(error))
 
-    async def _keep_leases(self, arns: set[str]) -> None:
-        """Renews this pass's leases once a third of the lease has gone by on the injected
-        clock, so a fetch that writes nothing for a while (a slow S3 stream) keeps its jobs."""
+    async def keep_leases(self, arns: set[str]) -> None:
+        """Renews the leases on `arns` (a live set: a pass adds and removes its jobs) once a
+        third of the lease has gone by on the injected clock, so a fetch that writes nothing for
+        a while (a slow S3 stream) keeps its jobs. Every fenced write renews its job's lease too.
+        """
         renewed = self.rt.clock.now()
         while True:
-            await asyncio.sleep(LEASE_TICK_SECONDS)
+            await asyncio.sleep(self.lease_tick_seconds)
             now = self.rt.clock.now()
             if not arns or now - renewed < self.rt.store.tenancy.lease / 3:
                 continue
