@@ -71,6 +71,11 @@ async def test_the_page_shows_a_finished_job_and_pauses_with_the_token(
     assert await page.locator("#state").inner_text() == "running"
     assert await page.locator("#jobs-pending").inner_text() == "1"
     assert await page.locator("#completed-today").inner_text() == "1"
+    # The process that ran the pass shows among the replicas, marked as this page's own.
+    replica = page.locator("#replica-rows tr", has_text="(this one)")
+    assert await replica.count() == 1
+    assert supervisor.owner in await replica.inner_text()
+    assert supervisor.owner in await page.locator("#replica").inner_text()
 
     await page.click("#stop")
     await page.locator("#state", has_text="paused").wait_for()

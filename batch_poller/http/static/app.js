@@ -66,6 +66,32 @@ function cell(text, label, className) {
   return td;
 }
 
+// Every process sharing the database, this one marked: which of them holds which jobs.
+function renderReplicas(status) {
+  $("replica").textContent = `this page: ${status.replica}`;
+  const rows = $("replica-rows");
+  rows.replaceChildren();
+  for (const replica of status.replicas) {
+    const tr = document.createElement("tr");
+    tr.dataset.replica = replica.owner;
+    const name = replica.owner === status.replica ? `${replica.owner} (this one)` : replica.owner;
+    tr.append(
+      cell(name, "Replica"),
+      cell(replica.role, "Role"),
+      cell(when(replica.last_pass_at), "Last pass"),
+      cell(when(replica.seen_at), "Seen"),
+      cell(replica.jobs.length, "Jobs held", "num"),
+    );
+    rows.append(tr);
+  }
+  if (status.replicas.length === 0) {
+    const tr = document.createElement("tr");
+    tr.append(cell("No pass has run yet.", "", "muted"));
+    tr.firstChild.colSpan = 5;
+    rows.append(tr);
+  }
+}
+
 function renderJobs(jobs) {
   const rows = $("job-rows");
   rows.replaceChildren();
@@ -101,6 +127,7 @@ async function refresh() {
       getJSON("/api/batch/jobs?limit=200"),
     ]);
     renderStatus(status);
+    renderReplicas(status);
     renderJobs(jobs.jobs);
     $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
