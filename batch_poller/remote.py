@@ -48,8 +48,16 @@ def print_status(status: dict[str, Any], *, as_json: bool) -> None:
         return
     table = Table(show_header=False, title="batch-poller")
     for key, value in status.items():
+        if key == "replicas":
+            value = "\n".join(_replica_line(replica) for replica in value) or None
         table.add_row(key.replace("_", " "), "-" if value is None else str(value))
     Console().print(table)
+
+
+def _replica_line(replica: dict[str, Any]) -> str:
+    last_pass = replica["last_pass_at"] or "no pass yet"
+    held = len(replica["jobs"])
+    return f"{replica['owner']} ({replica['role']}): last pass {last_pass}, {held} jobs held"
 
 
 async def remote_status(settings: Settings, *, as_json: bool) -> int:

@@ -68,6 +68,7 @@ async def test_the_remote_commands_steer_a_running_daemon(
     with running(config) as daemon:
         daemon.wait_for(lambda: _passes(config) >= 1, "a first pass")
         status = json.loads(_cli(config, "status", "--json").stdout)
+        readable = _cli(config, "status").stdout
         paused = json.loads(_cli(config, "pause", "--json").stdout)
         await control.finish(arn, "Completed")  # after the first pass saw it running
         processed = json.loads(_cli(config, "process-completed", "--remote", "--json").stdout)
@@ -77,6 +78,12 @@ async def test_the_remote_commands_steer_a_running_daemon(
         unknown = _cli(config, "cleanup", "abcdefabcdef", "--remote")
 
     assert status["state"] == "running" and status["version"]
+    # The daemon names itself and lists itself among the replicas, with its last pass.
+    replica = status["replica"]
+    assert replica.split(":")[1] == str(daemon.process.pid)
+    assert [(r["owner"], r["role"]) for r in status["replicas"]] == [(replica, "daemon")]
+    assert status["replicas"][0]["last_pass_at"] is not None
+    assert f"{replica} (daemon): last pass 20" in readable
     assert paused["state"] == "paused"
     assert resumed.returncode == 0 and "running" in resumed.stdout
     assert (processed["fetched"], processed["cleaned"]) == (1, 0)
