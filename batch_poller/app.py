@@ -49,6 +49,10 @@ async def open_runtime(
         session = aioboto3.Session(region_name=settings.aws.region)
         config = _client_config(settings)
         metrics = Metrics()
+        identity = store.tenancy.identity
+        metrics.replica.info(
+            {"owner": identity.owner, "host": identity.host, "pid": str(identity.pid)}
+        )
         retry = RetryPolicy(sleep=clock.sleep, observe=metrics.aws_call)
         async with (
             session.client(

@@ -111,12 +111,8 @@ class Daemon:
             open_runtime(self.settings, store=store, stopping=self._stopping) as rt,
         ):
             self._rt = rt
-            identity = rt.store.tenancy.identity
             # Which of the processes sharing the database said it: a field of every entry.
-            structlog.contextvars.bind_contextvars(replica=identity.owner)
-            rt.metrics.replica.info(
-                {"owner": identity.owner, "host": identity.host, "pid": str(identity.pid)}
-            )
+            structlog.contextvars.bind_contextvars(replica=rt.store.owner)
             supervisor = self._supervisor = build_supervisor(rt, role="daemon")
             supervisor.after_pass = self._after_pass
             if once:

@@ -52,7 +52,9 @@ def _sample(text: str, name: str, labels: str = "") -> float:
     return float(match.group(1))
 
 
-async def test_metrics_after_a_real_lifecycle(admin: Admin, control: Any, submit: Any) -> None:
+async def test_metrics_after_a_real_lifecycle(
+    admin: Admin, control: Any, submit: Any, supervisor: Any
+) -> None:
     arn = await submit(10, tags={"emulator:error-rate": "0.2"})
     await control.finish(arn, "Completed")
     await admin.call("POST", "/api/batch/process-completed", auth=BEARER)
@@ -76,6 +78,8 @@ async def test_metrics_after_a_real_lifecycle(admin: Admin, control: Any, submit
     assert _sample(text, "batch_poller_bytes_freed_total") > 0
     assert _sample(text, "batch_poller_completion_to_stored_seconds_count") == 1
     assert 'batch_poller_build_info{python="' in text
+    assert f'owner="{supervisor.owner}"' in text  # batch_poller_replica_info
+    assert _sample(text, "batch_poller_leases_lost_total") == 0
 
 
 async def test_throttled_calls_are_counted_as_throttled(
