@@ -3,16 +3,21 @@ must still hold. A write that matches no row is refused with the reason, never m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import JobStatus, Step, next_step
 from batch_poller.identity import Identity
 from batch_poller.rows import JobRow
+from batch_poller.store.steps import needs
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+
+_C = _JOBS.c
 
 DEFAULT_LEASE = timedelta(minutes=5)
 
@@ -87,3 +92,28 @@ async def refusal(
     if job.claimed_by != owner or job.claimed_until is None or job.claimed_until <= now:
         return LeaseLost(arn, owner, job.claimed_by, job.claimed_until)
     return StaleTransition(arn, step, job.status, next_step(job))
+
+
+async def guarded_update(
+    conn: AsyncConnection,
+    tenancy: Tenancy,
+    arn: str,
+    step: Step,
+    now: datetime,
+    values: Mapping[str, Any],
+    returning: Any = None,
+) -> int:
+    """The fenced write, in the caller's transaction: raises the refusal when it matches no
+    row. On PostgreSQL it also locks the job's row until the transaction ends, so no other
+    process can take the lease over in the middle of it."""
+    owner = tenancy.owner
+    stmt = (
+        update(_JOBS)
+        .where(_C.batch_job_arn == arn, needs(step), held_by(owner, now))
+        .values(**values, updated_at=now, claimed_until=tenancy.until(now))
+        .returning(_C.batch_job_arn if returning is None else returning)
+    )
+    value = (await conn.execute(stmt)).scalar_one_or_none()
+    if value is None:
+        raise await refusal(conn, arn, step, owner, now)
+    return 1 if returning is None else int(value)

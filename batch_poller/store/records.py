@@ -17,11 +17,10 @@ from batch_poller.domain import Step
 from batch_poller.rows import RecordRow, RecordTotals
 from batch_poller.store.engine import dialect_insert
 from batch_poller.store.errors import store_operation
-from batch_poller.store.guards import Tenancy
+from batch_poller.store.guards import Tenancy, guarded_update
 from batch_poller.store.tables import batch_records as _RECORDS
 from batch_poller.store.text import stored_row, stored_text
 from batch_poller.store.transactions import Transactions
-from batch_poller.store.transitions import guarded_update
 
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
 

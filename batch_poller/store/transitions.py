@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batch_poller.domain import RESULTS_STORED, BedrockStatus, JobStatus, Step
 from batch_poller.rows import RecordTotals
 from batch_poller.store.errors import store_operation
-from batch_poller.store.guards import Tenancy, free_or_held_by, held_by, refusal
+from batch_poller.store.guards import Tenancy, free_or_held_by, guarded_update
 from batch_poller.store.steps import needs
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.transactions import Transactions
@@ -213,28 +213,3 @@ class JobTransitions:
             return await guarded_update(conn, self.tenancy, arn, step, now, values, returning)
 
         return await self.tx.write(write)
-
-
-async def guarded_update(
-    conn: AsyncConnection,
-    tenancy: Tenancy,
-    arn: str,
-    step: Step,
-    now: datetime,
-    values: Mapping[str, Any],
-    returning: Any = None,
-) -> int:
-    """The fenced write, in the caller's transaction: raises the refusal when it matches no
-    row. On PostgreSQL it also locks the job's row until the transaction ends, so no other
-    process can take the lease over in the middle of it."""
-    owner = tenancy.owner
-    stmt = (
-        update(_JOBS)
-        .where(_C.batch_job_arn == arn, needs(step), held_by(owner, now))
-        .values(**values, updated_at=now, claimed_until=tenancy.until(now))
-        .returning(_C.batch_job_arn if returning is None else returning)
-    )
-    value = (await conn.execute(stmt)).scalar_one_or_none()
-    if value is None:
-        raise await refusal(conn, arn, step, owner, now)
-    return 1 if returning is None else int(value)
