@@ -11,29 +11,24 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
 from batch_poller.aws.bedrock import BedrockJob
-from batch_poller.aws.errors import AwsError
 from batch_poller.config import Settings
-from batch_poller.domain import BedrockStatus, Step
+from batch_poller.domain import Step
 from batch_poller.health import PassHealth, describe_pass_error, is_expected_failure
 from batch_poller.ingest import Interrupted
 from batch_poller.rows import JobRow
 from batch_poller.runtime import Runtime
 from batch_poller.slots import Slots
 from batch_poller.store import LeaseLost, StaleTransition, StoreError
+from batch_poller.survey import Survey
 from batch_poller.tracker import JobTracker, Outcome
 
 log = structlog.get_logger("batch_poller.supervisor")
-# From this many jobs to check, one listing is cheaper than a Get each.
-LIST_FROM = 2
-# Jobs whose statuses one pass reads from a listing at most: a page of ListModelInvocationJobs.
-SURVEY_LIMIT = 1000
-LISTING_DENIED_PAUSE = timedelta(hours=1)
 # A pass that has worked on this many jobs leaves the rest to the next one, so its list of
 # jobs already done (excluded from its claims) stays small.
 PASS_JOB_LIMIT = 5000
@@ -118,7 +113,7 @@ class Supervisor:
         # Told about every pass (the daemon updates systemd's STATUS= from it).
         self.after_pass: Callable[[PassReport], Awaitable[None]] | None = None
         self._wake = asyncio.Event()
-        self._listing_denied_until = datetime.min.replace(tzinfo=UTC)
+        self._survey = Survey(runtime)
         self._slots = Slots(lambda: runtime.settings.poller.max_concurrent_jobs)
         self._passes: set[asyncio.Task[Any]] = set()
         self._joined = False
@@ -146,7 +141,7 @@ class Supervisor:
         await self._join()
         store.set_lease(timedelta(seconds=self.rt.settings.poller.lease_seconds))
         interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
-        listed, unchanged = await self._survey(interval)
+        listed, unchanged = await self._survey.run(interval, exclude=self.in_flight)
         tally = await self._drain(interval, retry_failed, listed, set(unchanged))
         tally.steps[Outcome.CHECKED] += len(unchanged)
         held = await self._held(interval, retry_failed)
@@ -178,47 +173,6 @@ class Supervisor:
         if dead:
             log.info("dead_replicas_released", owners=dead, detail="their leases freed")
         self._joined = True
-
-    async def _survey(self, interval: float) -> tuple[dict[str, BedrockJob], set[str]]:
-        """The statuses of the jobs due for a check, from ListModelInvocationJobs: a page of up
-        to 1,000 jobs a call instead of one GetModelInvocationJob per job. The jobs it shows
-        unchanged are recorded as checked in one statement each status, not a tracker each; a
-        job it does not show (outside its window, on a page not reached) is read with a Get."""
-        now = self.rt.clock.now()
-        if now < self._listing_denied_until:
-            return {}, set()
-        store = self.rt.store
-        pending = {
-            job.batch_job_arn: job
-            for job in await store.due_jobs((Step.CHECK,), now, interval, limit=SURVEY_LIMIT)
-            if job.batch_job_arn not in self.in_flight
-        }
-        if len(pending) < LIST_FROM:
-            return {}, set()
-        dates = [j.submitted_at for j in pending.values()]
-        # Strictly after: start a little before the oldest, so it is in the window.
-        after = None if None in dates else min(d for d in dates if d) - timedelta(seconds=1)
-        found: dict[str, BedrockJob] = {}
-        try:
-            async for summary in self.rt.bedrock.list_jobs(after):
-                if summary.arn in pending:
-                    found[summary.arn] = summary
-                    if len(found) == len(pending):
-                        break
-        except AwsError as error:
-            if error.code == "AccessDeniedException":
-                # Narrow IAM permissions: per-job checks work without listing.
-                self._listing_denied_until = self.rt.clock.now() + LISTING_DENIED_PAUSE
-                log.warning("listing_denied", detail="checking jobs one by one", error=str(error))
-            else:
-                log.warning("listing_failed", detail="checking jobs one by one", error=str(error))
-            return {}, set()
-        by_status: dict[BedrockStatus, list[str]] = {}
-        for arn, summary in found.items():
-            if summary.status is pending[arn].bedrock_status:
-                by_status.setdefault(summary.status, []).append(arn)
-        unchanged = await store.record_unchanged(by_status, self.rt.clock.now())
-        return found, unchanged
 
     async def _drain(
         self,
