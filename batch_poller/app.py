@@ -21,6 +21,9 @@ from batch_poller.store import JobStore, StoreError, open_store
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracker import JobTracker
 
+# At exit, how long giving the leases up may take before the process leaves them to run out.
+LEAVE_SECONDS = 5.0
+
 
 def _client_config(settings: Settings) -> Config:
     # tenacity owns retries (with the injected clock); botocore makes one attempt per call.
@@ -82,8 +85,9 @@ async def open_runtime(
 async def _leave(store: JobStore) -> None:
     """Gives up this process's leases and its replica row, so nobody waits for them to run
     out. A database that is down now is not worth failing the exit for: they run out anyway."""
-    with contextlib.suppress(StoreError):
-        await store.replicas.leave()
+    with contextlib.suppress(StoreError, TimeoutError):
+        async with asyncio.timeout(LEAVE_SECONDS):
+            await store.replicas.leave()
 
 
 async def open_configured_store(settings: Settings) -> JobStore:

@@ -75,7 +75,7 @@ class PollerSettings(Section):
     # How long a job claimed by this process stays its own without being renewed; renewed at a
     # third of it while the job is worked on. Another replica takes over a job whose lease ran
     # out (its holder died or froze).
-    lease_seconds: float = Field(300.0, ge=1, le=86_400)
+    lease_seconds: float = Field(300.0, ge=5, le=86_400)
     # Passes failing for this long stop the systemd watchdog pings, so systemd restarts the
     # daemon; /healthz says 503 from the first failed pass.
     unhealthy_after_seconds: float = Field(300.0, gt=0, le=86_400)

@@ -274,12 +274,19 @@ class Supervisor:
         """
         renewed = self.rt.clock.now()
         while True:
-            await asyncio.sleep(self.lease_tick_seconds)
+            lease = self.rt.store.tenancy.lease
+            # Looked at often enough for any lease length: six times a lease at least.
+            await asyncio.sleep(min(self.lease_tick_seconds, lease.total_seconds() / 6))
             now = self.rt.clock.now()
-            if not arns or now - renewed < self.rt.store.tenancy.lease / 3:
+            if not arns or now - renewed < lease / 3:
                 continue
-            held = await self.rt.store.leases.extend(set(arns), now)
-            await self.rt.store.replicas.beat(now)
+            try:
+                held = await self.rt.store.leases.extend(set(arns), now)
+                await self.rt.store.replicas.beat(now)
+            except StoreError as error:
+                # Tried again at the next look; the jobs' own writes renew their leases too.
+                log.warning("lease_renewal_failed", error=str(error))
+                continue
             renewed = now
             if lost := set(arns) - held:
                 log.warning("leases_lost", jobs=sorted(lost))
