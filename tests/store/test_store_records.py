@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -9,14 +11,23 @@ import pytest
 from sqlalchemy import delete, event, select
 from store_testlib import NOW, arn
 
-from batch_poller.store import JobStore, NewJob, RecordRow, StoreError
+from batch_poller.domain import BedrockStatus, JobStatus
+from batch_poller.store import JobStore, NewJob, RecordRow, StoreError, UnknownJobError
 from batch_poller.store.tables import batch_records, bedrock_batch_jobs
+from tests.helpers import leased
+
+
+def to_fetch(job_arn: str) -> NewJob:
+    """A job Bedrock finished with output: its records are stored while it is fetched."""
+    return NewJob(arn=job_arn, bedrock_status=BedrockStatus.COMPLETED, status=JobStatus.IN_PROGRESS)
 
 
 @pytest.fixture
-async def job(store: JobStore) -> str:
-    await store.track_job(NewJob(arn=arn(1)), NOW)
-    return arn(1)
+async def job(store: JobStore) -> AsyncIterator[str]:
+    """A job that needs its fetch, leased to the store's process for the whole test."""
+    await store.track_job(to_fetch(arn(1)), NOW)
+    async with leased(store, arn(1), NOW):
+        yield arn(1)
 
 
 def ok(n: int, **kw: Any) -> RecordRow:
@@ -49,7 +60,7 @@ async def test_writing_the_same_records_again_replaces_them(store: JobStore, job
     first = [ok(1), ok(2), ok(3)]
     assert (await store.write_records(job, first, NOW)).written == 3
     changed = ok(3, model_output='{"n": "changed"}', output_tokens=99, cost=Decimal("0.5"))
-    later = NOW.replace(hour=13)
+    later = NOW + timedelta(minutes=1)  # within the lease, which the first write extended
     assert (await store.write_records(job, [ok(1), ok(2), changed], later)).written == 3
 
     rows = await stored(store, job)
@@ -115,8 +126,11 @@ async def test_a_bad_row_rolls_the_whole_batch_back(store: JobStore, job: str) -
 
 
 async def test_records_need_a_tracked_job_and_go_with_it(store: JobStore, job: str) -> None:
-    with pytest.raises(StoreError, match=r"(IntegrityError|ForeignKeyViolationError): "):
+    # The fence finds no such job before anything is inserted.
+    with pytest.raises(UnknownJobError):
         await store.write_records(arn(2), [ok(1)], NOW)
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(select(batch_records.c.record_id))).all() == []
     await store.write_records(job, [ok(1), err(2, "ValidationException")], NOW)
     async with store.engine.begin() as conn:
         await conn.execute(
@@ -128,8 +142,9 @@ async def test_records_need_a_tracked_job_and_go_with_it(store: JobStore, job: s
 
 
 async def test_record_counts_sum_everything(store: JobStore, job: str) -> None:
-    await store.track_job(NewJob(arn=arn(2)), NOW)
-    await store.write_records(arn(2), [ok(99, input_tokens=1_000_000)], NOW)  # other job
+    await store.track_job(to_fetch(arn(2)), NOW)
+    async with leased(store, arn(2), NOW):
+        await store.write_records(arn(2), [ok(99, input_tokens=1_000_000)], NOW)  # other job
 
     rows = [
         ok(1, input_tokens=100, output_tokens=50, cost=Decimal("0.00100000")),
@@ -187,3 +202,14 @@ async def test_nul_characters_are_stored_on_both_databases(store: JobStore, job:
     assert list(stored_rows) == ["nul\ufffdid"]
     assert stored_rows["nul\ufffdid"]["error_message"] == "bad\ufffdbyte"
     assert stored_rows["nul\ufffdid"]["raw_text"] == "\ufffdraw"
+
+
+async def test_keep_input_of_line_fills_the_stored_line(store: JobStore, job: str) -> None:
+    cut = RecordRow("r1", "error", error_code="PARSE_ERROR", source_file="a.jsonl.out")
+    await store.write_records(job, [cut], NOW)
+    later = NOW + timedelta(minutes=1)
+    await store.keep_input_of_line(job, "r1", '{"prompt": "p"}', "cut\x00short", later)
+    row = (await stored(store, job))["r1"]
+    assert (row["model_input"], row["error_message"]) == ('{"prompt": "p"}', "cut\ufffdshort")
+    lease = await store.get_job(job)
+    assert lease is not None and lease.claimed_until == later + timedelta(minutes=5)
