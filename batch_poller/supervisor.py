@@ -222,7 +222,7 @@ class Supervisor:
                 self.rt.clock.now(),
                 check_interval_seconds=interval,
                 retry_failed_fetch=retry_failed,
-                exclude=done,
+                exclude=set(done) | self.in_flight,
             )
         except BaseException:
             self._slots.give_back(count)
@@ -310,7 +310,12 @@ class Supervisor:
         any pass; LeaseLost when another process holds it."""
         now = self.rt.clock.now()
         claimed = await self.rt.store.leases.claim(
-            1, now, check_interval_seconds=0, steps=(Step.CLEAN,), only=job.batch_job_arn
+            1,
+            now,
+            check_interval_seconds=0,
+            steps=(Step.CLEAN,),
+            only=job.batch_job_arn,
+            exclude=self.in_flight,
         )
         if not claimed:
             fresh = await self.rt.store.get_job(job.batch_job_arn) or job

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batch_poller.domain import Step
 from batch_poller.rows import JobRow
 from batch_poller.store.errors import store_operation
-from batch_poller.store.guards import Tenancy, held_by
+from batch_poller.store.guards import Tenancy, free_or_held_by, held_by
 from batch_poller.store.steps import due_work, urgency
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.transactions import Transactions
@@ -40,13 +40,15 @@ class LeaseStore:
         exclude: Collection[str] = (),
         only: str | None = None,
     ) -> list[JobRow]:
-        """Up to `limit` due jobs that nobody holds a live lease on, now leased to this
-        process, most urgent first, as they are after the claim.
+        """Up to `limit` due jobs that no other process holds a live lease on, now leased to
+        this process: the most urgent are picked; they come back as they are after the claim,
+        sorted by ARN.
 
         One statement: the due rows are picked FOR UPDATE SKIP LOCKED (on PostgreSQL) and
         stamped in the same UPDATE, so two processes claiming at once get different jobs and
-        neither waits for the other. `exclude`: jobs this pass has already worked on; `only`:
-        that one job.
+        neither waits for the other. A job this process still holds is claimed again (its
+        release failed, say, while the database refused writes): `exclude` must name the jobs
+        it is working on, and those a pass has worked on already; `only`: that one job.
         """
         if limit <= 0:
             return []
@@ -60,7 +62,7 @@ class LeaseStore:
                     retry_failed_fetch=retry_failed_fetch,
                 )
             )
-            .where(_C.claimed_until.is_(None) | (_C.claimed_until <= now))
+            .where(free_or_held_by(self.tenancy.owner, now))
             .order_by(urgency(), _C.submitted_at.asc().nulls_last(), _C.batch_job_arn)
             .limit(limit)
             .with_for_update(skip_locked=True)

@@ -35,11 +35,17 @@ _SQLITE_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 def is_transient(error: BaseException) -> bool:
     if not isinstance(error, DBAPIError):
         return False
+    original = error.orig
+    if isinstance(original, sqlite3.Error):
+        # Only a lock. A SQLite connection discarded for a read-only or I/O error is not worth
+        # another try within the pass: the pass fails, and the whole pool is reopened after it
+        # (JobStore.reopen_connections), which a retry holding connections would put off.
+        return (
+            isinstance(original, sqlite3.OperationalError)
+            and (original.sqlite_errorcode & 0xFF) in _SQLITE_TRANSIENT
+        )
     if error.connection_invalidated:
         return True
-    original = error.orig
-    if isinstance(original, sqlite3.OperationalError):
-        return (original.sqlite_errorcode & 0xFF) in _SQLITE_TRANSIENT
     code = str(getattr(original, "sqlstate", None) or "")
     if code.startswith(_TRANSIENT_CLASSES):
         return True

@@ -48,10 +48,19 @@ async def track(store: JobStore, n: int, step: Step, submitted_minutes_ago: int)
 
 async def claim(who: JobStore, limit: int, now: datetime = NOW, **kw: Any) -> set[str]:
     kw.setdefault("check_interval_seconds", 60)
+    if "exclude" not in kw:  # as a pass does: not the jobs this process is working on
+        kw["exclude"] = await _working_on(who, now)
     jobs = await who.leases.claim(limit, now, **kw)
     assert len(jobs) <= limit
     assert all((j.claimed_by, j.claimed_until) == (who.owner, now + LEASE) for j in jobs)
     return names(jobs)
+
+
+async def _working_on(who: JobStore, now: datetime) -> set[str]:
+    c = bedrock_batch_jobs.c
+    query = select(c.batch_job_arn).where(c.claimed_by == who.owner, c.claimed_until > now)
+    async with who.engine.connect() as conn:
+        return set((await conn.execute(query)).scalars())
 
 
 async def five_due_jobs(store: JobStore) -> dict[str, str]:
@@ -107,8 +116,10 @@ async def test_a_held_job_is_claimed_only_once_its_lease_ran_out(store: JobStore
     assert await claim(store, 5, NOW + LEASE) == {job}
     taken = await store.get_job(job)
     assert taken is not None and taken.claimed_by == store.owner
-    # Its own live lease is not claimed again either: a claim takes only free jobs.
+    # Its own live lease is not claimed while it works on the job (the pass excludes it)...
     assert await claim(store, 5, NOW + LEASE + SECOND) == set()
+    # ...and is claimed again when it is not (its release failed, say): no waiting for it.
+    assert await claim(store, 5, NOW + LEASE + SECOND, exclude=()) == {job}
 
 
 async def test_claim_excludes_and_only(store: JobStore) -> None:
