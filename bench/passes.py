@@ -83,10 +83,10 @@ async def _one_pass(
             supervisor = build_supervisor(rt)
             if not listing:
 
-                async def no_listing(jobs: Any) -> dict[str, Any]:
-                    return {}
+                async def no_listing(*_: Any, **__: Any) -> tuple[dict[str, Any], set[str]]:
+                    return {}, set()
 
-                supervisor._survey = no_listing  # type: ignore[method-assign]
+                supervisor._survey.run = no_listing  # type: ignore[method-assign]
             before = await control.calls()
             started = time.perf_counter()
             await supervisor.run_pass()
