@@ -103,8 +103,8 @@ async def write_job_output(
         lines: list[str] = []
         for record in processed:
             if record.record_id in failing:
-                lines.append(_error_line(record, len(lines)))
                 manifest.errorRecordCount += 1
+                lines.append(_error_line(record, manifest.errorRecordCount))
                 continue
             output, usage = model_output(
                 family, job.model_id, record.record_id, record.model_input, embedding_dimensions
@@ -141,9 +141,10 @@ def _pick(records: list[InputRecord], rate: float, salt: str, job_id: str) -> se
     return {r.record_id for r in ranked[:count]}
 
 
-def _error_line(record: InputRecord, position: int) -> str:
-    # Bedrock has been seen writing errorCode both as a number and as a string.
-    code: int | str = 400 if position % 2 == 0 else "400"
+def _error_line(record: InputRecord, nth_error: int) -> str:
+    # Bedrock has been seen writing errorCode both as a number and as a string: every other
+    # error line is each, so any two error lines show both.
+    code: int | str = 400 if nth_error % 2 == 0 else "400"
     error = {
         "errorCode": code,
         "errorMessage": "Malformed input request: the model rejected this record, please reformat.",
