@@ -18,6 +18,7 @@ from batch_poller.config import Settings
 from batch_poller.metrics import Metrics
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobStore, StoreError, open_store
+from batch_poller.store.engine import SessionLimits, idle_in_transaction_for
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracker import JobTracker
 
@@ -92,11 +93,16 @@ async def _leave(store: JobStore) -> None:
 
 async def open_configured_store(settings: Settings) -> JobStore:
     """The store with the configured lock waits."""
-    database = settings.database
-    return await open_store(
-        database.url,
-        busy_timeout_seconds=database.sqlite_busy_timeout_seconds,
-        lock_timeout_seconds=database.lock_timeout_seconds,
+    return await open_store(settings.database.url, limits=session_limits(settings))
+
+
+def session_limits(settings: Settings) -> SessionLimits:
+    """The database sessions' waits from the configuration; a transaction left idle ends about
+    when the lease of a frozen process's jobs does."""
+    return SessionLimits(
+        busy_timeout_seconds=settings.database.sqlite_busy_timeout_seconds,
+        lock_timeout_seconds=settings.database.lock_timeout_seconds,
+        idle_in_transaction_seconds=idle_in_transaction_for(settings.poller.lease_seconds),
     )
 
 

@@ -129,20 +129,29 @@ def _within(prefix: S3Uri, managed: str) -> bool:
 
 
 Counter = Callable[[int], Awaitable[None]]
+Fence = Callable[[], Awaitable[None]]
 
 
 async def _ignore(_: int) -> None:
     return None
 
 
-async def delete_prefix(s3: S3, prefix: S3Uri, on_deleted: Counter = _ignore) -> CleanupResult:
-    """Deletes every object under the prefix, 1,000 keys a request, counting bytes as it goes."""
+async def _no_fence() -> None:
+    return None
+
+
+async def delete_prefix(
+    s3: S3, prefix: S3Uri, on_deleted: Counter = _ignore, fence: Fence = _no_fence
+) -> CleanupResult:
+    """Deletes every object under the prefix, 1,000 keys a request, counting bytes as it goes.
+    `fence` is awaited right before every request and raises to stop it (a lost lease)."""
     result = CleanupResult()
     batch: list[str] = []
     batch_bytes = 0
 
     async def flush() -> None:
         nonlocal result, batch, batch_bytes
+        await fence()
         await s3.delete_keys(prefix.bucket, batch)
         await on_deleted(batch_bytes)
         result += CleanupResult(len(batch), batch_bytes, 1)
@@ -174,6 +183,7 @@ async def clean_job(
     others: Iterable[tuple[str, str]] = (),
     on_deleted: Counter = _ignore,
     *,
+    fence: Fence = _no_fence,
     force: bool = False,
 ) -> CleanupOutcome:
     """Deletes each prefix the job owns that the guards allow; says which were refused.
@@ -196,7 +206,7 @@ async def clean_job(
         except CleanupRefused as refusal:
             refused.append(str(refusal))
             continue
-        result += await delete_prefix(s3, prefix, on_deleted)
+        result += await delete_prefix(s3, prefix, on_deleted, fence)
     return CleanupOutcome(result, refused)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from batch_poller.app import build_supervisor, open_runtime
+from batch_poller.app import build_supervisor, open_runtime, session_limits
 from batch_poller.config import EX_CONFIG, ConfigError, Settings, config_path, load_settings
 from batch_poller.early_signals import stop_signal_received
 from batch_poller.http.server import HttpServer, start_http
@@ -162,8 +162,7 @@ class Daemon:
             ),
             stopping=self._stopping,
             on_unavailable=unavailable,
-            busy_timeout_seconds=database.sqlite_busy_timeout_seconds,
-            lock_timeout_seconds=database.lock_timeout_seconds,
+            limits=session_limits(self.settings),
             max_attempts=max_attempts,
         )
 

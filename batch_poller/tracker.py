@@ -246,14 +246,16 @@ class JobTracker:
         ]
 
         async def count(freed: int) -> None:
-            # Fenced like every write: a process that lost the lease stops after this batch.
             await self.rt.store.add_bytes_freed(arn, freed, self.rt.clock.now())
             self.rt.metrics.bytes_freed.inc(freed)
 
+        async def fence() -> None:
+            # Deleting in S3 is outside any transaction: the lease is checked, and renewed,
+            # right before every request, after the listing it deletes from.
+            await self.rt.store.hold(arn, Step.CLEAN, self.rt.clock.now())
+
         # The stored results are what makes deleting the S3 copy safe: they must be in the file.
         self.rt.store.check_database_file()
-        # Deleting in S3 is outside any transaction: hold the lease right before it starts.
-        await self.rt.store.hold(arn, Step.CLEAN, self.rt.clock.now())
         try:
             outcome = await clean_job(
                 self.rt.s3,
@@ -261,6 +263,7 @@ class JobTracker:
                 self.rt.settings.cleanup.managed_prefixes,
                 others,
                 count,
+                fence=fence,
                 force=force,
             )
         except AwsError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, event
@@ -101,28 +102,46 @@ def sqlite_file(url: URL) -> str | None:
     return url.database
 
 
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long a database session of ours waits or may sit idle.
+
+    ``busy_timeout_seconds`` (SQLite only): a statement's wait for another writer's lock.
+    ``lock_timeout_seconds`` (PostgreSQL only): the same for another session's lock.
+    ``idle_in_transaction_seconds`` (PostgreSQL only): a transaction of ours left open that long
+    with no statement is ended by the server (a frozen process's row locks go with it).
+    """
+
+    busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
+    lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS
+    idle_in_transaction_seconds: float = IDLE_IN_TRANSACTION_SECONDS
+
+
+def idle_in_transaction_for(lease_seconds: float) -> float:
+    """Half a lease, at least 5 s, at most IDLE_IN_TRANSACTION_SECONDS: a replica frozen inside
+    a transaction keeps its jobs' rows locked (claims skip locked rows), so its transaction must
+    end about when its lease does, or its jobs wait longer than the lease promises."""
+    return max(5.0, min(IDLE_IN_TRANSACTION_SECONDS, lease_seconds / 2))
+
+
 def make_engine(
-    url: str,
-    *,
-    schema: str | None = None,
-    busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
-    lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    url: str, *, schema: str | None = None, limits: SessionLimits | None = None
 ) -> AsyncEngine:
     """An AsyncEngine for a sqlite:// or postgresql:// URL.
 
     ``schema`` (PostgreSQL only) becomes the connection's search_path, so every
     unqualified table lives there; the tests use it to isolate themselves.
-    ``busy_timeout_seconds`` (SQLite only) is how long a statement waits for a lock;
-    ``lock_timeout_seconds`` (PostgreSQL only) is the same for another session's lock.
     """
+    limits = limits or SessionLimits()
     async_url = to_async_url(url)
     if async_url.get_backend_name() == "sqlite":
         if schema is not None:
             raise ValueError("schema is only supported for PostgreSQL")
-        return _sqlite_engine(async_url, round(busy_timeout_seconds * 1000))
+        return _sqlite_engine(async_url, round(limits.busy_timeout_seconds * 1000))
+    lock_timeout_seconds = limits.lock_timeout_seconds
     server_settings = {
         "lock_timeout": _milliseconds(lock_timeout_seconds),
-        "idle_in_transaction_session_timeout": _milliseconds(IDLE_IN_TRANSACTION_SECONDS),
+        "idle_in_transaction_session_timeout": _milliseconds(limits.idle_in_transaction_seconds),
         "statement_timeout": _milliseconds(statement_timeout_seconds(lock_timeout_seconds)),
         "tcp_keepalives_idle": str(TCP_KEEPALIVES_IDLE_SECONDS),
         "tcp_keepalives_interval": str(TCP_KEEPALIVES_INTERVAL_SECONDS),

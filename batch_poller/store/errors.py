@@ -55,6 +55,14 @@ def database_message(error: BaseException) -> str:
     return f"{kind}: {line}" if line else kind
 
 
+def is_database_failure(error: BaseException) -> bool:
+    """SQLAlchemy's errors, and what the drivers raise past it while connecting: a socket
+    refused or reset, asyncpg's own errors."""
+    return isinstance(error, SQLAlchemyError | OSError) or type(error).__module__.startswith(
+        "asyncpg"
+    )
+
+
 def store_operation(
     operation: str,
 ) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
@@ -65,7 +73,9 @@ def store_operation(
         async def run(*args: P.args, **kwargs: P.kwargs) -> T:
             try:
                 return await method(*args, **kwargs)
-            except SQLAlchemyError as error:
+            except Exception as error:
+                if not is_database_failure(error):
+                    raise
                 # `from None`: the chained error's text would carry the statement again.
                 raise StoreError(describe_database_error(operation, error), error) from None
 

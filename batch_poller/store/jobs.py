@@ -13,13 +13,7 @@ from batch_poller.domain import job_id_from_arn
 from batch_poller.identity import Identity
 from batch_poller.rows import NewJob
 from batch_poller.store.database_file import DatabaseFile, DatabaseFileGone
-from batch_poller.store.engine import (
-    DEFAULT_BUSY_TIMEOUT_SECONDS,
-    DEFAULT_LOCK_TIMEOUT_SECONDS,
-    dialect_insert,
-    make_engine,
-    sqlite_file,
-)
+from batch_poller.store.engine import SessionLimits, dialect_insert, make_engine, sqlite_file
 from batch_poller.store.errors import StoreError, store_operation
 from batch_poller.store.guards import Tenancy
 from batch_poller.store.leases import LeaseStore
@@ -134,16 +128,10 @@ async def open_store(
     *,
     schema: str | None = None,
     identity: Identity | None = None,
-    busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS,
-    lock_timeout_seconds: float = DEFAULT_LOCK_TIMEOUT_SECONDS,
+    limits: SessionLimits | None = None,
 ) -> JobStore:
     """Connect, bring the schema up to date, and hand back a store."""
-    engine = make_engine(
-        url,
-        schema=schema,
-        busy_timeout_seconds=busy_timeout_seconds,
-        lock_timeout_seconds=lock_timeout_seconds,
-    )
+    engine = make_engine(url, schema=schema, limits=limits)
     try:
         await upgrade(engine)
     except BaseException:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from batch_poller.masking import mask_url
-from batch_poller.store.engine import sqlite_error_code, sqlite_file, to_async_url
+from batch_poller.store.engine import SessionLimits, sqlite_error_code, sqlite_file, to_async_url
 from batch_poller.store.errors import database_message, describe_database_error
 from batch_poller.store.jobs import JobStore, open_store
 
@@ -66,8 +66,7 @@ async def open_store_when_available(
     backoff: Backoff,
     stopping: asyncio.Event,
     on_unavailable: OnUnavailable,
-    busy_timeout_seconds: float,
-    lock_timeout_seconds: float,
+    limits: SessionLimits,
     max_attempts: int | None = None,
 ) -> JobStore | None:
     """The migrated store, once the database answers; None when `stopping` is set first.
@@ -79,13 +78,7 @@ async def open_store_when_available(
     attempt = 0
     while not stopping.is_set():
         attempt += 1
-        opening = asyncio.ensure_future(
-            open_store(
-                url,
-                busy_timeout_seconds=busy_timeout_seconds,
-                lock_timeout_seconds=lock_timeout_seconds,
-            )
-        )
+        opening = asyncio.ensure_future(open_store(url, limits=limits))
         if not await _first_of(opening, stopping):
             return None
         error = opening.exception()

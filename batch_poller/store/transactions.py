@@ -33,8 +33,13 @@ _SQLITE_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 def is_transient(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        # Refused or reset while connecting: the server is restarting or failing over.
+        return True
     if not isinstance(error, DBAPIError):
-        return False
+        # The driver's own error, not wrapped by SQLAlchemy (asyncpg while connecting).
+        code = str(getattr(error, "sqlstate", None) or "")
+        return code.startswith(_TRANSIENT_CLASSES)
     original = error.orig
     if isinstance(original, sqlite3.Error):
         # Only a lock. A SQLite connection discarded for a read-only or I/O error is not worth

@@ -9,7 +9,12 @@ from sqlalchemy import text
 from store_testlib import NOW, PG_URL, arn
 
 from batch_poller.store import NewJob, open_store
-from batch_poller.store.engine import make_engine, to_async_url
+from batch_poller.store.engine import (
+    SessionLimits,
+    idle_in_transaction_for,
+    make_engine,
+    to_async_url,
+)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +139,7 @@ async def test_postgresql_sessions_carry_their_bounds(
     show 0)."""
     if not PG_URL:
         pytest.skip("BATCH_POLLER_TEST_PG_URL is empty")
-    engine = make_engine(PG_URL, lock_timeout_seconds=lock_timeout)
+    engine = make_engine(PG_URL, limits=SessionLimits(lock_timeout_seconds=lock_timeout))
     try:
         async with engine.connect() as conn:
             shown = {
@@ -143,3 +148,8 @@ async def test_postgresql_sessions_carry_their_bounds(
     finally:
         await engine.dispose()
     assert shown == expected
+
+
+@pytest.mark.parametrize(("lease", "idle"), [(6.0, 5.0), (300.0, 150.0), (3600.0, 300.0)])
+def test_an_idle_transaction_ends_about_when_a_lease_does(lease: float, idle: float) -> None:
+    assert idle_in_transaction_for(lease) == idle
