@@ -282,6 +282,19 @@ def client_ports(pid: int, server_port: int) -> list[int]:
     return ports
 
 
+async def slow_record_writes(db: asyncpg.Connection, seconds: float = 0.3) -> None:
+    """Every statement that stores records takes `seconds` longer, in the database itself: a
+    replica's write transaction is then open long enough for a stop to land inside it."""
+    await db.execute(
+        f"""
+        CREATE FUNCTION slow_record_write() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$;
+        CREATE TRIGGER slow_record_write AFTER INSERT ON batch_records
+           FOR EACH STATEMENT EXECUTE FUNCTION slow_record_write();
+        """
+    )
+
+
 async def write_transactions(db: asyncpg.Connection, pid: int, server_port: int) -> list[str]:
     """The sessions of process `pid` inside a transaction that has written or locked rows of the
     jobs or records tables (what a process frozen there keeps locked): their last statements."""

@@ -52,6 +52,7 @@ from tests.service.replica_lab import (
     record_violations,
     replicas,
     slow_links,
+    slow_record_writes,
     started,
     status_document,
     stop,
@@ -170,6 +171,7 @@ async def test_a_replica_frozen_inside_a_write_transaction_loses_its_jobs_when_i
     by_arn = {job.arn: job for job in jobs}
     await track(config_for(tmp_path / "track", endpoints, database), jobs)
     db = await asyncpg.connect(database)
+    await slow_record_writes(db)
     try:
         with contextlib.ExitStack() as stack:
             daemons, links = replicas(stack, tmp_path, endpoints, database, "bc")
