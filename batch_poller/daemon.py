@@ -26,6 +26,7 @@ from batch_poller.store.daemon_lock import (
     DatabaseFileHeld,
     closed_after,
 )
+from batch_poller.store.engine import sqlite_file, to_async_url
 from batch_poller.store.startup import (
     Backoff,
     DatabaseConfigError,
@@ -78,33 +79,35 @@ class Daemon:
         early = stop_signal_received()
         if early is not None:
             self._on_stop_signal(early)
+        # One daemon per SQLite file (store/daemon_lock.py): taken before the store is opened
+        # when the file is there, so a refused daemon never writes to it (a migration, say).
+        lock: DaemonLock | None = None
+        try:
+            lock = _locked(self.settings.database.url, only_if_there=True)
+        except DaemonLockError as error:
+            return self._refused(error)
         try:
             store = await self._open_store(max_attempts=ONCE_ATTEMPTS if once else None)
-        except DatabaseConfigError as error:
-            print(f"batch-poller: configuration error: {error}", file=sys.stderr, flush=True)
-            return EX_CONFIG
-        except DatabaseUnavailableError as error:
-            print(f"batch-poller: {error}", file=sys.stderr, flush=True)
+        except (DatabaseConfigError, DatabaseUnavailableError) as error:
+            if lock is not None:
+                lock.close()  # no connection of ours is open: closing it drops no SQLite lock
+            config = isinstance(error, DatabaseConfigError)
+            prefix = "configuration error: " if config else ""
+            print(f"batch-poller: {prefix}{error}", file=sys.stderr, flush=True)
             self.notifier.close()
-            return 1
+            return EX_CONFIG if config else 1
         if store is None:
+            if lock is not None:
+                lock.close()
             log.info("daemon_stopped", detail="stopped before the database was open")
             self.notifier.close()
             return 0
-        # One daemon per SQLite file (store/daemon_lock.py); the file exists once the store is
-        # open.
-        lock: DaemonLock | None = None
-        try:
-            lock = DaemonLock.open(store.engine.url)
-            if lock is not None:
-                lock.take()
-        except DaemonLockError as error:
-            await store.close()
-            if lock is not None:
-                lock.close()  # only after the store: see daemon_lock
-            print(f"batch-poller: {error}", file=sys.stderr, flush=True)
-            self.notifier.close()
-            return EX_CONFIG if isinstance(error, DatabaseFileHeld) else 1
+        if lock is None:  # a new file, there once the store is open
+            try:
+                lock = _locked(self.settings.database.url, only_if_there=False)
+            except DaemonLockError as error:
+                await store.close()
+                return self._refused(error)
         # The lock is held while the daemon runs, and let go after open_runtime closed the store.
         async with (
             closed_after(lock),
@@ -188,6 +191,11 @@ class Daemon:
             loop.add_signal_handler(signum, self._on_stop_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
 
+    def _refused(self, error: DaemonLockError) -> int:
+        print(f"batch-poller: {error}", file=sys.stderr, flush=True)
+        self.notifier.close()
+        return EX_CONFIG if isinstance(error, DatabaseFileHeld) else 1
+
     def _on_stop_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if self._stopping.is_set():
@@ -266,6 +274,27 @@ class Daemon:
             done = ", ".join(f"{n} {k}" for k, n in report.as_dict().items() if n and k != "jobs")
             line += f"; last pass: {report.jobs} jobs" + (f" ({done})" if done else "")
         return line
+
+
+def _locked(url: str, *, only_if_there: bool) -> DaemonLock | None:
+    """The daemon's lock on its SQLite file, taken; None for PostgreSQL, an in-memory
+    database, or (`only_if_there`) a file not created yet."""
+    try:
+        parsed = to_async_url(url)
+    except ValueError:
+        return None  # the store's opening says what is wrong with the URL
+    path = sqlite_file(parsed)
+    if path is None or (only_if_there and not os.path.exists(path)):
+        return None
+    lock = DaemonLock.open(parsed)
+    if lock is None:
+        return None
+    try:
+        lock.take()
+    except DaemonLockError:
+        lock.close()
+        raise
+    return lock
 
 
 def _bind_failure(settings: Settings, error: OSError) -> str:

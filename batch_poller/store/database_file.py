@@ -13,11 +13,36 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from batch_poller.store.engine import sqlite_file
+from batch_poller.store.engine import sqlite_file, to_async_url
 
 
 class DatabaseFileGone(Exception):
-    """The database file was deleted or replaced while open; the message says which."""
+    """The database file was deleted or replaced while open, or has another name; the message
+    says which."""
+
+
+def more_names(path: str, links: int) -> str:
+    """Why a SQLite file with several hard links is refused: SQLite keeps its WAL and locks
+    beside each name, so two processes that open it by two names write past each other, and the
+    database is lost (checkpointed from an empty WAL over the real one)."""
+    return (
+        f"the database file {path} has {links} names (hard links): SQLite keeps its journal "
+        "beside each name, so opening it by two names corrupts it; remove the other links and "
+        "use one path"
+    )
+
+
+def refuse_linked_file(url: str) -> None:
+    """ValueError when the SQLite file the URL names has more than one hard link."""
+    path = sqlite_file(to_async_url(url))
+    if path is None:
+        return
+    try:
+        links = os.stat(path).st_nlink
+    except OSError:
+        return  # not there yet: SQLite creates it with one name
+    if links > 1:
+        raise ValueError(more_names(path, links))
 
 
 @dataclass(frozen=True)
@@ -51,3 +76,5 @@ class DatabaseFile:
                 f"the database file {self.path} was replaced while the daemon had it open: "
                 "restart the daemon to use the new one"
             )
+        if found.st_nlink > 1:
+            raise DatabaseFileGone(more_names(self.path, found.st_nlink))

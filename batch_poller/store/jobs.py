@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from batch_poller.domain import job_id_from_arn
 from batch_poller.identity import Identity
 from batch_poller.rows import NewJob
-from batch_poller.store.database_file import DatabaseFile, DatabaseFileGone
+from batch_poller.store.database_file import DatabaseFile, DatabaseFileGone, refuse_linked_file
 from batch_poller.store.engine import SessionLimits, dialect_insert, make_engine, sqlite_file
 from batch_poller.store.errors import StoreError, store_operation
 from batch_poller.store.guards import Tenancy
@@ -131,6 +131,7 @@ async def open_store(
     limits: SessionLimits | None = None,
 ) -> JobStore:
     """Connect, bring the schema up to date, and hand back a store."""
+    refuse_linked_file(url)
     engine = make_engine(url, schema=schema, limits=limits)
     try:
         await upgrade(engine)

@@ -86,3 +86,40 @@ def test_the_holder_is_named_from_proc_locks(tmp_path: Path) -> None:
 def test_postgresql_and_in_memory_sqlite_take_no_lock() -> None:
     assert DaemonLock.open(to_async_url("sqlite://")) is None
     assert DaemonLock.open(to_async_url("postgresql://postgres@127.0.0.1:5432/test")) is None
+
+
+async def test_a_hard_link_to_the_database_is_refused_before_anything_is_written(
+    tmp_path: Path, endpoints: Endpoints, bedrock: Any, s3: Any
+) -> None:
+    """SQLite keeps its WAL beside each name: opened by a second name, the file is lost. Every
+    command refuses such a file before it opens it, and the running daemon's passes fail."""
+    database = tmp_path / "daemon.db"
+    config = write_config(tmp_path, endpoints)
+    uri = await put_input(s3, "linked/input.jsonl", make_records(3, prefix="linked"))
+    arn = await create_job(bedrock, uri, name="linked", output_uri=f"s3://{BUCKET}/out/")
+    with running(config) as first:
+        first.wait_for(lambda: _started(first), "the daemon's start")
+        assert run_command("--config", str(config), "track", arn).returncode == 0
+        wait_until(lambda: job_column(database, arn, "last_checked_at"), "a check", first)
+
+        link = tmp_path / "other" / "linked.db"
+        link.parent.mkdir()
+        os.link(database, link)
+        linked = write_config(link.parent, endpoints, database={"url": f"sqlite:///{link}"})
+        second = run_command("--config", str(linked), "run")
+        listed = run_command("--config", str(linked), "jobs", "--json")
+        first.wait_for(
+            lambda: any("has 2 names" in str(e.get("error")) for e in first.events()),
+            "the daemon's passes to fail on the second name",
+        )
+        link.unlink()
+
+    # The daemon is refused by the lock on the file (the same file, whatever its name),
+    # taken before anything is opened; a one-off command by the second name itself.
+    assert second.returncode == EX_CONFIG, second.stderr
+    assert f"another daemon (pid {first.process.pid}) holds" in _the_line(second)
+    assert listed.returncode == 1 and "has 2 names (hard links)" in listed.stderr
+    assert not (link.parent / "linked.db-wal").exists()  # nothing written by that name
+    # The data is whole once the other name is gone.
+    after = run_command("--config", str(config), "jobs", "--json")
+    assert [json.loads(row)["batch_job_arn"] for row in after.stdout.splitlines()] == [arn]
