@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aioboto3
 from botocore.config import Config
@@ -15,6 +16,7 @@ from batch_poller.aws.limits import RateLimiter
 from batch_poller.aws.s3 import S3
 from batch_poller.clock import Clock, SystemClock
 from batch_poller.config import Settings
+from batch_poller.logging import set_process_field
 from batch_poller.metrics import Metrics
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobStore, StoreError, open_store
@@ -54,6 +56,9 @@ async def open_runtime(
         config = _client_config(settings)
         metrics = Metrics()
         identity = store.tenancy.identity
+        # Which of the processes sharing the database said it: a field of every log entry.
+        set_process_field("replica", identity.owner)
+        store.set_lease(timedelta(seconds=settings.poller.lease_seconds))
         metrics.replica.info(
             {"owner": identity.owner, "host": identity.host, "pid": str(identity.pid)}
         )

@@ -114,8 +114,6 @@ class Daemon:
             open_runtime(self.settings, store=store, stopping=self._stopping) as rt,
         ):
             self._rt = rt
-            # Which of the processes sharing the database said it: a field of every entry.
-            structlog.contextvars.bind_contextvars(replica=rt.store.owner)
             supervisor = self._supervisor = build_supervisor(rt, role="daemon")
             supervisor.after_pass = self._after_pass
             if once:

@@ -40,11 +40,17 @@ def _local_key() -> str:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with this pid exists here (one of another user's counts as alive)."""
+    """Whether a process with this pid runs here (one of another user's counts as alive). A
+    zombie, killed but not yet reaped by its parent, is gone: it holds nothing and runs nothing."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc to ask: alive, as the signal said
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

@@ -20,6 +20,23 @@ PRIORITIES = {"critical": 2, "error": 3, "warning": 4, "info": 6, "debug": 7}
 _FIELD_VALUE_LIMIT = 64 * 1024
 
 
+# Fields of this process that every entry carries (the replica's name), whatever task, signal
+# handler or thread logs it: set once the process knows them.
+_PROCESS_FIELDS: dict[str, Any] = {}
+
+
+def set_process_field(name: str, value: Any) -> None:
+    _PROCESS_FIELDS[name] = value
+
+
+def _add_process_fields(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for name, value in _PROCESS_FIELDS.items():
+        event.setdefault(name, value)
+    return event
+
+
 def configure_logging(
     level: str = "INFO", fmt: LogFormat | None = "auto", journal_socket: str = JOURNAL_SOCKET
 ) -> str:
@@ -27,6 +44,7 @@ def configure_logging(
     chosen = choose_format(fmt or "auto")
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        _add_process_fields,
         structlog.processors.add_log_level,
     ]
     logger_factory: Any

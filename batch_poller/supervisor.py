@@ -165,14 +165,16 @@ class Supervisor:
         return report
 
     async def _join(self) -> None:
-        """Registers this process among the replicas once, freeing at once the leases of the
-        process it replaced on this machine (a restart after a crash)."""
-        if self._joined:
-            return
-        dead = await self.rt.store.replicas.join(self.role, self.rt.clock.now())
+        """Registers this process among the replicas (once), and frees at once the leases of
+        processes on this machine that are gone (the one it replaced after a crash; one that
+        died since), instead of waiting for them to run out."""
+        now = self.rt.clock.now()
+        if not self._joined:
+            await self.rt.store.replicas.join(self.role, now)
+            self._joined = True
+        dead = await self.rt.store.replicas.free_dead_neighbours(now)
         if dead:
             log.info("dead_replicas_released", owners=dead, detail="their leases freed")
-        self._joined = True
 
     async def _drain(
         self,
@@ -308,6 +310,7 @@ class Supervisor:
     async def clean_now(self, job: JobRow, *, force: bool) -> Outcome:
         """Cleans one stored job at once (the CLI's and the API's cleanup), under a lease like
         any pass; LeaseLost when another process holds it."""
+        await self._join()
         now = self.rt.clock.now()
         claimed = await self.rt.store.leases.claim(
             1,

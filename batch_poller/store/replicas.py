@@ -53,12 +53,11 @@ class ReplicaStore:
         self.tenancy = tenancy
 
     @store_operation("register this process")
-    async def join(self, role: str, now: datetime) -> list[str]:
-        """Writes this process's row and frees the leases of dead processes on this machine
-        (same boot, same pid namespace, pid gone). Returns the owners it found dead."""
+    async def join(self, role: str, now: datetime) -> None:
+        """Writes this process's row."""
         me = self.tenancy.identity
 
-        async def write(conn: AsyncConnection) -> list[str]:
+        async def write(conn: AsyncConnection) -> None:
             stmt = dialect_insert(conn.dialect.name, _REPLICAS).values(
                 owner=me.owner,
                 host=me.host,
@@ -73,6 +72,15 @@ class ReplicaStore:
                     index_elements=[_REPLICAS.c.owner], set_={"seen_at": now, "role": role}
                 )
             )
+
+        await self.tx.write(write)
+
+    @store_operation("free dead processes' leases")
+    async def free_dead_neighbours(self, now: datetime) -> list[str]:
+        """Frees the leases of the processes on this machine (same boot, same pid namespace)
+        whose pid is gone, and forgets them; returns their owners."""
+
+        async def write(conn: AsyncConnection) -> list[str]:
             return await _free_dead_neighbours(conn, self.tenancy, process_alive, now)
 
         return await self.tx.write(write)

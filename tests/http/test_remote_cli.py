@@ -84,6 +84,10 @@ async def test_the_remote_commands_steer_a_running_daemon(
     assert [(r["owner"], r["role"]) for r in status["replicas"]] == [(replica, "daemon")]
     assert status["replicas"][0]["last_pass_at"] is not None
     assert f"{replica} (daemon): last pass 20" in readable
+    # Every entry of its log names it, those logged by its signal handlers included.
+    entries = daemon.events()
+    assert {"stopping", "daemon_stopped"} <= {entry["event"] for entry in entries}
+    assert [e for e in entries if e.get("replica") != replica] == []
     assert paused["state"] == "paused"
     assert resumed.returncode == 0 and "running" in resumed.stdout
     assert (processed["fetched"], processed["cleaned"]) == (1, 0)

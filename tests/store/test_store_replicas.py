@@ -4,6 +4,8 @@ leases of a dead process on the same machine freed as soon as another process jo
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,8 @@ def neighbour(store: JobStore, pid: int, token: str) -> JobStore:
 
 async def test_join_writes_this_process_row(store: JobStore) -> None:
     me = store.tenancy.identity
-    assert await store.replicas.join("daemon", NOW) == []
+    await store.replicas.join("daemon", NOW)
+    assert await store.replicas.free_dead_neighbours(NOW) == []
     assert await rows(store) == {
         store.owner: {
             "owner": store.owner,
@@ -106,7 +109,7 @@ async def test_live_lists_recent_processes_with_the_jobs_they_hold(store: JobSto
     assert [(r.owner, r.jobs) for r in later] == [(store.owner, ())]
 
 
-async def test_a_join_frees_the_leases_of_dead_processes_on_this_machine(
+async def test_the_leases_of_dead_processes_on_this_machine_are_freed(
     store: JobStore,
 ) -> None:
     await track(store, 1, 2, 3, 4, 5, 6)
@@ -116,13 +119,13 @@ async def test_a_join_frees_the_leases_of_dead_processes_on_this_machine(
     replaced = neighbour(store, os.getpid(), "old001")
     # A dead pid on another machine says nothing: its leases run out by themselves.
     far = JobStore(store.engine, Identity("elsewhere", a_dead_pid(), "far001", "elsewhere|x"))
-    # The dead one joins last: any join frees the leases of dead processes it finds.
     for process in (alive, replaced, far, dead):
-        assert await process.replicas.join("daemon", NOW) == []
+        await process.replicas.join("daemon", NOW)
     for process, numbers in ((dead, (1, 2)), (alive, (3,)), (replaced, (4,)), (far, (5,))):
         await hold(process, *numbers)
 
-    found_dead = await store.replicas.join("daemon", NOW + SECOND)
+    await store.replicas.join("daemon", NOW + SECOND)
+    found_dead = await store.replicas.free_dead_neighbours(NOW + SECOND)
 
     assert sorted(found_dead) == sorted([dead.owner, replaced.owner])
     assert await holders(store) == {
@@ -139,13 +142,14 @@ async def test_a_join_frees_the_leases_of_dead_processes_on_this_machine(
     assert {j.batch_job_arn for j in claimed} == {arn(1), arn(2), arn(4), arn(6)}
 
 
-async def test_a_join_forgets_rows_not_seen_for_a_day(store: JobStore) -> None:
+async def test_rows_not_seen_for_a_day_are_forgotten(store: JobStore) -> None:
     await track(store, 1)
     gone = JobStore(store.engine, another_process("gone"))
     recent = JobStore(store.engine, another_process("recent"))
     await gone.replicas.join("daemon", NOW - timedelta(days=1, seconds=1))
     await recent.replicas.join("daemon", NOW - timedelta(hours=23))
     await store.replicas.join("daemon", NOW)
+    await store.replicas.free_dead_neighbours(NOW)
     assert set(await rows(store)) == {recent.owner, store.owner}
 
 
@@ -163,3 +167,21 @@ async def test_leave_releases_every_lease_and_removes_the_row(store: JobStore) -
     assert set(await rows(store)) == {other.owner}
     free = await store.leases.claim(10, NOW, check_interval_seconds=0)
     assert {j.batch_job_arn for j in free} == {arn(1), arn(2)}
+
+
+def test_a_zombie_counts_as_gone() -> None:
+    """Killed but not reaped by its parent: its pid still answers a signal, yet it runs
+    nothing and holds nothing."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        assert process_alive(child.pid)
+        child.kill()
+        # Not reaped: /proc shows it as a zombie once the kill has landed.
+        for _ in range(500):
+            if not process_alive(child.pid):
+                break
+            time.sleep(0.01)
+        assert not process_alive(child.pid)
+        os.kill(child.pid, 0)  # the pid still answers: only its state says it is gone
+    finally:
+        child.wait()
