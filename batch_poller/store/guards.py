@@ -31,9 +31,12 @@ class LeaseLost(Exception):
     out. It must write nothing more for the job and delete nothing."""
 
     def __init__(self, arn: str, owner: str, holder: str | None, until: datetime | None) -> None:
-        held = "nobody" if holder is None else holder
         when = "" if until is None else f" until {until.isoformat()}"
-        super().__init__(f"{arn}: lease lost by {owner}; held by {held}{when}")
+        if holder == owner:
+            reason = f"its lease ran out{when.replace(' until', ' at')}"
+        else:
+            reason = f"held by {'nobody' if holder is None else holder}{when}"
+        super().__init__(f"{arn}: lease lost by {owner}; {reason}")
         self.arn = arn
         self.holder = holder
 
