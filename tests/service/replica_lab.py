@@ -197,6 +197,23 @@ async def _read_back(s3: Any, job: Job) -> None:
                     job.outputs[item["recordId"]] = (name, number, item["modelOutput"])
 
 
+async def tracked_jobs(
+    folder: Path,
+    endpoints: Endpoints,
+    url: str,
+    control: EmulatorControl,
+    bedrock: Any,
+    s3: Any,
+    count: int,
+) -> tuple[list[Job], dict[str, Job]]:
+    """`count` finished jobs on the emulator (its clock frozen), tracked in the database at
+    `url` with their input folders; also by ARN."""
+    await control.freeze_clock()
+    jobs = await make_jobs(bedrock, s3, control, count)
+    await track(config_for(folder / "track", endpoints, url), jobs)
+    return jobs, {job.arn: job for job in jobs}
+
+
 def config_for(folder: Path, endpoints: Endpoints, url: str, **sections: Any) -> Path:
     """A configuration file in a folder of its own."""
     folder.mkdir()

@@ -46,7 +46,6 @@ from tests.service.replica_lab import (
     events,
     freeze_mid_ingest,
     ingesting,
-    make_jobs,
     owner_of,
     partly_stored,
     record_violations,
@@ -56,7 +55,7 @@ from tests.service.replica_lab import (
     started,
     status_document,
     stop,
-    track,
+    tracked_jobs,
     unsettled,
     until,
     wake_and_settle,
@@ -88,10 +87,7 @@ async def test_three_replicas_one_killed_one_frozen_store_every_record_and_delet
     database: str,
 ) -> None:
     begun = time.monotonic()
-    await control.freeze_clock()
-    jobs = await make_jobs(bedrock, s3, control, 60)
-    by_arn = {job.arn: job for job in jobs}
-    await track(config_for(tmp_path / "track", endpoints, database), jobs)
+    jobs, by_arn = await tracked_jobs(tmp_path, endpoints, database, control, bedrock, s3, 60)
     db = await asyncpg.connect(database)
     try:
         with contextlib.ExitStack() as stack:
@@ -166,10 +162,7 @@ async def test_a_replica_frozen_inside_a_write_transaction_loses_its_jobs_when_i
     its jobs must still go to the other replica once the lease has run out, not only when the
     server ends the frozen transaction."""
     begun = time.monotonic()
-    await control.freeze_clock()
-    jobs = await make_jobs(bedrock, s3, control, 24)
-    by_arn = {job.arn: job for job in jobs}
-    await track(config_for(tmp_path / "track", endpoints, database), jobs)
+    jobs, by_arn = await tracked_jobs(tmp_path, endpoints, database, control, bedrock, s3, 24)
     db = await asyncpg.connect(database)
     await slow_record_writes(db)
     try:
@@ -205,10 +198,7 @@ async def test_a_replica_frozen_between_listing_a_folder_and_deleting_it_deletes
     the listing comes back, woken after the other replica has taken the job over and cleaned
     it, must not delete from the listing it got before it lost the lease."""
     begun = time.monotonic()
-    await control.freeze_clock()
-    jobs = await make_jobs(bedrock, s3, control, 8)
-    by_arn = {job.arn: job for job in jobs}
-    await track(config_for(tmp_path / "track", endpoints, database), jobs)
+    jobs, by_arn = await tracked_jobs(tmp_path, endpoints, database, control, bedrock, s3, 8)
     db = await asyncpg.connect(database)
     try:
         with contextlib.ExitStack() as stack:
@@ -245,12 +235,9 @@ async def test_a_postgresql_restart_under_a_running_daemon_is_ridden_out_and_eve
     """The daemon's own private cluster is stopped while jobs are being ingested and started
     again once the daemon has logged the outage; the lease is left at its default."""
     begun = time.monotonic()
-    await control.freeze_clock()
     with PrivateCluster.create() as cluster, slow_links(endpoints.s3, "d") as links:
         url = cluster.url()
-        jobs = await make_jobs(bedrock, s3, control, 16)
-        by_arn = {job.arn: job for job in jobs}
-        await track(config_for(tmp_path / "track", endpoints, url), jobs)
+        jobs, by_arn = await tracked_jobs(tmp_path, endpoints, url, control, bedrock, s3, 16)
         config = config_for(
             tmp_path / "daemon",
             Endpoints(endpoints.bedrock, links[0].url),
