@@ -133,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--remote", action="store_true", help="ask the running daemon")
     cleanup.add_argument("--json", action="store_true")
 
+    export = add("export", _export, "write a job's stored records as JSON lines or CSV")
+    export.add_argument("job", metavar="JOB", help="job ARN or job id")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--errors-only", action="store_true", help="only records that failed")
+    export.add_argument("-o", "--output", metavar="FILE", help="a file instead of stdout")
+
     config = add("config", _config, "check the configuration, or show the effective settings")
     config.add_argument("action", choices=["check", "show"])
 
@@ -195,6 +201,20 @@ def _process_completed(args: argparse.Namespace, settings: Settings | None) -> i
     from batch_poller.commands import process_completed
 
     return _arun(process_completed(_need(settings)))
+
+
+def _export(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.commands import export_records
+
+    return _arun(
+        export_records(
+            _need(settings),
+            args.job,
+            fmt=args.format,
+            errors_only=args.errors_only,
+            output=args.output,
+        )
+    )
 
 
 def _status(args: argparse.Namespace, settings: Settings | None) -> int:

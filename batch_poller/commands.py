@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -13,7 +15,9 @@ from batch_poller.app import build_supervisor, open_configured_store, open_runti
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import Settings
 from batch_poller.domain import JobStatus, Step, next_step, parse_job_status
+from batch_poller.export import ExportFormat, write_export
 from batch_poller.masking import mask_url
+from batch_poller.rows import RecordRow
 from batch_poller.store import JobStore, describe_database_error, upgrade
 from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.supervisor import JobHeld
@@ -130,6 +134,45 @@ async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) 
         raise CommandError(f"cleanup of {job.batch_job_arn} failed: {job.last_error}")
     print(f"{job.batch_job_arn}: {outcome.value}, {job.bytes_freed} bytes freed")
     return 0
+
+
+async def export_records(
+    settings: Settings,
+    job_ref: str,
+    *,
+    fmt: ExportFormat,
+    errors_only: bool,
+    output: str | None,
+) -> int:
+    """Streams a job's records to a file (written whole, then renamed into place) or stdout."""
+    store = await _open_store(settings, reading=True)
+    try:
+        job = await store.get_job(job_ref)
+        if job is None:
+            raise CommandError(f"no tracked job {job_ref!r}")
+        rows = store.stream_records(job.batch_job_arn, errors_only=errors_only)
+        if output is None:
+            count = await write_export(rows, fmt, sys.stdout.write)
+        else:
+            count = await _export_to_file(rows, fmt, Path(output))
+    finally:
+        await store.close()
+    if output is not None:
+        print(f"{job.batch_job_arn}: {count} records written to {output}", file=sys.stderr)
+    return 0
+
+
+async def _export_to_file(rows: AsyncIterator[RecordRow], fmt: ExportFormat, path: Path) -> int:
+    # A half-written export never stands under the name asked for.
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            count = await write_export(rows, fmt, out.write)
+        partial.replace(path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
+    return count
 
 
 async def upgrade_database(settings: Settings) -> int:

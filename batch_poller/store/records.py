@@ -4,7 +4,7 @@ check them against the manifest."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -158,6 +158,38 @@ class RecordStore:
         async def read(conn: AsyncConnection) -> list[RecordRow]:
             result = await conn.execute(query)
             return [RecordRow(outcome="error", **row) for row in result.mappings()]
+
+        return await self.tx.read(read)
+
+    async def stream_records(
+        self, arn: str, *, errors_only: bool = False, chunk: int = 1000
+    ) -> AsyncIterator[RecordRow]:
+        """The job's records in record id order, read `chunk` at a time by key (never all at
+        once, and no transaction held open between chunks)."""
+        after: str | None = None
+        while True:
+            rows = await self._records_after(arn, after, chunk, errors_only)
+            for row in rows:
+                yield row
+            if len(rows) < chunk:
+                return
+            after = rows[-1].record_id
+
+    @store_operation("read records")
+    async def _records_after(
+        self, arn: str, after: str | None, limit: int, errors_only: bool
+    ) -> list[RecordRow]:
+        columns = [c for c in _RECORDS.c if c.name in _RECORD_FIELDS]
+        query = select(*columns).where(_RECORDS.c.batch_job_arn == arn)
+        if after is not None:
+            query = query.where(_RECORDS.c.record_id > after)
+        if errors_only:
+            query = query.where(_RECORDS.c.outcome == "error")
+        query = query.order_by(_RECORDS.c.record_id).limit(limit)
+
+        async def read(conn: AsyncConnection) -> list[RecordRow]:
+            result = await conn.execute(query)
+            return [RecordRow(**row) for row in result.mappings()]
 
         return await self.tx.read(read)
 

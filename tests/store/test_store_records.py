@@ -213,3 +213,20 @@ async def test_keep_input_of_line_fills_the_stored_line(store: JobStore, job: st
     assert (row["model_input"], row["error_message"]) == ('{"prompt": "p"}', "cut\ufffdshort")
     lease = await store.get_job(job)
     assert lease is not None and lease.claimed_until == later + timedelta(minutes=5)
+
+
+async def test_records_stream_in_id_order_a_chunk_at_a_time(store: JobStore, job: str) -> None:
+    await store.track_job(to_fetch(arn(2)), NOW)
+    async with leased(store, arn(2), NOW):
+        await store.write_records(arn(2), [ok(99)], NOW)  # another job's: never streamed
+    rows = [ok(n) for n in range(1, 12)] + [err(n, "ValidationException") for n in (12, 13)]
+    await store.write_records(job, rows[::-1], NOW)
+
+    streamed = [row async for row in store.stream_records(job, chunk=4)]
+    errors = [row async for row in store.stream_records(job, errors_only=True, chunk=1)]
+
+    assert [row.record_id for row in streamed] == sorted(row.record_id for row in rows)
+    assert {row.record_id: row for row in streamed} == {row.record_id: row for row in rows}
+    assert [(row.record_id, row.error_code) for row in errors] == [
+        (row.record_id, "ValidationException") for row in rows[-2:]
+    ]

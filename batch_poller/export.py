@@ -1,0 +1,125 @@
+"""A job's stored records out of the store, streamed as JSON lines or CSV: the record id (the
+application's own work item), the outcome, the text of the model's answer, tokens and cost.
+
+The text is taken from the model output as each family writes it; an output whose shape is not
+known (or an embedding) has none, and is exported whole in JSON lines."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+
+from batch_poller.rows import RecordRow
+
+ExportFormat = Literal["jsonl", "csv"]
+CSV_COLUMNS = (
+    "record_id",
+    "outcome",
+    "output_text",
+    "error_code",
+    "error_message",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+    "source_file",
+    "line_number",
+)
+
+
+def output_text(model_output: str | None) -> str | None:
+    """The answer's text: Nova and Converse (output.message.content), Claude (content), Llama
+    (generation), Titan text (results[].outputText), Mistral (outputs[].text). None otherwise."""
+    if not model_output:
+        return None
+    try:
+        output = orjson.loads(model_output)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(output, dict):
+        return None
+    message = (
+        output.get("output", {}).get("message") if isinstance(output.get("output"), dict) else None
+    )
+    if isinstance(message, dict):
+        return _joined(message.get("content"), "text")
+    if isinstance(output.get("content"), list):
+        return _joined(output["content"], "text")
+    if isinstance(output.get("generation"), str):
+        return str(output["generation"])
+    if isinstance(output.get("results"), list):
+        return _joined(output["results"], "outputText")
+    if isinstance(output.get("outputs"), list):
+        return _joined(output["outputs"], "text")
+    return None
+
+
+def _joined(parts: Any, key: str) -> str | None:
+    if not isinstance(parts, list):
+        return None
+    texts = [
+        part[key] for part in parts if isinstance(part, dict) and isinstance(part.get(key), str)
+    ]
+    return "".join(texts) if texts else None
+
+
+def exported(row: RecordRow) -> dict[str, Any]:
+    """One record as it is exported."""
+    return {
+        "record_id": row.record_id,
+        "outcome": row.outcome,
+        "output_text": output_text(row.model_output),
+        "error_code": row.error_code,
+        "error_message": row.error_message,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "cost": None if row.cost is None else f"{row.cost:f}",
+        "source_file": row.source_file,
+        "line_number": row.line_number,
+    }
+
+
+async def write_export(
+    rows: AsyncIterator[RecordRow], fmt: ExportFormat, write: Callable[[str], Any]
+) -> int:
+    """Writes the records one at a time (never all in memory); returns how many."""
+    count = 0
+    if fmt == "csv":
+        write(_csv_line(CSV_COLUMNS))
+    async for row in rows:
+        document = exported(row)
+        if fmt == "csv":
+            write(_csv_line(tuple("" if v is None else v for v in document.values())))
+        else:
+            # JSON lines keep the whole model output too, parsed, for what the text leaves out.
+            document["model_output"] = (
+                orjson.Fragment(row.model_output.encode()) if row.model_output else None
+            )
+            write(orjson.dumps(document, default=_plain).decode() + "\n")
+        count += 1
+    return count
+
+
+def _parsed(model_output: str | None) -> Any:
+    if model_output is None:
+        return None
+    try:
+        return orjson.loads(model_output)
+    except orjson.JSONDecodeError:
+        return model_output
+
+
+def _csv_line(values: tuple[Any, ...]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(values)
+    return buffer.getvalue()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    raise TypeError(f"{type(value).__name__} is not exported")
