@@ -26,6 +26,7 @@ TABLE_COLUMNS = (
     "cleanup",
     "auto_processing",
     "last_checked_at",
+    "reason",
 )
 
 
@@ -40,7 +41,19 @@ def job_document(job: JobRow) -> dict[str, Any]:
     row = {key: _plain(value) for key, value in dataclasses.asdict(job).items()}
     row["cleanup"] = cleanup_state(job)
     row["auto_processing"] = auto_processing(job)
+    row["reason"] = failure_reason(job)
     return row
+
+
+def failure_reason(job: JobRow) -> str | None:
+    """Why a job failed, its fetch failed, or its cleanup failed; None when nothing did."""
+    if job.status is JobStatus.FAILED:
+        return job.last_error or job.message
+    if job.status is JobStatus.RESULT_FETCH_FAILED:
+        return job.last_error
+    if job.cleanup_completed_at is None and job.cleanup_attempts:
+        return job.last_error
+    return None
 
 
 def cleanup_state(job: JobRow) -> str:

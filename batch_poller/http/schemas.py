@@ -27,6 +27,7 @@ _CLEANUP = {"type": "string", "enum": ["done", "failed", "pending", "waiting", "
 _DECIMAL = {"type": ["string", "null"], "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
 
 _SUMMARY_PROPERTIES: dict[str, Any] = {
+    "reason": _nullable("string"),
     "batch_job_arn": {"type": "string"},
     "job_id": {"type": "string"},
     "job_name": _nullable("string"),

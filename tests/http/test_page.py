@@ -85,6 +85,22 @@ async def test_the_page_shows_a_finished_job_and_pauses_with_the_token(
     assert not supervisor.paused
 
 
+async def test_a_failed_job_says_why_under_its_status(
+    browser: Any, admin: Admin, control: Any, submit: Any, supervisor: Any
+) -> None:
+    arn = await submit(3)
+    await control.finish(arn, "Failed", message="The input file holds no valid record.")
+    await supervisor.run_pass()
+    page = await browser.new_page()
+
+    await page.goto(admin.server.url + "/")
+    status = page.locator("#job-rows tr td.status-FAILED")
+    await status.wait_for()
+
+    assert await status.locator(".reason").inner_text() == "The input file holds no valid record."
+    assert await status.get_attribute("title") == "The input file holds no valid record."
+
+
 async def test_the_page_says_when_passes_fail_and_why(
     browser: Any, admin: Admin, supervisor: Any, runtime: Any
 ) -> None:

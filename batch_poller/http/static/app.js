@@ -92,6 +92,19 @@ function renderReplicas(status) {
   }
 }
 
+// A failed job says why under its status: Bedrock's message or the daemon's last error.
+function statusCell(job) {
+  const td = cell(job.status, "Status", `status status-${job.status}`);
+  if (job.reason) {
+    td.title = job.reason;
+    const why = document.createElement("div");
+    why.className = "reason";
+    why.textContent = job.reason;
+    td.append(why);
+  }
+  return td;
+}
+
 function renderJobs(jobs) {
   const rows = $("job-rows");
   rows.replaceChildren();
@@ -107,7 +120,7 @@ function renderJobs(jobs) {
     tr.dataset.job = job.job_id;
     tr.append(
       cell(job.job_name || job.job_id, "Job"),
-      cell(job.status, "Status", `status status-${job.status}`),
+      statusCell(job),
       cell(job.auto_processing ? "yes" : "no", "Auto"),
       cell(job.total_records, "Records", "num"),
       cell(job.success_records, "OK", "num"),
