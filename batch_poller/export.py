@@ -67,9 +67,9 @@ def _joined(parts: Any, key: str) -> str | None:
     return "".join(texts) if texts else None
 
 
-def exported(row: RecordRow) -> dict[str, Any]:
-    """One record as it is exported."""
-    return {
+def exported(row: RecordRow, *, with_output: bool = False) -> dict[str, Any]:
+    """One record as it is exported; `with_output` adds the whole model output, parsed."""
+    document = {
         "record_id": row.record_id,
         "outcome": row.outcome,
         "output_text": output_text(row.model_output),
@@ -81,6 +81,9 @@ def exported(row: RecordRow) -> dict[str, Any]:
         "source_file": row.source_file,
         "line_number": row.line_number,
     }
+    if with_output:
+        document["model_output"] = _parsed(row.model_output)
+    return document
 
 
 async def write_export(
@@ -91,14 +94,12 @@ async def write_export(
     if fmt == "csv":
         write(_csv_line(CSV_COLUMNS))
     async for row in rows:
-        document = exported(row)
         if fmt == "csv":
-            write(_csv_line(tuple("" if v is None else v for v in document.values())))
+            values = exported(row).values()
+            write(_csv_line(tuple("" if v is None else v for v in values)))
         else:
-            # JSON lines keep the whole model output too, parsed, for what the text leaves out.
-            document["model_output"] = (
-                orjson.Fragment(row.model_output.encode()) if row.model_output else None
-            )
+            # JSON lines keep the whole model output too, for what the text leaves out.
+            document = exported(row, with_output=True)
             write(orjson.dumps(document, default=_plain).decode() + "\n")
         count += 1
     return count

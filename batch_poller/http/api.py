@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from batch_poller.domain import Step, next_step, parse_job_status
+from batch_poller.export import exported
 from batch_poller.http.errors import ApiError, bad_request, conflict, not_found
 from batch_poller.http.openapi import openapi_document
 from batch_poller.http.schemas import MAX_OFFSET
@@ -47,8 +48,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/batch/jobs", track_job)
     # A job ARN holds a "/": the pattern takes it whole, encoded or not.
     r.add_post("/api/batch/jobs/{job:.+}/cleanup", cleanup_job)
-    # Not a path that ends in /cleanup: that resource is the POST above, so a GET there is 405.
-    r.add_get("/api/batch/jobs/{job:.+(?<!/cleanup)}", get_job)
+    r.add_get("/api/batch/jobs/{job:.+}/records", job_records)
+    # Not a path that ends in /cleanup or /records: those are the resources above, so a GET of
+    # the first is 405.
+    r.add_get("/api/batch/jobs/{job:.+(?<!/cleanup)(?<!/records)}", get_job)
 
 
 def _context(request: web.Request) -> AdminContext:
@@ -174,6 +177,29 @@ async def list_jobs(request: web.Request) -> web.Response:
             "count": len(jobs),
         }
     )
+
+
+async def job_records(request: web.Request) -> web.Response:
+    """A page of a job's stored records in record id order; `next_cursor` asks for the next."""
+    query = request.query
+    unknown = set(query) - {"cursor", "limit", "outcome", "error_code"}
+    if unknown:
+        raise bad_request(f"unknown query parameter {sorted(unknown)[0]!r}")
+    outcome = query.get("outcome")
+    if outcome is not None and outcome not in ("ok", "error"):
+        raise bad_request(f"outcome: {outcome!r} is not ok or error")
+    limit = _int_param(query, "limit", 100, 1, 1000)
+    job = await _job(request)
+    rows = await _context(request).supervisor.rt.store.records_page(
+        job.batch_job_arn,
+        after=query.get("cursor"),
+        limit=limit,
+        outcome=outcome,
+        error_code=query.get("error_code"),
+    )
+    records = [exported(row, with_output=True) for row in rows]
+    cursor = rows[-1].record_id if len(rows) == limit else None
+    return _json({"records": records, "count": len(records), "next_cursor": cursor})
 
 
 def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:

@@ -86,6 +86,23 @@ _LIST_PARAMS = [
 ]
 
 
+_RECORD_PARAMS = [
+    {
+        "name": "cursor",
+        "in": "query",
+        "description": "The next_cursor of the page before: records after that id",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    },
+    {"name": "outcome", "in": "query", "schema": {"type": "string", "enum": ["ok", "error"]}},
+    {"name": "error_code", "in": "query", "schema": {"type": "string"}},
+]
+
+
 def _healthz() -> dict[str, Any]:
     operation = _op(
         "The event loop answers; 503 while passes fail. Answered whatever the Host",
@@ -158,6 +175,15 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/batch/jobs/{job}": {
                 "get": _op("One job", _json("Job", "The job"), 404, params=[_JOB_PARAM])
+            },
+            "/api/batch/jobs/{job}/records": {
+                "get": _op(
+                    "A page of the job's stored records, in record id order",
+                    _json("RecordPage", "A page of records"),
+                    400,
+                    404,
+                    params=[_JOB_PARAM, *_RECORD_PARAMS],
+                )
             },
             "/api/batch/jobs/{job}/cleanup": {
                 "post": _op(

@@ -167,8 +167,9 @@ class RecordStore:
         """The job's records in record id order, read `chunk` at a time by key (never all at
         once, and no transaction held open between chunks)."""
         after: str | None = None
+        outcome = "error" if errors_only else None
         while True:
-            rows = await self._records_after(arn, after, chunk, errors_only)
+            rows = await self.records_page(arn, after=after, limit=chunk, outcome=outcome)
             for row in rows:
                 yield row
             if len(rows) < chunk:
@@ -176,15 +177,25 @@ class RecordStore:
             after = rows[-1].record_id
 
     @store_operation("read records")
-    async def _records_after(
-        self, arn: str, after: str | None, limit: int, errors_only: bool
+    async def records_page(
+        self,
+        arn: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        outcome: str | None = None,
+        error_code: str | None = None,
     ) -> list[RecordRow]:
+        """Up to `limit` of the job's records whose id sorts after `after` (a page's last id
+        is the next page's cursor), in id order; only those of an outcome, an error code."""
         columns = [c for c in _RECORDS.c if c.name in _RECORD_FIELDS]
         query = select(*columns).where(_RECORDS.c.batch_job_arn == arn)
         if after is not None:
             query = query.where(_RECORDS.c.record_id > after)
-        if errors_only:
-            query = query.where(_RECORDS.c.outcome == "error")
+        if outcome is not None:
+            query = query.where(_RECORDS.c.outcome == outcome)
+        if error_code is not None:
+            query = query.where(_RECORDS.c.error_code == error_code)
         query = query.order_by(_RECORDS.c.record_id).limit(limit)
 
         async def read(conn: AsyncConnection) -> list[RecordRow]:

@@ -214,6 +214,56 @@ async def test_job_list_filters_and_pages(
     assert seen == set(arns)
 
 
+async def test_a_jobs_records_page_by_cursor_and_filter(
+    admin: Admin, control: Any, submit: Any, supervisor: Supervisor
+) -> None:
+    arn = await submit(12, tags={"emulator:error-rate": "0.25"})
+    await control.finish(arn, "Completed")
+    await supervisor.run_pass()
+    job_id = arn.rsplit("/", 1)[1]
+
+    pages, cursor = [], ""
+    while True:
+        query = f"?limit=5&cursor={cursor}" if cursor else "?limit=5"
+        code, page = await admin.call("GET", f"/api/batch/jobs/{job_id}/records{query}")
+        assert code == 200
+        pages.append(page)
+        if page["next_cursor"] is None:
+            break
+        cursor = page["next_cursor"]
+    errors = (await admin.call("GET", f"/api/batch/jobs/{arn}/records?outcome=error"))[1]
+    by_code = (await admin.call("GET", f"/api/batch/jobs/{arn}/records?error_code=400"))[1]
+
+    ids = [record["record_id"] for page in pages for record in page["records"]]
+    assert [page["count"] for page in pages] == [5, 5, 2]
+    assert ids == sorted(ids) and len(set(ids)) == 12
+    ok = [record for page in pages for record in page["records"] if record["outcome"] == "ok"]
+    assert all(record["output_text"] and record["model_output"]["output"] for record in ok)
+    assert errors["count"] == 3 and {r["outcome"] for r in errors["records"]} == {"error"}
+    assert [r["record_id"] for r in by_code["records"]] == [
+        r["record_id"] for r in errors["records"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "words"),
+    [
+        ("/records?outcome=maybe", 400, "outcome"),
+        ("/records?limit=1001", 400, "limit"),
+        ("/records?page=2", 400, "page"),
+    ],
+)
+async def test_bad_record_queries(
+    admin: Admin, submit: Any, path: str, code: int, words: str
+) -> None:
+    arn = await submit(1)
+    answer = await admin.call("GET", f"/api/batch/jobs/{arn}{path}")
+    unknown = await admin.call("GET", "/api/batch/jobs/abcdefabcdef/records")
+
+    assert answer[0] == code and words in answer[1]["detail"]
+    assert unknown[0] == 404 and "no tracked job" in unknown[1]["detail"]
+
+
 async def test_cleanup_of_a_job_without_stored_results_is_a_conflict(
     admin: Admin, submit: Any
 ) -> None:

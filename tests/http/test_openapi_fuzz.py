@@ -69,7 +69,7 @@ async def test_generated_requests_get_documented_answers(
     code, output = await run_schemathesis(admin, tmp_path, f"Authorization: {BEARER}")
 
     assert code == 0, output
-    assert "12 selected / 12 total" in output, output
+    assert "13 selected / 13 total" in output, output
 
 
 async def test_without_the_token_answers_are_documented_too(admin: Admin, tmp_path: Path) -> None:
