@@ -18,6 +18,7 @@ from rich.table import Table
 import bench.runtime
 from batch_poller.emulator.process import EmulatorProcess
 from bench.cleanup import bench_cleanup
+from bench.export import bench_export
 from bench.idle import bench_idle
 from bench.ingestion import bench_ingestion
 from bench.passes import bench_pass
@@ -29,6 +30,7 @@ SMOKE = {
     "passes": [10],
     "cleanup": 1000,
     "idle": (100, 5.0),
+    "export": 5_000,
     "runs": 1,
 }
 FULL = {
@@ -42,6 +44,7 @@ FULL = {
     "passes": [10, 100, 1000],
     "cleanup": 10_000,
     "idle": (100, 60.0),
+    "export": 100_000,
     "runs": 3,
 }
 
@@ -64,6 +67,8 @@ async def run(plan: dict[str, Any], console: Console) -> dict[str, Any]:
     _show(console, "3. Cleanup", results["cleanup"])
     results["idle"] = [await bench_idle(*plan["idle"])]
     _show(console, "4. Idle daemon", results["idle"])
+    results["export"] = [await bench_export(plan["export"])]
+    _show(console, "5. Export of a job's records as JSON lines", results["export"])
     return results
 
 

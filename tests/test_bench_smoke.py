@@ -32,3 +32,4 @@ def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
     cleanup = figures["cleanup"][0]
     assert cleanup["DeleteObjects"] == 1 and cleanup["requests, batched"] == 2
     assert figures["idle"][0]["jobs tracked"] == 100
+    assert figures["export"][0]["records"] == 5000  # every record exported, checked in bench
