@@ -17,7 +17,8 @@ import orjson
 from batch_poller.rows import RecordRow
 
 ExportFormat = Literal["jsonl", "csv"]
-CSV_COLUMNS = (
+# The fields of an exported record, in order: the CSV's columns.
+EXPORTED_FIELDS = (
     "record_id",
     "outcome",
     "output_text",
@@ -92,10 +93,11 @@ async def write_export(
     """Writes the records one at a time (never all in memory); returns how many."""
     count = 0
     if fmt == "csv":
-        write(_csv_line(CSV_COLUMNS))
+        write(_csv_line(EXPORTED_FIELDS))
     async for row in rows:
         if fmt == "csv":
-            values = exported(row).values()
+            document = exported(row)
+            values = (document[name] for name in EXPORTED_FIELDS)
             write(_csv_line(tuple("" if v is None else v for v in values)))
         else:
             # JSON lines keep the whole model output too, for what the text leaves out.

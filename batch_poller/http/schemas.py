@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from batch_poller.domain import JOB_ARN_PATTERN, BedrockStatus, JobStatus
+from batch_poller.export import EXPORTED_FIELDS
 from batch_poller.tracker import Outcome
 
 MAX_OFFSET = 10**9
@@ -154,19 +155,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Record": {
         "type": "object",
-        "required": [
-            "record_id",
-            "outcome",
-            "output_text",
-            "error_code",
-            "error_message",
-            "input_tokens",
-            "output_tokens",
-            "cost",
-            "source_file",
-            "line_number",
-            "model_output",
-        ],
+        "required": [*EXPORTED_FIELDS, "model_output"],
         "properties": {
             "record_id": {"type": "string"},
             "outcome": {"enum": ["ok", "error"]},

@@ -91,7 +91,7 @@ async def test_three_replicas_one_killed_one_frozen_store_every_record_and_delet
     db = await asyncpg.connect(database)
     try:
         with contextlib.ExitStack() as stack:
-            daemons, links = replicas(stack, tmp_path, endpoints, database, "abc")
+            daemons, links = replicas(stack, tmp_path, endpoints, database, "abc", "b")
             stack.callback(_let_go, daemons, links)
             killed, frozen_one, survivor = daemons
             await until(started(*daemons), "three replicas to start", daemons)
@@ -167,7 +167,7 @@ async def test_a_replica_frozen_inside_a_write_transaction_loses_its_jobs_when_i
     await slow_record_writes(db)
     try:
         with contextlib.ExitStack() as stack:
-            daemons, links = replicas(stack, tmp_path, endpoints, database, "bc")
+            daemons, links = replicas(stack, tmp_path, endpoints, database, "bc", "b")
             stack.callback(_let_go, daemons, links)
             await until(started(*daemons), "two replicas to start", daemons)
             port = urlsplit(database).port or 5432
@@ -202,11 +202,7 @@ async def test_a_replica_frozen_between_listing_a_folder_and_deleting_it_deletes
     db = await asyncpg.connect(database)
     try:
         with contextlib.ExitStack() as stack:
-            # One job at a time: the stop lands in that job's cleanup, not also in another's
-            # request already past its lease check (the window reliability.md names).
-            daemons, links = replicas(
-                stack, tmp_path, endpoints, database, "bc", max_concurrent_jobs=1
-            )
+            daemons, links = replicas(stack, tmp_path, endpoints, database, "bc", "b")
             stack.callback(_let_go, daemons, links)
             frozen_one, link = daemons[0], links[0]
             link.hold_relisting = "in/"
