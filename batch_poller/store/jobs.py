@@ -4,6 +4,7 @@ leases (leases.py) and the processes sharing the database (replicas.py)."""
 
 from __future__ import annotations
 
+import gc
 from datetime import datetime, timedelta
 
 from sqlalchemy import false, or_, update
@@ -69,6 +70,10 @@ class JobStore(JobReads, JobTransitions, RecordStore):
         url = self.engine.url
         if url.get_backend_name() == "sqlite" and sqlite_file(url) is None:
             return
+        # A failed statement's error keeps its frames, and so its connection, alive in a
+        # reference cycle until the cycle collector runs: collected now, such a connection is
+        # closed before the pool opens new ones, instead of lending them its descriptor.
+        gc.collect()
         await self.engine.dispose()
 
     def check_database_file(self) -> None:
