@@ -22,7 +22,3 @@ class Slots:
 
     def half(self) -> int:
         return max(1, self._limit() // 2)
-
-    @property
-    def busy(self) -> int:
-        return self._busy

@@ -206,7 +206,7 @@ def _switch_to_wal(cursor: sqlite3.Cursor, patience_seconds: float) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+            if sqlite_error_code(exc) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
         # A blocking pause is right here: this runs on the driver's own thread, not the loop.
         time.sleep(_WAL_RETRY_PAUSE_SECONDS)

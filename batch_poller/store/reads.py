@@ -37,13 +37,6 @@ class JobReads:
         )
         return rows[0] if rows else None
 
-    @store_operation("read jobs")
-    async def get_jobs(self, arns: Sequence[str]) -> list[JobRow]:
-        if not arns:
-            return []
-        query = select(_JOBS).where(_JOBS.c.batch_job_arn.in_(list(arns)))
-        return await self._select_jobs(query.order_by(_JOBS.c.batch_job_arn))
-
     @store_operation("list jobs")
     async def list_jobs(
         self, status: JobStatus | None = None, limit: int = 100, offset: int = 0

@@ -20,6 +20,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from batch_poller.store.engine import sqlite_error_code
+
 log = structlog.get_logger("batch_poller.store")
 T = TypeVar("T")
 Work = Callable[[AsyncConnection], Awaitable[T]]
@@ -45,10 +47,7 @@ def is_transient(error: BaseException) -> bool:
         # Only a lock. A SQLite connection discarded for a read-only or I/O error is not worth
         # another try within the pass: the pass fails, and the whole pool is reopened after it
         # (JobStore.reopen_connections), which a retry holding connections would put off.
-        return (
-            isinstance(original, sqlite3.OperationalError)
-            and (original.sqlite_errorcode & 0xFF) in _SQLITE_TRANSIENT
-        )
+        return sqlite_error_code(original) in _SQLITE_TRANSIENT
     if error.connection_invalidated:
         return True
     code = str(getattr(original, "sqlstate", None) or "")
