@@ -50,6 +50,37 @@ class JobStatus(StrEnum):
     RESULT_FETCH_FAILED = "RESULT_FETCH_FAILED"
 
 
+class GroupStatus(StrEnum):
+    """A group of jobs: taking jobs, waiting for them, or compiled with one of three results."""
+
+    OPEN = "OPEN"  # takes more jobs
+    SEALED = "SEALED"  # takes no more; compiled once every job has settled
+    COMPLETED = "COMPLETED"
+    PARTIALLY_COMPLETED = "PARTIALLY_COMPLETED"  # some records failed or were not processed
+    FAILED = "FAILED"  # a job of it failed
+
+    @property
+    def is_compiled(self) -> bool:
+        return self not in (GroupStatus.OPEN, GroupStatus.SEALED)
+
+
+# A job has settled when nothing more will come of it on its own: its results are stored, or
+# it failed. A group is compiled once all its jobs have.
+SETTLED = frozenset({JobStatus.COMPLETED, JobStatus.PARTIALLY_COMPLETED, JobStatus.FAILED})
+
+GROUP_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}\Z")
+
+
+def check_group_name(name: str) -> str:
+    """The name as given, or ValueError saying what a group name may hold."""
+    if not GROUP_NAME_PATTERN.match(name):
+        raise ValueError(
+            f"not a group name: {name!r} (1 to 128 letters, digits and . _ : @ -, "
+            "starting with a letter or digit)"
+        )
+    return name
+
+
 def parse_job_status(text: str) -> JobStatus:
     """A status a user typed, in any case; ValueError naming the ones there are."""
     try:
@@ -140,6 +171,10 @@ class JobState(Protocol):
     def results_fetched_at(self) -> datetime | None: ...
     @property
     def cleanup_completed_at(self) -> datetime | None: ...
+    @property
+    def group_name(self) -> str | None: ...
+    @property
+    def group_compiled_at(self) -> datetime | None: ...
 
 
 class TimedJobState(JobState, Protocol):
@@ -160,6 +195,8 @@ class StepRule:
     bedrock_statuses: frozenset[BedrockStatus] | None = None
     results_stored: bool | None = None
     cleaned: bool | None = None
+    # The job's group, if it has one, is compiled.
+    group_done: bool | None = None
 
     def matches(self, job: JobState) -> bool:
         return (
@@ -167,7 +204,13 @@ class StepRule:
             and (self.bedrock_statuses is None or job.bedrock_status in self.bedrock_statuses)
             and (self.results_stored is None or self.results_stored is _set(job.results_fetched_at))
             and (self.cleaned is None or self.cleaned is _set(job.cleanup_completed_at))
+            and (self.group_done is None or self.group_done is group_done(job))
         )
+
+
+def group_done(job: JobState) -> bool:
+    """Nothing in the job's group waits for it: it has none, or it was compiled."""
+    return job.group_name is None or job.group_compiled_at is not None
 
 
 def _set(value: datetime | None) -> bool:
@@ -188,7 +231,9 @@ STEP_RULES: tuple[StepRule, ...] = (
         results_stored=False,
     ),
     StepRule(Step.CHECK, POLLABLE),
-    StepRule(Step.CLEAN, RESULTS_STORED, results_stored=True, cleaned=False),
+    # A job's folders wait for its group's compile (which reads nothing from S3, but the
+    # application's result must exist before its sources go).
+    StepRule(Step.CLEAN, RESULTS_STORED, results_stored=True, cleaned=False, group_done=True),
 )
 RULE_OF = {rule.step: rule for rule in STEP_RULES}
 

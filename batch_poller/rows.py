@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from batch_poller.domain import BedrockStatus, JobStatus
+from batch_poller.domain import BedrockStatus, GroupStatus, JobStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,8 @@ class JobRow:
     claimed_until: datetime | None = None
     fetch_failures: int = 0
     fetch_retry_at: datetime | None = None
+    group_name: str | None = None
+    group_compiled_at: datetime | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[Any, Any]) -> JobRow:
@@ -109,3 +111,31 @@ class RecordTotals:
     # None when no record has a cost: the model had no price, which is not a cost of zero.
     cost: Decimal | None = None
     by_error_code: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    """One row of job_groups: the application's unit of work, and once compiled its totals."""
+
+    name: str
+    status: GroupStatus
+    sealed_at: datetime | None
+    compiled_at: datetime | None
+    jobs: int | None
+    failed_jobs: int | None
+    total_records: int | None
+    success_records: int | None
+    error_records: int | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cost: Decimal | None
+    first_submitted_at: datetime | None
+    last_completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> GroupRow:
+        values = dict(row)
+        values["status"] = GroupStatus(values["status"])
+        return cls(**values)

@@ -1,8 +1,9 @@
 """Persistence for tracked jobs and their result records (SQLite or PostgreSQL)."""
 
-from batch_poller.rows import JobRow, NewJob, RecordRow, RecordTotals
+from batch_poller.rows import GroupRow, JobRow, NewJob, RecordRow, RecordTotals
 from batch_poller.store.engine import make_engine
 from batch_poller.store.errors import StoreError, describe_database_error
+from batch_poller.store.groups import GroupError
 from batch_poller.store.guards import LeaseLost, StaleTransition, UnknownJobError
 from batch_poller.store.jobs import JobStore, open_store
 from batch_poller.store.migrations import current_version, upgrade
@@ -12,6 +13,8 @@ from batch_poller.store.text import stored_record_id, stored_text
 
 __all__ = [
     "Activity",
+    "GroupError",
+    "GroupRow",
     "JobRow",
     "JobStore",
     "LeaseLost",

@@ -10,15 +10,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import false, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from batch_poller.domain import job_id_from_arn
+from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.identity import Identity
 from batch_poller.rows import NewJob
 from batch_poller.store.database_file import DatabaseFile, DatabaseFileGone, refuse_linked_file
 from batch_poller.store.engine import SessionLimits, dialect_insert, make_engine, sqlite_file
 from batch_poller.store.errors import StoreError, store_operation
+from batch_poller.store.groups import GroupStore, settled
 from batch_poller.store.guards import Tenancy
 from batch_poller.store.leases import LeaseStore
 from batch_poller.store.migrations import upgrade
+from batch_poller.store.outbox import Outbox
 from batch_poller.store.reads import JobReads
 from batch_poller.store.records import RecordStore
 from batch_poller.store.replicas import ReplicaStore
@@ -27,7 +29,7 @@ from batch_poller.store.transactions import Transactions
 from batch_poller.store.transitions import JobTransitions
 
 
-class JobStore(JobReads, JobTransitions, RecordStore):
+class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
     """All persistence for one process. Every method is one short transaction (transactions.py:
     writes survive cancellation, transient failures are retried)."""
 
@@ -37,6 +39,7 @@ class JobStore(JobReads, JobTransitions, RecordStore):
         self.tenancy = Tenancy(identity or Identity.of_this_process())
         self.leases = LeaseStore(self.tx, self.tenancy)
         self.replicas = ReplicaStore(self.tx, self.tenancy)
+        self.outbox = Outbox(self.tx, self.tenancy)
         self._file = DatabaseFile.of(engine)
 
     @property
@@ -115,6 +118,9 @@ class JobStore(JobReads, JobTransitions, RecordStore):
             stmt = dialect_insert(conn.dialect.name, _JOBS).values(values)
             result = await conn.execute(stmt.on_conflict_do_nothing())
             inserted = result.rowcount == 1
+            if inserted and job.status is JobStatus.FAILED:
+                # Failed before it was tracked: it settles now.
+                await settled(conn, self.outbox, job.arn, now)
             if not inserted and job.s3_folder:
                 # A re-track may tell us the folder we own; it may not steal one.
                 await conn.execute(
@@ -125,7 +131,10 @@ class JobStore(JobReads, JobTransitions, RecordStore):
                 )
             return inserted
 
-        return await self.tx.write(write)
+        inserted = await self.tx.write(write)
+        if inserted and job.status is JobStatus.FAILED:
+            self.outbox.announce()
+        return inserted
 
 
 async def open_store(

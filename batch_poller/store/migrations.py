@@ -174,6 +174,75 @@ def _m6_replicas(conn: Connection) -> None:
     Index("ix_bedrock_batch_jobs_claimed_by", jobs.c.claimed_by).create(conn)
 
 
+def _m7_groups_and_outbox(conn: Connection) -> None:
+    """Groups of jobs compiled as one, the outbox of events for hooks, records by id."""
+    _add_columns(
+        conn,
+        "bedrock_batch_jobs",
+        Column("group_name", Text),
+        Column("group_compiled_at", UTCDateTime),
+    )
+    jobs = Table("bedrock_batch_jobs", MetaData(), Column("group_name", Text))
+    Index("ix_bedrock_batch_jobs_group_name", jobs.c.group_name).create(conn)
+    records = Table("batch_records", MetaData(), Column("record_id", Text))
+    Index("ix_batch_records_record_id", records.c.record_id).create(conn)
+    key = BigInteger().with_variant(Integer, "sqlite")
+    md = MetaData()
+    Table(
+        "job_groups",
+        md,
+        Column("name", Text, primary_key=True),
+        Column("status", Text, nullable=False),
+        Column("sealed_at", UTCDateTime),
+        Column("compiled_at", UTCDateTime),
+        Column("jobs", Integer),
+        Column("failed_jobs", Integer),
+        Column("total_records", BigInteger),
+        Column("success_records", BigInteger),
+        Column("error_records", BigInteger),
+        Column("input_tokens", BigInteger),
+        Column("output_tokens", BigInteger),
+        Column("cost", Numeric(18, 8)),
+        Column("first_submitted_at", UTCDateTime),
+        Column("last_completed_at", UTCDateTime),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+    )
+    Table(
+        "events",
+        md,
+        Column("id", key, primary_key=True, autoincrement=True),
+        Column("event_id", Text, nullable=False),
+        Column("type", Text, nullable=False),
+        Column("batch_job_arn", Text),
+        Column("group_name", Text),
+        Column("payload", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Index("uq_events_event_id", "event_id", unique=True),
+    )
+    Table(
+        "hook_deliveries",
+        md,
+        Column("id", key, primary_key=True, autoincrement=True),
+        Column("event", key, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+        Column("hook", Text, nullable=False),
+        Column("state", Text, nullable=False),
+        Column("attempts", Integer, nullable=False, server_default="0"),
+        Column("next_attempt_at", UTCDateTime, nullable=False),
+        Column("last_error", Text),
+        Column("delivered_at", UTCDateTime),
+        Column("claimed_by", Text),
+        Column("claimed_until", UTCDateTime),
+        Column("updated_at", UTCDateTime, nullable=False),
+        CheckConstraint(
+            "state IN ('pending', 'delivered', 'dead')", name="ck_hook_deliveries_state"
+        ),
+        Index("ix_hook_deliveries_due", "hook", "state", "next_attempt_at"),
+        Index("uq_hook_deliveries_event_hook", "event", "hook", unique=True),
+    )
+    md.create_all(conn)
+
+
 MIGRATIONS: Sequence[Migration] = (
     _m1_initial,
     _m2_cleanup_accounting,
@@ -181,6 +250,7 @@ MIGRATIONS: Sequence[Migration] = (
     _m4_leases,
     _m5_fetch_retries_and_raw_bytes,
     _m6_replicas,
+    _m7_groups_and_outbox,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "tables.SCHEMA_VERSION must follow MIGRATIONS"
 

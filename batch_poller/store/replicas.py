@@ -16,6 +16,7 @@ from batch_poller.store.engine import dialect_insert
 from batch_poller.store.errors import store_operation
 from batch_poller.store.guards import Tenancy
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+from batch_poller.store.tables import hook_deliveries as _DELIVERIES
 from batch_poller.store.tables import replicas as _REPLICAS
 from batch_poller.store.transactions import Transactions
 
@@ -103,11 +104,12 @@ class ReplicaStore:
         owner = self.tenancy.owner
 
         async def write(conn: AsyncConnection) -> None:
-            await conn.execute(
-                update(_JOBS)
-                .where(_JOBS.c.claimed_by == owner)
-                .values(claimed_by=None, claimed_until=None)
-            )
+            for table in (_JOBS, _DELIVERIES):
+                await conn.execute(
+                    update(table)
+                    .where(table.c.claimed_by == owner)
+                    .values(claimed_by=None, claimed_until=None)
+                )
             await conn.execute(delete(_REPLICAS).where(_REPLICAS.c.owner == owner))
 
         await self.tx.write(write)
@@ -154,11 +156,12 @@ async def _free_dead_neighbours(
     # A pid that is now ours belonged to a process that is gone (a restart can reuse it).
     dead = [owner for owner, pid in rows if pid == me.pid or not alive(pid)]
     if dead:
-        await conn.execute(
-            update(_JOBS)
-            .where(_JOBS.c.claimed_by.in_(dead))
-            .values(claimed_by=None, claimed_until=None)
-        )
+        for table in (_JOBS, _DELIVERIES):
+            await conn.execute(
+                update(table)
+                .where(table.c.claimed_by.in_(dead))
+                .values(claimed_by=None, claimed_until=None)
+            )
         await conn.execute(delete(_REPLICAS).where(_REPLICAS.c.owner.in_(dead)))
     await conn.execute(delete(_REPLICAS).where(_REPLICAS.c.seen_at < now - FORGET_AFTER))
     return dead

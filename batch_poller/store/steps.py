@@ -29,6 +29,9 @@ def _matches(rule: StepRule) -> ColumnElement[bool]:
         parts.append(_is_set(_C.results_fetched_at, rule.results_stored))
     if rule.cleaned is not None:
         parts.append(_is_set(_C.cleanup_completed_at, rule.cleaned))
+    if rule.group_done is not None:
+        done = or_(_C.group_name.is_(None), _C.group_compiled_at.is_not(None))
+        parts.append(done if rule.group_done else not_(done))
     return and_(*parts)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -95,9 +95,14 @@ bedrock_batch_jobs = Table(
     # Times the job's fetch failed all its retries, and when it is tried again by itself.
     Column("fetch_failures", Integer, nullable=False, server_default="0"),
     Column("fetch_retry_at", UTCDateTime),
+    # The application's unit of work the job belongs to (job_groups), and when that group was
+    # compiled: the job's folders wait for it.
+    Column("group_name", Text),
+    Column("group_compiled_at", UTCDateTime),
     Index("ix_bedrock_batch_jobs_status_checked", "status", "last_checked_at"),
     Index("ix_bedrock_batch_jobs_job_id", "job_id"),
     Index("ix_bedrock_batch_jobs_claimed_by", "claimed_by"),
+    Index("ix_bedrock_batch_jobs_group_name", "group_name"),
 )
 
 batch_records = Table(
@@ -126,6 +131,67 @@ batch_records = Table(
     # The exact bytes of such a line, when raw_text cannot hold them (invalid UTF-8, NUL).
     Column("raw_bytes", LargeBinary),
     CheckConstraint("outcome IN ('ok', 'error')", name="ck_batch_records_outcome"),
+    # An application looks its work items up by their record id, across jobs.
+    Index("ix_batch_records_record_id", "record_id"),
+)
+
+# A named unit of the application's work made of one or more jobs (store/groups.py): it takes
+# jobs until sealed, and is compiled once every job of it has settled.
+job_groups = Table(
+    "job_groups",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("status", Text, nullable=False),  # domain.GroupStatus
+    Column("sealed_at", UTCDateTime),
+    Column("compiled_at", UTCDateTime),
+    Column("jobs", Integer),
+    Column("failed_jobs", Integer),
+    Column("total_records", BigInteger),
+    Column("success_records", BigInteger),
+    Column("error_records", BigInteger),
+    Column("input_tokens", BigInteger),
+    Column("output_tokens", BigInteger),
+    Column("cost", MONEY),
+    Column("first_submitted_at", UTCDateTime),
+    Column("last_completed_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The outbox (store/outbox.py): every job settle and group compile, written in the transaction
+# that made it, and sent to the hooks from here.
+_EVENT_KEY = BigInteger().with_variant(Integer, "sqlite")  # SQLite's rowid is its key
+events = Table(
+    "events",
+    metadata,
+    Column("id", _EVENT_KEY, primary_key=True, autoincrement=True),
+    Column("event_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("batch_job_arn", Text),
+    Column("group_name", Text),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("uq_events_event_id", "event_id", unique=True),
+)
+
+# One event's delivery to one hook: pending (with its next attempt), delivered, or dead.
+hook_deliveries = Table(
+    "hook_deliveries",
+    metadata,
+    Column("id", _EVENT_KEY, primary_key=True, autoincrement=True),
+    Column("event", _EVENT_KEY, ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    Column("hook", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime),
+    Column("claimed_by", Text),
+    Column("claimed_until", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("state IN ('pending', 'delivered', 'dead')", name="ck_hook_deliveries_state"),
+    Index("ix_hook_deliveries_due", "hook", "state", "next_attempt_at"),
+    Index("uq_hook_deliveries_event_hook", "event", "hook", unique=True),
 )
 
 # The processes that share the database (store/replicas.py): who, where, and when last seen.

@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batch_poller.domain import RESULTS_STORED, BedrockStatus, JobStatus, Step
 from batch_poller.rows import RecordTotals
 from batch_poller.store.errors import store_operation
+from batch_poller.store.groups import settled
 from batch_poller.store.guards import Tenancy, free_or_held_by, guarded_update
+from batch_poller.store.outbox import Outbox
 from batch_poller.store.steps import needs
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.transactions import Transactions
@@ -26,6 +28,7 @@ _C = _JOBS.c
 class JobTransitions:
     tx: Transactions
     tenancy: Tenancy
+    outbox: Outbox
 
     # -- check ---------------------------------------------------------------------------
 
@@ -48,7 +51,7 @@ class JobTransitions:
         }
         if completed_at is not None:
             values["completed_at"] = completed_at
-        await self._transition(arn, Step.CHECK, now, values)
+        await self._transition(arn, Step.CHECK, now, values, settles=status is JobStatus.FAILED)
 
     @store_operation("mark a check failed")
     async def mark_check_failed(self, arn: str, error: str, now: datetime) -> None:
@@ -58,6 +61,7 @@ class JobTransitions:
             Step.CHECK,
             now,
             {"status": JobStatus.FAILED.value, "last_error": error, "last_checked_at": now},
+            settles=True,
         )
 
     @store_operation("requeue a failed job")
@@ -144,6 +148,7 @@ class JobTransitions:
                 "last_error": None,
                 "fetch_retry_at": None,
             },
+            settles=True,
         )
 
     @store_operation("count a fetch attempt")
@@ -206,10 +211,20 @@ class JobTransitions:
         now: datetime,
         values: Mapping[str, Any],
         returning: Any = None,
+        *,
+        settles: bool = False,
     ) -> int:
-        """One guarded UPDATE; the returned column's new value, if asked for (else 1)."""
+        """One guarded UPDATE; the returned column's new value, if asked for (else 1).
+        `settles`: the job is done with (stored or failed), so its event, and its group's
+        compile, are written in the same transaction."""
 
         async def write(conn: AsyncConnection) -> int:
-            return await guarded_update(conn, self.tenancy, arn, step, now, values, returning)
+            value = await guarded_update(conn, self.tenancy, arn, step, now, values, returning)
+            if settles:
+                await settled(conn, self.outbox, arn, now)
+            return value
 
-        return await self.tx.write(write)
+        value = await self.tx.write(write)
+        if settles:
+            self.outbox.announce()
+        return value

@@ -7,13 +7,13 @@ import itertools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import insert
 from store_testlib import NOW, arn
 
 from batch_poller import domain
 from batch_poller.domain import BedrockStatus, JobStatus, Step
 from batch_poller.rows import JobRow
-from batch_poller.store import JobStore, NewJob
+from batch_poller.store import JobStore
 from batch_poller.store.tables import bedrock_batch_jobs
 
 SECOND = timedelta(seconds=1)
@@ -27,43 +27,40 @@ TIMINGS: tuple[tuple[datetime | None, datetime | None], ...] = tuple(
     itertools.product((None, CHECKED), (None, RETRY_AT))
 )
 STAMPS = (None, NOW - 60 * MINUTE)
-COMBINATIONS = list(itertools.product(JobStatus, (None, *BedrockStatus), STAMPS, STAMPS, TIMINGS))
+# (group_name, group_compiled_at): no group, a group not compiled yet, a compiled group.
+GROUPS = ((None, None), ("analysis-7", None), ("analysis-7", NOW - MINUTE))
+COMBINATIONS = list(
+    itertools.product(JobStatus, (None, *BedrockStatus), STAMPS, STAMPS, TIMINGS, GROUPS)
+)
 
 
 async def every_combination(store: JobStore) -> list[JobRow]:
-    """One job per combination, tracked, then its stamps set by hand; the jobs as read back."""
-    stamps = []
-    for n, (status, bedrock, fetched, cleaned, (checked, retry_at)) in enumerate(COMBINATIONS):
-        new = NewJob(
-            arn=arn(n),
-            status=status,
-            bedrock_status=bedrock,
-            # Oldest first in due_jobs: a submission order unlike the order of the arns.
-            submitted_at=NOW - (n * 7919 % len(COMBINATIONS)) * SECOND,
-        )
-        assert await store.track_job(new, NOW - 2 * 60 * MINUTE) is True
-        stamps.append(
+    """One job per combination, written in one statement (the steps read only these columns,
+    whatever path led to them); the jobs as read back through the store."""
+    tracked_at = NOW - 2 * 60 * MINUTE
+    rows = []
+    for n, combination in enumerate(COMBINATIONS):
+        status, bedrock, fetched, cleaned, (checked, retry_at), (group, compiled) = combination
+        rows.append(
             {
-                "key": arn(n),
+                "batch_job_arn": arn(n),
+                "job_id": f"{n:012d}",
+                "status": status.value,
+                "bedrock_status": None if bedrock is None else bedrock.value,
+                # Oldest first in due_jobs: a submission order unlike the order of the arns.
+                "submitted_at": NOW - (n * 7919 % len(COMBINATIONS)) * SECOND,
                 "results_fetched_at": fetched,
                 "cleanup_completed_at": cleaned,
                 "last_checked_at": checked,
                 "fetch_retry_at": retry_at,
+                "group_name": group,
+                "group_compiled_at": compiled,
+                "created_at": tracked_at,
+                "updated_at": tracked_at,
             }
         )
-    c = bedrock_batch_jobs.c
-    stmt = (
-        update(bedrock_batch_jobs)
-        .where(c.batch_job_arn == bindparam("key"))
-        .values(
-            results_fetched_at=bindparam("results_fetched_at"),
-            cleanup_completed_at=bindparam("cleanup_completed_at"),
-            last_checked_at=bindparam("last_checked_at"),
-            fetch_retry_at=bindparam("fetch_retry_at"),
-        )
-    )
     async with store.engine.begin() as conn:
-        await conn.execute(stmt, stamps)
+        await conn.execute(insert(bedrock_batch_jobs), rows)
     jobs = await store.list_jobs(limit=len(COMBINATIONS) + 1)
     assert len(jobs) == len(COMBINATIONS)
     return jobs
@@ -83,6 +80,7 @@ async def test_jobs_needing_each_step_are_those_next_step_names(store: JobStore)
             j.results_fetched_at,
             j.cleanup_completed_at,
             (j.last_checked_at, j.fetch_retry_at),
+            (j.group_name, j.group_compiled_at),
         )
         for j in jobs
     }

@@ -31,6 +31,8 @@ class Job:
     cleanup_completed_at: datetime | None = None
     last_checked_at: datetime | None = None
     fetch_retry_at: datetime | None = None
+    group_name: str | None = None
+    group_compiled_at: datetime | None = None
 
 
 def expected(job: Job) -> Step | None:
@@ -45,15 +47,23 @@ def expected(job: Job) -> Step | None:
         return Step.FETCH
     if job.status in POLLABLE:
         return Step.CHECK
-    if job.status in RESULTS_STORED and stored and job.cleanup_completed_at is None:
+    group_waits = job.group_name is not None and job.group_compiled_at is None
+    if (
+        job.status in RESULTS_STORED
+        and stored
+        and job.cleanup_completed_at is None
+        and not group_waits
+    ):
         return Step.CLEAN
     return None
 
 
+# No group; in a group not compiled yet; in a compiled group.
+GROUPS = [(None, None), ("analysis-7", None), ("analysis-7", NOW)]
 COMBINATIONS = [
-    Job(status, bedrock, fetched, cleaned)
-    for status, bedrock, fetched, cleaned in itertools.product(
-        JobStatus, [None, *BedrockStatus], [None, NOW], [None, NOW]
+    Job(status, bedrock, fetched, cleaned, group_name=group, group_compiled_at=compiled)
+    for status, bedrock, fetched, cleaned, (group, compiled) in itertools.product(
+        JobStatus, [None, *BedrockStatus], [None, NOW], [None, NOW], GROUPS
     )
 ]
 

@@ -1,0 +1,292 @@
+"""Groups: the application's units of work (the seed plan's analysis jobs), each made of one or
+more batch jobs. A group takes jobs until it is sealed; once sealed and every job of it has
+settled, it is compiled, in the transaction that settled its last job (or that sealed it):
+its status and totals are written, its jobs' folders may go, and a group.completed event is
+in the outbox.
+
+Two processes settling a group's last two jobs at once cannot both miss the compile: each
+settles its job first and then locks the group's row (PostgreSQL) before counting what is left,
+so the second to get the lock sees the first's job settled. SQLite has one writer at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement, case, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from batch_poller.domain import SETTLED, GroupStatus, JobStatus, check_group_name
+from batch_poller.hooks.documents import group_part, job_part
+from batch_poller.rows import GroupRow, JobRow
+from batch_poller.store.errors import store_operation
+from batch_poller.store.outbox import EventType, Outbox
+from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+from batch_poller.store.tables import job_groups as _GROUPS
+from batch_poller.store.transactions import Transactions
+
+_J = _JOBS.c
+_G = _GROUPS.c
+
+
+class GroupError(Exception):
+    """A group request that cannot be done; `kind`: unknown, sealed, conflict, empty, invalid."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class GroupStore:
+    tx: Transactions
+    outbox: Outbox
+
+    @store_operation("put jobs in a group")
+    async def group_jobs(
+        self, arns: Sequence[str], name: str, now: datetime, *, seal: bool = False
+    ) -> GroupRow:
+        """Puts tracked jobs in the group (made if new), all or none, and seals it if asked.
+        Refused for a sealed group, or a job already in another group."""
+        name = _checked_name(name)
+
+        async def write(conn: AsyncConnection) -> GroupRow:
+            group = await _locked_group(conn, name)
+            if group is None:
+                await conn.execute(
+                    insert(_GROUPS).values(
+                        name=name,
+                        status=GroupStatus.OPEN.value,
+                        jobs=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            elif group.status is not GroupStatus.OPEN and arns:
+                state = group.status.value.lower()
+                raise GroupError(f"group {name!r} is {state}: it takes no more jobs", "sealed")
+            if arns:
+                await _add_members(conn, arns, name, now)
+            if seal:
+                await _seal(conn, name, now)
+                await compile_if_ready(conn, self.outbox, name, now)
+            found = await _locked_group(conn, name)
+            assert found is not None
+            return found
+
+        group = await self.tx.write(write)
+        if group.status.is_compiled:
+            self.outbox.announce()
+        return group
+
+    @store_operation("seal a group")
+    async def seal_group(self, name: str, now: datetime) -> GroupRow:
+        """The group takes no more jobs; compiled at once if they have all settled. Sealing a
+        sealed or compiled group changes nothing."""
+
+        async def write(conn: AsyncConnection) -> GroupRow:
+            group = await _locked_group(conn, name)
+            if group is None:
+                raise GroupError(f"no group {name!r}", "unknown")
+            if group.status is GroupStatus.OPEN:
+                await _seal(conn, name, now)
+                await compile_if_ready(conn, self.outbox, name, now)
+            found = await _locked_group(conn, name)
+            assert found is not None
+            return found
+
+        group = await self.tx.write(write)
+        if group.status.is_compiled:
+            self.outbox.announce()
+        return group
+
+    @store_operation("compile groups")
+    async def compile_ready_groups(self, now: datetime) -> list[str]:
+        """Compiles every sealed group whose jobs have all settled: a sweep each pass, behind
+        the compile that the last settle makes, for a group no settle reached (a job settled
+        by an older version, say)."""
+        unsettled = (
+            select(func.count())
+            .where(_J.group_name == _G.name, _J.status.not_in(_settled()))
+            .scalar_subquery()
+        )
+        query = select(_G.name).where(_G.status == GroupStatus.SEALED.value, unsettled == 0)
+
+        async def write(conn: AsyncConnection) -> list[str]:
+            compiled = []
+            for name in list((await conn.execute(query)).scalars()):
+                if await compile_if_ready(conn, self.outbox, name, now) is not None:
+                    compiled.append(name)
+            return compiled
+
+        compiled = await self.tx.write(write)
+        if compiled:
+            self.outbox.announce()
+        return compiled
+
+    @store_operation("read a group")
+    async def get_group(self, name: str) -> GroupRow | None:
+        async def read(conn: AsyncConnection) -> GroupRow | None:
+            row = (await conn.execute(select(_GROUPS).where(_G.name == name))).mappings().first()
+            return None if row is None else GroupRow.from_mapping(row)
+
+        return await self.tx.read(read)
+
+    @store_operation("list groups")
+    async def list_groups(
+        self, status: GroupStatus | None = None, limit: int = 100, offset: int = 0
+    ) -> list[GroupRow]:
+        """Newest first."""
+        query = select(_GROUPS)
+        if status is not None:
+            query = query.where(_G.status == status.value)
+        query = query.order_by(_G.created_at.desc(), _G.name).limit(limit).offset(offset)
+
+        async def read(conn: AsyncConnection) -> list[GroupRow]:
+            return [GroupRow.from_mapping(r) for r in (await conn.execute(query)).mappings()]
+
+        return await self.tx.read(read)
+
+    @store_operation("list a group's jobs")
+    async def group_members(self, name: str) -> list[JobRow]:
+        query = select(_JOBS).where(_J.group_name == name).order_by(_J.batch_job_arn)
+
+        async def read(conn: AsyncConnection) -> list[JobRow]:
+            return [JobRow.from_mapping(r) for r in (await conn.execute(query)).mappings()]
+
+        return await self.tx.read(read)
+
+
+async def settled(conn: AsyncConnection, outbox: Outbox, arn: str, now: datetime) -> None:
+    """In the transaction that settled a job: its event, and its group's compile if it was the
+    group's last job."""
+    row = (await conn.execute(select(_JOBS).where(_J.batch_job_arn == arn))).mappings().one()
+    job = JobRow.from_mapping(row)
+    kind = EventType.JOB_FAILED if job.status is JobStatus.FAILED else EventType.JOB_SETTLED
+    await outbox.emit(conn, kind, job_part(job), now, batch_job_arn=arn, group_name=job.group_name)
+    if job.group_name is not None:
+        await compile_if_ready(conn, outbox, job.group_name, now)
+
+
+async def compile_if_ready(
+    conn: AsyncConnection, outbox: Outbox, name: str, now: datetime
+) -> GroupRow | None:
+    """Compiles a sealed group whose jobs have all settled, once; None when it is not ready
+    (or compiled already)."""
+    group = await _locked_group(conn, name)
+    if group is None or group.status is not GroupStatus.SEALED:
+        return None
+    totals = (
+        await conn.execute(
+            select(
+                func.count(),
+                _count(_J.status.not_in(_settled())),
+                _count(_J.status == JobStatus.FAILED.value),
+                _count(
+                    (_J.status == JobStatus.PARTIALLY_COMPLETED.value)
+                    | (func.coalesce(_J.error_records, 0) > 0)
+                ),
+                func.coalesce(func.sum(_J.total_records), 0),
+                func.coalesce(func.sum(_J.success_records), 0),
+                func.coalesce(func.sum(_J.error_records), 0),
+                func.coalesce(func.sum(_J.input_tokens), 0),
+                func.coalesce(func.sum(_J.output_tokens), 0),
+                func.sum(_J.cost),
+                func.min(_J.submitted_at),
+                func.max(_J.completed_at),
+            ).where(_J.group_name == name)
+        )
+    ).one()
+    jobs, unsettled, failed, partial, total, ok, error, tokens_in, tokens_out = totals[:9]
+    cost, first_submitted, last_completed = totals[9:]
+    if unsettled or not jobs:
+        return None
+    if failed:
+        status = GroupStatus.FAILED
+    elif partial:
+        status = GroupStatus.PARTIALLY_COMPLETED
+    else:
+        status = GroupStatus.COMPLETED
+    await conn.execute(
+        update(_GROUPS)
+        .where(_G.name == name)
+        .values(
+            status=status.value,
+            compiled_at=now,
+            jobs=int(jobs),
+            failed_jobs=int(failed),
+            total_records=int(total),
+            success_records=int(ok),
+            error_records=int(error),
+            input_tokens=int(tokens_in),
+            output_tokens=int(tokens_out),
+            cost=None if cost is None else Decimal(cost),
+            first_submitted_at=first_submitted,
+            last_completed_at=last_completed,
+            updated_at=now,
+        )
+    )
+    await conn.execute(update(_JOBS).where(_J.group_name == name).values(group_compiled_at=now))
+    compiled = await _locked_group(conn, name)
+    assert compiled is not None
+    await outbox.emit(conn, EventType.GROUP_COMPLETED, group_part(compiled), now, group_name=name)
+    return compiled
+
+
+async def _locked_group(conn: AsyncConnection, name: str) -> GroupRow | None:
+    """The group's row, locked until the transaction ends (PostgreSQL)."""
+    query = select(_GROUPS).where(_G.name == name).with_for_update()
+    row = (await conn.execute(query)).mappings().first()
+    return None if row is None else GroupRow.from_mapping(row)
+
+
+async def _add_members(
+    conn: AsyncConnection, arns: Sequence[str], name: str, now: datetime
+) -> None:
+    found = (
+        await conn.execute(
+            select(_J.batch_job_arn, _J.group_name).where(_J.batch_job_arn.in_(list(arns)))
+        )
+    ).all()
+    known = {arn: group for arn, group in found}
+    for arn in arns:
+        if arn not in known:
+            raise GroupError(f"no tracked job {arn}", "unknown")
+        if known[arn] not in (None, name):
+            raise GroupError(
+                f"{arn} is already in group {known[arn]!r}: a job belongs to one group",
+                "conflict",
+            )
+    await conn.execute(
+        update(_JOBS)
+        .where(_J.batch_job_arn.in_(list(arns)), _J.group_name.is_(None))
+        .values(group_name=name, updated_at=now)
+    )
+    members = select(func.count()).where(_J.group_name == name).scalar_subquery()
+    await conn.execute(update(_GROUPS).where(_G.name == name).values(jobs=members, updated_at=now))
+
+
+async def _seal(conn: AsyncConnection, name: str, now: datetime) -> None:
+    members = (await conn.execute(select(func.count()).where(_J.group_name == name))).scalar_one()
+    if not members:
+        raise GroupError(f"group {name!r} has no jobs: a sealed group must have some", "empty")
+    await conn.execute(
+        update(_GROUPS)
+        .where(_G.name == name)
+        .values(status=GroupStatus.SEALED.value, sealed_at=now, updated_at=now)
+    )
+
+
+def _checked_name(name: str) -> str:
+    try:
+        return check_group_name(name)
+    except ValueError as error:
+        raise GroupError(str(error), "invalid") from None
+
+
+def _settled() -> list[str]:
+    return sorted(status.value for status in SETTLED)
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
