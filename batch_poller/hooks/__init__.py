@@ -1,0 +1,1 @@
+"""Completion hooks: events delivered to webhooks and commands."""
