@@ -21,6 +21,7 @@ from batch_poller.metrics import Metrics
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobStore, StoreError, open_store
 from batch_poller.store.engine import SessionLimits, idle_in_transaction_for
+from batch_poller.store.outbox import routes_of
 from batch_poller.supervisor import Supervisor
 from batch_poller.tracker import JobTracker
 
@@ -60,6 +61,8 @@ async def open_runtime(
         # Which of the processes sharing the database said it: a field of every log entry.
         set_process_field("replica", identity.owner)
         store.set_lease(timedelta(seconds=settings.poller.lease_seconds))
+        # Events this process writes get a delivery for each configured hook, whoever sends it.
+        store.outbox.routes = routes_of(settings.hooks.all())
         metrics.replica.info(
             {"owner": identity.owner, "host": identity.host, "pid": str(identity.pid)}
         )

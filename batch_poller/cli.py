@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S3_URI",
         help="the job's input folder, deleted at cleanup (only with one ARN)",
     )
+    track.add_argument(
+        "--group", metavar="NAME", help="put the jobs in this group (made if new, not sealed)"
+    )
+    track.add_argument(
+        "--seal", action="store_true", help="then seal the group: it takes no more jobs"
+    )
 
     jobs = add("jobs", _jobs, "list tracked jobs")
     jobs.add_argument("--status", help="only jobs with this status")
@@ -133,11 +139,39 @@ def _parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--remote", action="store_true", help="ask the running daemon")
     cleanup.add_argument("--json", action="store_true")
 
-    export = add("export", _export, "write a job's stored records as JSON lines or CSV")
-    export.add_argument("job", metavar="JOB", help="job ARN or job id")
-    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export = add(
+        "export", _export, "write stored records (a job's, a group's) as JSON lines, CSV, Parquet"
+    )
+    export.add_argument("job", metavar="JOB", nargs="?", help="job ARN or job id")
+    export.add_argument("--group", metavar="NAME", help="the records of a group's jobs")
+    export.add_argument("--record-id", metavar="ID", help="every stored record with this id")
+    export.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "parquet"],
+        default="jsonl",
+        help="parquet needs pyarrow (the parquet extra) and -o",
+    )
     export.add_argument("--errors-only", action="store_true", help="only records that failed")
     export.add_argument("-o", "--output", metavar="FILE", help="a file instead of stdout")
+
+    groups = add("groups", _groups, "list groups of jobs, show one, or seal one")
+    groups.add_argument(
+        "action", nargs="?", choices=["list", "show", "seal"], default="list", help="list"
+    )
+    groups.add_argument("name", nargs="?", metavar="NAME", help="the group (show, seal)")
+    groups.add_argument("--status", help="only groups with this status (list)")
+    groups.add_argument("--limit", type=int, default=100)
+    groups.add_argument("--json", action="store_true")
+
+    hooks = add("hooks", _hooks, "events hooks gave up on: list them, or send them again")
+    hooks.add_argument("action", choices=["failed", "retry"])
+    hooks.add_argument(
+        "deliveries", nargs="*", type=int, metavar="DELIVERY", help="delivery numbers (retry)"
+    )
+    hooks.add_argument("--all", action="store_true", help="every dead letter (retry)")
+    hooks.add_argument("--hook", metavar="NAME", help="only this hook's (failed)")
+    hooks.add_argument("--limit", type=int, default=100)
+    hooks.add_argument("--json", action="store_true")
 
     config = add("config", _config, "check the configuration, or show the effective settings")
     config.add_argument("action", choices=["check", "show"])
@@ -178,7 +212,9 @@ def _run(args: argparse.Namespace, settings: Settings | None) -> int:
 def _track(args: argparse.Namespace, settings: Settings | None) -> int:
     from batch_poller.commands import track
 
-    return _arun(track(_need(settings), args.arns, args.input_prefix))
+    return _arun(
+        track(_need(settings), args.arns, args.input_prefix, group=args.group, seal=args.seal)
+    )
 
 
 def _jobs(args: argparse.Namespace, settings: Settings | None) -> int:
@@ -210,11 +246,39 @@ def _export(args: argparse.Namespace, settings: Settings | None) -> int:
         export_records(
             _need(settings),
             args.job,
+            group=args.group,
+            record_id=args.record_id,
             fmt=args.format,
             errors_only=args.errors_only,
             output=args.output,
         )
     )
+
+
+def _groups(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller import group_commands
+
+    if args.action == "list":
+        return _arun(
+            group_commands.list_groups(_need(settings), args.status, args.limit, as_json=args.json)
+        )
+    if args.name is None:
+        raise CommandError(f"groups {args.action} needs the group's NAME")
+    if args.action == "show":
+        return _arun(group_commands.show_group(_need(settings), args.name, as_json=args.json))
+    return _arun(group_commands.seal_group(_need(settings), args.name, as_json=args.json))
+
+
+def _hooks(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller import hook_commands
+
+    if args.action == "failed":
+        return _arun(
+            hook_commands.failed_deliveries(
+                _need(settings), args.hook, args.limit, as_json=args.json
+            )
+        )
+    return _arun(hook_commands.retry_deliveries(_need(settings), args.deliveries, every=args.all))
 
 
 def _status(args: argparse.Namespace, settings: Settings | None) -> int:

@@ -15,31 +15,46 @@ from batch_poller.app import build_supervisor, open_configured_store, open_runti
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import Settings
 from batch_poller.domain import JobStatus, Step, next_step, parse_job_status
-from batch_poller.export import ExportFormat, write_export
+from batch_poller.export import ExportError, ExportFormat, write_export, write_parquet
 from batch_poller.masking import mask_url
-from batch_poller.rows import RecordRow
-from batch_poller.store import JobStore, describe_database_error, upgrade
+from batch_poller.store import (
+    JobStore,
+    RecordScope,
+    StoredRecord,
+    describe_database_error,
+    upgrade,
+)
 from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.supervisor import JobHeld
 from batch_poller.tracking import TrackError, track_jobs
 from batch_poller.views import job_document, job_summary
 
 
-async def track(settings: Settings, arns: list[str], input_prefix: str | None) -> int:
-    async with open_runtime(settings, store=await _open_store(settings)) as rt:
+async def track(
+    settings: Settings,
+    arns: list[str],
+    input_prefix: str | None,
+    *,
+    group: str | None = None,
+    seal: bool = False,
+) -> int:
+    async with open_runtime(settings, store=await open_command_store(settings)) as rt:
         try:
-            tracked = await track_jobs(rt, arns, input_prefix)
+            tracked = await track_jobs(rt, arns, input_prefix, group=group, seal=seal)
         except TrackError as error:
             raise CommandError(str(error)) from None
+        found = None if group is None else await rt.store.get_group(group)
     for item in tracked:
         note = "now tracked" if item.new else "already tracked"
         print(f"{item.arn}: {note} ({item.bedrock_status} at Bedrock)")
+    if found is not None:
+        print(f"group {found.name}: {found.jobs} jobs, {found.status.value}")
     return 0
 
 
 async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_json: bool) -> int:
     wanted = _status(status)
-    store = await _open_store(settings, reading=True)
+    store = await open_command_store(settings, reading=True)
     try:
         jobs = await store.list_jobs(wanted, limit=limit)
     finally:
@@ -79,7 +94,7 @@ async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_js
 
 
 async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
-    store = await _open_store(settings, reading=True)
+    store = await open_command_store(settings, reading=True)
     try:
         job = await store.get_job(job_ref)
     finally:
@@ -98,7 +113,7 @@ async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
 
 
 async def process_completed(settings: Settings) -> int:
-    async with open_runtime(settings, store=await _open_store(settings)) as rt:
+    async with open_runtime(settings, store=await open_command_store(settings)) as rt:
         report = await build_supervisor(rt).run_pass(check_all=False, retry_failed=True)
     print(json.dumps(report.as_dict()))
     for held in report.held:
@@ -112,7 +127,7 @@ async def process_completed(settings: Settings) -> int:
 
 
 async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) -> int:
-    async with open_runtime(settings, store=await _open_store(settings)) as rt:
+    async with open_runtime(settings, store=await open_command_store(settings)) as rt:
         job = await rt.store.get_job(job_ref)
         if job is None:
             raise CommandError(f"no tracked job {job_ref!r}")
@@ -138,19 +153,34 @@ async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) 
 
 async def export_records(
     settings: Settings,
-    job_ref: str,
+    job_ref: str | None,
     *,
+    group: str | None = None,
+    record_id: str | None = None,
     fmt: ExportFormat,
     errors_only: bool,
     output: str | None,
 ) -> int:
-    """Streams a job's records to a file (written whole, then renamed into place) or stdout."""
-    store = await _open_store(settings, reading=True)
+    """Streams the records of a job, a group or one record id to a file (written whole, then
+    renamed into place) or stdout."""
+    if [job_ref, group, record_id].count(None) != 2:
+        raise CommandError("export takes one of: a JOB, --group NAME, --record-id ID")
+    if fmt == "parquet" and output is None:
+        raise CommandError("a parquet export is a file: name it with -o FILE")
+    store = await open_command_store(settings, reading=True)
     try:
-        job = await store.get_job(job_ref)
-        if job is None:
-            raise CommandError(f"no tracked job {job_ref!r}")
-        rows = store.stream_records(job.batch_job_arn, errors_only=errors_only)
+        if job_ref is not None:
+            job = await store.get_job(job_ref)
+            if job is None:
+                raise CommandError(f"no tracked job {job_ref!r}")
+            scope, what = RecordScope(job=job.batch_job_arn), job.batch_job_arn
+        elif group is not None:
+            if await store.get_group(group) is None:
+                raise CommandError(f"no group {group!r}")
+            scope, what = RecordScope(group=group), f"group {group}"
+        else:
+            scope, what = RecordScope(record_id=record_id), f"record id {record_id}"
+        rows = store.stream_records(scope, errors_only=errors_only)
         if output is None:
             count = await write_export(rows, fmt, sys.stdout.write)
         else:
@@ -158,25 +188,31 @@ async def export_records(
     finally:
         await store.close()
     if output is not None:
-        print(f"{job.batch_job_arn}: {count} records written to {output}", file=sys.stderr)
+        print(f"{what}: {count} records written to {output}", file=sys.stderr)
     return 0
 
 
-async def _export_to_file(rows: AsyncIterator[RecordRow], fmt: ExportFormat, path: Path) -> int:
+async def _export_to_file(rows: AsyncIterator[StoredRecord], fmt: ExportFormat, path: Path) -> int:
     # A half-written export never stands under the name asked for.
     partial = path.with_name(f".{path.name}.partial")
     try:
-        with partial.open("w", encoding="utf-8", newline="") as out:
-            count = await write_export(rows, fmt, out.write)
+        if fmt == "parquet":
+            count = await write_parquet(rows, partial)
+        else:
+            with partial.open("w", encoding="utf-8", newline="") as out:
+                count = await write_export(rows, fmt, out.write)
         partial.replace(path)
     except OSError as error:
         partial.unlink(missing_ok=True)
         raise CommandError(f"cannot write {path}: {error.strerror or error}") from None
+    except ExportError as error:
+        partial.unlink(missing_ok=True)
+        raise CommandError(str(error)) from None
     return count
 
 
 async def upgrade_database(settings: Settings) -> int:
-    store = await _open_store(settings)
+    store = await open_command_store(settings)
     try:
         version = await upgrade(store.engine)
     finally:
@@ -185,7 +221,7 @@ async def upgrade_database(settings: Settings) -> int:
     return 0
 
 
-async def _open_store(settings: Settings, *, reading: bool = False) -> JobStore:
+async def open_command_store(settings: Settings, *, reading: bool = False) -> JobStore:
     """The store with the configured lock waits; a database that cannot be opened is one line.
 
     `reading`: a command that only reads refuses a SQLite file that is not there, instead of

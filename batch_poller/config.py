@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -142,6 +142,76 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+HookEventName = Literal["job.settled", "job.failed", "group.completed", "*"]
+HOOK_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+def _every_event() -> list[HookEventName]:
+    return ["*"]
+
+
+class HookSettings(Section):
+    # Names the hook in the outbox's deliveries and in `hooks failed`: keep it when the URL or
+    # the command changes, or its pending deliveries are left for a hook that no longer exists.
+    name: str = Field(pattern=HOOK_NAME)
+    # The event types sent to it; "*" for all of them.
+    events: list[HookEventName] = Field(default_factory=_every_event, min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    # Attempts before the event is dead-lettered (`hooks failed`, `hooks retry`); 0: [hooks].
+    max_attempts: int = Field(0, ge=0, le=1000)
+
+
+class WebhookSettings(HookSettings):
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    # Signs every request (HMAC-SHA256): the secret itself, or a file holding it.
+    secret: SecretStr = SecretStr("")
+    secret_file: str = ""
+
+    def secret_value(self) -> str:
+        secret = self.secret.get_secret_value()
+        if secret or not self.secret_file:
+            return secret
+        try:
+            return Path(self.secret_file).read_text().strip()
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read [[hooks.webhook]] {self.name} secret_file {self.secret_file}: "
+                f"{error.strerror}"
+            ) from None
+
+
+class CommandHookSettings(HookSettings):
+    # The program and its arguments, run without a shell; the event arrives on stdin.
+    argv: list[str] = Field(min_length=1)
+    timeout_seconds: float = Field(60.0, gt=0, le=3600)
+
+
+class HooksSettings(Section):
+    """Where settled jobs and compiled groups are announced (hooks/delivery.py)."""
+
+    webhook: list[WebhookSettings] = Field(default_factory=list)
+    command: list[CommandHookSettings] = Field(default_factory=list)
+    # How often the outbox is read for events other processes wrote; this process's own
+    # events are sent at once.
+    poll_seconds: float = Field(5.0, gt=0, le=3600)
+    # A failed attempt is tried again after a random wait of up to base x 2^(attempt - 1),
+    # capped, until max_attempts: then the event is dead-lettered.
+    max_attempts: int = Field(8, ge=1, le=1000)
+    retry_base_seconds: float = Field(10.0, gt=0, le=86_400)
+    retry_max_seconds: float = Field(3600.0, gt=0, le=7 * 86_400)
+
+    def all(self) -> list[WebhookSettings | CommandHookSettings]:
+        return [*self.webhook, *self.command]
+
+    @model_validator(mode="after")
+    def _names_differ(self) -> HooksSettings:
+        names = [hook.name for hook in self.all()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two hooks are named {twice[0]!r}: every hook needs its own name")
+        return self
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # auto: journald when systemd connected our output to the journal, console on a terminal,
@@ -163,6 +233,7 @@ class Settings(BaseSettings):
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     http: HttpSettings = Field(default_factory=HttpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    hooks: HooksSettings = Field(default_factory=HooksSettings)
 
     def admin_token(self) -> str:
         """The admin token: from the variable, else from the token file; '' when neither."""
@@ -235,6 +306,8 @@ def load_settings(explicit_path: str | None = None) -> Settings:
         raise ConfigError(describe_settings_error(error, Settings)) from None
     http = settings.http
     token = settings.admin_token()  # an unreadable token file is a configuration error too
+    for webhook in settings.hooks.webhook:
+        webhook.secret_value()  # so is an unreadable secret file
     if http.enabled and not http.loopback and not token:
         raise ConfigError(
             f"[http] host {http.host!r} is not a loopback address and no admin token is set: "
@@ -293,9 +366,32 @@ def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
                 lines.append(f"\n[pricing.{_toml_value(model)}]")
                 lines += [f"{k} = {_toml_value(v)}" for k, v in price.items()]
             continue
+        if section == "hooks":
+            lines += _hook_tables(settings.hooks, values, mask_secrets)
+            continue
         lines.append(f"\n[{section}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _hook_tables(hooks: HooksSettings, values: dict[str, Any], mask_secrets: bool) -> list[str]:
+    """[hooks] and its [[hooks.webhook]] / [[hooks.command]] tables. A masked secret is left
+    out, with a comment, so that the output fed back never changes the secret."""
+    lines = ["\n[hooks]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if not isinstance(v, list)]
+    for kind in ("webhook", "command"):
+        for hook, table in zip(getattr(hooks, kind), values[kind], strict=True):
+            lines.append(f"\n[[hooks.{kind}]]")
+            for key, value in table.items():
+                if key == "secret":
+                    secret = hook.secret.get_secret_value()
+                    if secret and mask_secrets:
+                        lines.append("# secret is set and not shown")
+                    elif secret:
+                        lines.append(f"secret = {_toml_value(secret)}")
+                    continue
+                lines.append(f"{key} = {_toml_value(value)}")
+    return lines
 
 
 def _toml_value(value: Any) -> str:

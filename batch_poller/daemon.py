@@ -16,6 +16,7 @@ import structlog
 from batch_poller.app import build_supervisor, open_runtime, session_limits
 from batch_poller.config import EX_CONFIG, ConfigError, Settings, config_path, load_settings
 from batch_poller.early_signals import stop_signal_received
+from batch_poller.hooks.delivery import Deliverer
 from batch_poller.http.server import HttpServer, start_http
 from batch_poller.logging import configure_logging
 from batch_poller.runtime import Runtime
@@ -66,6 +67,7 @@ class Daemon:
         self.notifier = Notifier()
         self._rt: Runtime | None = None
         self._supervisor: Supervisor | None = None
+        self._deliverer: Deliverer | None = None
         self._reloading = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self._admin_token = settings.admin_token()
@@ -131,6 +133,8 @@ class Daemon:
                     return _bind_exit_code(error)
                 log.info("http_listening", url=self.http.url)
             loop_task = asyncio.create_task(supervisor.run(), name="supervisor")
+            deliverer = self._deliverer = Deliverer(rt)
+            delivery_task = asyncio.create_task(deliverer.run(), name="hooks")
             # The database is usable and the first pass is scheduled: systemd may now consider
             # the service started.
             self.notifier.ready(await self._status_line())
@@ -139,6 +143,7 @@ class Daemon:
                 self._spawn(keep_watchdog_fed(self.notifier, interval, self._wedged))
             log.info("daemon_started", config=str(self.config_file), pid=os.getpid())
             await loop_task
+            await delivery_task
             self.notifier.stopping()
             if self.http is not None:
                 await self.http.close()
@@ -250,6 +255,8 @@ class Daemon:
             configure_logging(
                 applied.logging.level, applied.logging.format, applied.logging.journal_socket
             )
+            if self._deliverer is not None:
+                self._deliverer.reconfigure()
             if applied.poller.enabled != running.poller.enabled:
                 (self._supervisor.resume if applied.poller.enabled else self._supervisor.pause)()
             log.info("reloaded", changed=changed)

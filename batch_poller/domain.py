@@ -81,6 +81,15 @@ def check_group_name(name: str) -> str:
     return name
 
 
+def parse_group_status(text: str) -> GroupStatus:
+    """A group status a user typed, in any case; ValueError naming the ones there are."""
+    try:
+        return GroupStatus(text.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in GroupStatus)
+        raise ValueError(f"unknown group status {text!r}: one of {names}") from None
+
+
 def parse_job_status(text: str) -> JobStatus:
     """A status a user typed, in any case; ValueError naming the ones there are."""
     try:

@@ -10,15 +10,19 @@ import csv
 import io
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
 from batch_poller.rows import RecordRow
 
-ExportFormat = Literal["jsonl", "csv"]
+ExportFormat = Literal["jsonl", "csv", "parquet"]
+# Rows a parquet file is written in: its row groups.
+PARQUET_BATCH = 10_000
 # The fields of an exported record, in order: the CSV's columns.
 EXPORTED_FIELDS = (
+    "batch_job_arn",
     "record_id",
     "outcome",
     "output_text",
@@ -68,9 +72,11 @@ def _joined(parts: Any, key: str) -> str | None:
     return "".join(texts) if texts else None
 
 
-def exported(row: RecordRow, *, with_output: bool = False) -> dict[str, Any]:
-    """One record as it is exported; `with_output` adds the whole model output, parsed."""
+def exported(arn: str, row: RecordRow, *, with_output: bool = False) -> dict[str, Any]:
+    """One record of the job `arn` as it is exported; `with_output` adds the whole model
+    output, parsed."""
     document = {
+        "batch_job_arn": arn,
         "record_id": row.record_id,
         "outcome": row.outcome,
         "output_text": output_text(row.model_output),
@@ -88,20 +94,20 @@ def exported(row: RecordRow, *, with_output: bool = False) -> dict[str, Any]:
 
 
 async def write_export(
-    rows: AsyncIterator[RecordRow], fmt: ExportFormat, write: Callable[[str], Any]
+    rows: AsyncIterator[tuple[str, RecordRow]], fmt: ExportFormat, write: Callable[[str], Any]
 ) -> int:
     """Writes the records one at a time (never all in memory); returns how many."""
     count = 0
     if fmt == "csv":
         write(_csv_line(EXPORTED_FIELDS))
-    async for row in rows:
+    async for arn, row in rows:
         if fmt == "csv":
-            document = exported(row)
+            document = exported(arn, row)
             values = (document[name] for name in EXPORTED_FIELDS)
             write(_csv_line(tuple("" if v is None else v for v in values)))
         else:
             # JSON lines keep the whole model output too, for what the text leaves out.
-            document = exported(row, with_output=True)
+            document = exported(arn, row, with_output=True)
             write(orjson.dumps(document, default=_plain).decode() + "\n")
         count += 1
     return count
@@ -126,3 +132,43 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return f"{value:f}"
     raise TypeError(f"{type(value).__name__} is not exported")
+
+
+async def write_parquet(rows: AsyncIterator[tuple[str, RecordRow]], path: Path) -> int:
+    """Writes the records as a Parquet file, PARQUET_BATCH rows at a time (for pandas,
+    DuckDB, Spark): the exported fields, the model output as JSON text."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ExportError(
+            "a parquet export needs pyarrow: pip install 'batch-poller[parquet]'"
+        ) from None
+    schema = pa.schema(
+        [
+            (name, pa.int64() if name in _INTEGERS else pa.string())
+            for name in (*EXPORTED_FIELDS, "model_output")
+        ]
+    )
+    count = 0
+    batch: list[dict[str, Any]] = []
+    with pq.ParquetWriter(str(path), schema) as writer:
+        async for arn, row in rows:
+            document = exported(arn, row)
+            document["model_output"] = row.model_output
+            batch.append(document)
+            if len(batch) == PARQUET_BATCH:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                count += len(batch)
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            count += len(batch)
+    return count
+
+
+class ExportError(Exception):
+    """An export that cannot be made; the message says why."""
+
+
+_INTEGERS = frozenset({"input_tokens", "output_tokens", "line_number"})

@@ -51,6 +51,12 @@ class Metrics:
             "Jobs this process stopped working on because another took its lease over",
             registry=r,
         )
+        self.hook_deliveries = Counter(
+            "batch_poller_hook_deliveries",
+            "Attempts at delivering events to hooks, by hook and result (delivered, retried, dead)",
+            ["hook", "result"],
+            registry=r,
+        )
         self.replica = Info(
             "batch_poller_replica", "This process among those sharing the database", registry=r
         )

@@ -142,6 +142,7 @@ class Supervisor:
         store.set_lease(timedelta(seconds=self.rt.settings.poller.lease_seconds))
         interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
         listed, unchanged = await self._survey.run(interval, exclude=self.in_flight)
+        await self._compile_groups()
         tally = await self._drain(interval, retry_failed, listed, set(unchanged))
         tally.steps[Outcome.CHECKED] += len(unchanged)
         held = await self._held(interval, retry_failed)
@@ -163,6 +164,12 @@ class Supervisor:
         if self.after_pass is not None:
             await self.after_pass(report)
         return report
+
+    async def _compile_groups(self) -> None:
+        """A sealed group whose jobs have all settled is compiled by the transaction of its
+        last settle; this catches one that none reached, before the drain cleans its jobs."""
+        for name in await self.rt.store.compile_ready_groups(self.rt.clock.now()):
+            log.info("group_compiled", group=name, detail="by the pass")
 
     async def _join(self) -> None:
         """Registers this process among the replicas (once), and frees at once the leases of

@@ -8,16 +8,23 @@ from dataclasses import dataclass
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.cleanup import CleanupRefused, check_owned_input, checked_prefix
-from batch_poller.domain import JOB_ARN_PATTERN, JobStatus, internal_status
+from batch_poller.domain import (
+    JOB_ARN_PATTERN,
+    GroupStatus,
+    JobStatus,
+    check_group_name,
+    internal_status,
+)
 from batch_poller.rows import NewJob
 from batch_poller.runtime import Runtime
+from batch_poller.store import GroupError
 
 
 class TrackError(Exception):
     """A job that cannot be tracked; the message says which and why.
 
-    kind: "invalid" (the request is wrong), "unknown" (Bedrock has no such job) or
-    "unavailable" (Bedrock could not be asked).
+    kind: "invalid" (the request is wrong), "unknown" (Bedrock has no such job),
+    "unavailable" (Bedrock could not be asked) or "conflict" (the group cannot take it).
     """
 
     def __init__(self, message: str, kind: str = "invalid") -> None:
@@ -34,11 +41,21 @@ class Tracked:
 
 
 async def track_jobs(
-    rt: Runtime, arns: list[str], input_prefix: str | None = None
+    rt: Runtime,
+    arns: list[str],
+    input_prefix: str | None = None,
+    *,
+    group: str | None = None,
+    seal: bool = False,
 ) -> list[Tracked]:
-    """Tracks every job, or none: all ARNs are checked before the first is stored."""
+    """Tracks every job, or none: all ARNs are checked before the first is stored. `group`
+    puts them in that group (made if new; refused when sealed), `seal` then seals it."""
     if not arns:
         raise TrackError("no job ARN given")
+    if seal and group is None:
+        raise TrackError("--seal seals the group the jobs are put in: name it with --group")
+    if group is not None:
+        await _check_group_takes(rt, group, arns)
     if input_prefix is not None and len(arns) != 1:
         raise TrackError("an input prefix names the input folder of one job: give a single ARN")
     for arn in arns:
@@ -94,7 +111,32 @@ async def track_jobs(
         if not new:
             await _requeue_if_wrongly_failed(rt, remote)
         results.append(Tracked(remote.arn, new, status, remote.status.value))
+    if group is not None:
+        try:
+            await rt.store.group_jobs([t.arn for t in results], group, rt.clock.now(), seal=seal)
+        except GroupError as error:  # changed since the check above
+            raise TrackError(str(error), "conflict") from None
     return results
+
+
+async def _check_group_takes(rt: Runtime, group: str, arns: list[str]) -> None:
+    """Refuses, before anything is stored, a group that cannot take these jobs."""
+    try:
+        check_group_name(group)
+    except ValueError as error:
+        raise TrackError(str(error)) from None
+    found = await rt.store.get_group(group)
+    if found is not None and found.status is not GroupStatus.OPEN:
+        raise TrackError(
+            f"group {group!r} is {found.status.value.lower()}: it takes no more jobs", "conflict"
+        )
+    for arn in arns:
+        stored = await rt.store.get_job(arn)
+        if stored is not None and stored.group_name not in (None, group):
+            raise TrackError(
+                f"{arn} is already in group {stored.group_name!r}: a job belongs to one group",
+                "conflict",
+            )
 
 
 def _check_input_within(remote: BedrockJob, input_prefix: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from batch_poller.domain import BedrockStatus, JobStatus
 from batch_poller.export import write_export
 from batch_poller.rows import NewJob, RecordRow
-from batch_poller.store import open_store
+from batch_poller.store import RecordScope, open_store
 from bench.measure import measured
 
 ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/benchexport1"
@@ -69,7 +69,7 @@ async def _fill(database: Path, records: int) -> None:
 async def _export(database: Path) -> tuple[float, int, int]:
     store = await open_store(f"sqlite:///{database}")
     with _sink() as sink, measured() as sample:
-        count = await write_export(store.stream_records(ARN), "jsonl", sink.write)
+        count = await write_export(store.stream_records(RecordScope(job=ARN)), "jsonl", sink.write)
     await store.close()
     return sample.seconds, sample.peak_rss_growth, count
 

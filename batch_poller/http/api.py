@@ -3,6 +3,7 @@ change things only through the same calls the CLI makes."""
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -12,12 +13,14 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from batch_poller.domain import Step, next_step, parse_job_status
+from batch_poller.domain import Step, next_step, parse_group_status, parse_job_status
 from batch_poller.export import exported
+from batch_poller.hooks.documents import group_document
 from batch_poller.http.errors import ApiError, bad_request, conflict, not_found
 from batch_poller.http.openapi import openapi_document
 from batch_poller.http.schemas import MAX_OFFSET
-from batch_poller.rows import JobRow
+from batch_poller.rows import GroupRow, JobRow
+from batch_poller.store import GroupError, RecordScope
 from batch_poller.supervisor import JobHeld, Supervisor
 from batch_poller.tracker import Outcome
 from batch_poller.tracking import TrackError, track_jobs
@@ -52,6 +55,11 @@ def add_routes(app: web.Application) -> None:
     # Not a path that ends in /cleanup or /records: those are the resources above, so a GET of
     # the first is 405.
     r.add_get("/api/batch/jobs/{job:.+(?<!/cleanup)(?<!/records)}", get_job)
+    r.add_get("/api/batch/records/{record_id}", records_by_id)
+    r.add_get("/api/batch/groups", list_groups)
+    r.add_get("/api/batch/groups/{group}", get_group)
+    r.add_get("/api/batch/groups/{group}/records", group_records)
+    r.add_post("/api/batch/groups/{group}/seal", seal_group)
 
 
 def _context(request: web.Request) -> AdminContext:
@@ -181,6 +189,22 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def job_records(request: web.Request) -> web.Response:
     """A page of a job's stored records in record id order; `next_cursor` asks for the next."""
+    job = await _job(request)
+    return await _records_page(request, RecordScope(job=job.batch_job_arn))
+
+
+async def group_records(request: web.Request) -> web.Response:
+    """A page of the records of a group's jobs, by job and record id."""
+    group = await _group(request)
+    return await _records_page(request, RecordScope(group=group.name))
+
+
+async def records_by_id(request: web.Request) -> web.Response:
+    """Every stored record with this record id (an application's work item), across jobs."""
+    return await _records_page(request, RecordScope(record_id=request.match_info["record_id"]))
+
+
+async def _records_page(request: web.Request, scope: RecordScope) -> web.Response:
     query = request.query
     unknown = set(query) - {"cursor", "limit", "outcome", "error_code"}
     if unknown:
@@ -189,17 +213,28 @@ async def job_records(request: web.Request) -> web.Response:
     if outcome is not None and outcome not in ("ok", "error"):
         raise bad_request(f"outcome: {outcome!r} is not ok or error")
     limit = _int_param(query, "limit", 100, 1, 1000)
-    job = await _job(request)
+    after = None if "cursor" not in query else _read_cursor(query["cursor"])
     rows = await _context(request).supervisor.rt.store.records_page(
-        job.batch_job_arn,
-        after=query.get("cursor"),
-        limit=limit,
-        outcome=outcome,
-        error_code=query.get("error_code"),
+        scope, after=after, limit=limit, outcome=outcome, error_code=query.get("error_code")
     )
-    records = [exported(row, with_output=True) for row in rows]
-    cursor = rows[-1].record_id if len(rows) == limit else None
+    records = [exported(arn, row, with_output=True) for arn, row in rows]
+    cursor = _cursor(rows[-1][0], rows[-1][1].record_id) if len(rows) == limit else None
     return _json({"records": records, "count": len(records), "next_cursor": cursor})
+
+
+def _cursor(arn: str, record_id: str) -> str:
+    """Opaque to clients: the last record's job and id."""
+    return base64.urlsafe_b64encode(orjson.dumps([arn, record_id])).decode().rstrip("=")
+
+
+def _read_cursor(text: str) -> tuple[str, str]:
+    try:
+        arn, record_id = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if isinstance(arn, str) and isinstance(record_id, str):
+            return arn, record_id
+    except (ValueError, TypeError):
+        pass
+    raise bad_request(f"cursor: {text[:80]!r} is not a next_cursor this API gave")
 
 
 def _int_param(query: Any, name: str, default: int, low: int, high: int) -> int:
@@ -221,15 +256,19 @@ class TrackBody(BaseModel):
 
     batch_job_arn: str
     input_prefix: str | None = None
+    group: str | None = None
+    seal: bool = False
 
 
 async def track_job(request: web.Request) -> web.Response:
     body: TrackBody = await _body(request, TrackBody)
     rt = _context(request).supervisor.rt
     try:
-        tracked = await track_jobs(rt, [body.batch_job_arn], body.input_prefix)
+        tracked = await track_jobs(
+            rt, [body.batch_job_arn], body.input_prefix, group=body.group, seal=body.seal
+        )
     except TrackError as error:
-        status = {"unknown": 404, "unavailable": 502}.get(error.kind, 400)
+        status = {"unknown": 404, "unavailable": 502, "conflict": 409}.get(error.kind, 400)
         raise ApiError(status, "cannot track", str(error)) from None
     job = await rt.store.get_job(tracked[0].arn)
     assert job is not None
@@ -260,3 +299,61 @@ async def cleanup_job(request: web.Request) -> web.Response:
         if outcome is not Outcome.CLEANED:
             raise conflict(f"cleanup refused: {job.last_error}")
     return _json(job_document(job))
+
+
+# -- groups --------------------------------------------------------------------------------------
+
+
+async def _group(request: web.Request) -> GroupRow:
+    name = request.match_info["group"]
+    group = await _context(request).supervisor.rt.store.get_group(name)
+    if group is None:
+        raise not_found(f"no group {name!r}")
+    return group
+
+
+async def list_groups(request: web.Request) -> web.Response:
+    query = request.query
+    unknown = set(query) - {"status", "limit", "offset"}
+    if unknown:
+        raise bad_request(f"unknown query parameter {sorted(unknown)[0]!r}")
+    status = None
+    if "status" in query:
+        try:
+            status = parse_group_status(query["status"])
+        except ValueError as error:
+            raise bad_request(f"status: {error}") from None
+    limit = _int_param(query, "limit", 100, 1, 1000)
+    offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
+    store = _context(request).supervisor.rt.store
+    groups = await store.list_groups(status, limit=limit, offset=offset)
+    return _json(
+        {
+            "groups": [group_document(g) for g in groups],
+            "limit": limit,
+            "offset": offset,
+            "count": len(groups),
+        }
+    )
+
+
+async def get_group(request: web.Request) -> web.Response:
+    group = await _group(request)
+    members = await _context(request).supervisor.rt.store.group_members(group.name)
+    return _json({**group_document(group), "members": [job_summary(job) for job in members]})
+
+
+async def seal_group(request: web.Request) -> web.Response:
+    await _body(request, EmptyBody)
+    rt = _context(request).supervisor.rt
+    try:
+        group = await rt.store.seal_group(request.match_info["group"], rt.clock.now())
+    except GroupError as error:
+        if error.kind == "unknown":
+            raise not_found(str(error)) from None
+        raise conflict(str(error)) from None
+    return _json(group_document(group))
+
+
+class EmptyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")

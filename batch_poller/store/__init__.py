@@ -8,7 +8,7 @@ from batch_poller.store.guards import LeaseLost, StaleTransition, UnknownJobErro
 from batch_poller.store.jobs import JobStore, open_store
 from batch_poller.store.migrations import current_version, upgrade
 from batch_poller.store.reads import Activity
-from batch_poller.store.records import WriteReport
+from batch_poller.store.records import RecordScope, StoredRecord, WriteReport
 from batch_poller.store.text import stored_record_id, stored_text
 
 __all__ = [
@@ -20,9 +20,11 @@ __all__ = [
     "LeaseLost",
     "NewJob",
     "RecordRow",
+    "RecordScope",
     "RecordTotals",
     "StaleTransition",
     "StoreError",
+    "StoredRecord",
     "UnknownJobError",
     "WriteReport",
     "current_version",

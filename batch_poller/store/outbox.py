@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import and_, func, insert, or_, select, text, update
@@ -54,6 +54,17 @@ class HookRoute:
 
     def wants(self, event_type: str) -> bool:
         return "*" in self.events or event_type in self.events
+
+
+class ConfiguredHook(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def events(self) -> Sequence[str]: ...
+
+
+def routes_of(hooks: Iterable[ConfiguredHook]) -> tuple[HookRoute, ...]:
+    return tuple(HookRoute(hook.name, frozenset(hook.events)) for hook in hooks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import Step
@@ -19,10 +19,25 @@ from batch_poller.store.engine import dialect_insert
 from batch_poller.store.errors import store_operation
 from batch_poller.store.guards import Tenancy, guarded_update
 from batch_poller.store.tables import batch_records as _RECORDS
+from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.text import stored_row, stored_text
 from batch_poller.store.transactions import Transactions
 
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordScope:
+    """Which records: one job's, a group's (across its jobs), every job's of one record id;
+    what is set narrows it."""
+
+    job: str | None = None
+    group: str | None = None
+    record_id: str | None = None
+
+
+# A stored record and the job it belongs to.
+StoredRecord = tuple[str, RecordRow]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,45 +177,62 @@ class RecordStore:
         return await self.tx.read(read)
 
     async def stream_records(
-        self, arn: str, *, errors_only: bool = False, chunk: int = 1000
-    ) -> AsyncIterator[RecordRow]:
-        """The job's records in record id order, read `chunk` at a time by key (never all at
-        once, and no transaction held open between chunks)."""
-        after: str | None = None
+        self, scope: RecordScope, *, errors_only: bool = False, chunk: int = 1000
+    ) -> AsyncIterator[StoredRecord]:
+        """The scope's records in (job, record id) order, read `chunk` at a time by key (never
+        all at once, and no transaction held open between chunks)."""
+        after: tuple[str, str] | None = None
         outcome = "error" if errors_only else None
         while True:
-            rows = await self.records_page(arn, after=after, limit=chunk, outcome=outcome)
+            rows = await self.records_page(scope, after=after, limit=chunk, outcome=outcome)
             for row in rows:
                 yield row
             if len(rows) < chunk:
                 return
-            after = rows[-1].record_id
+            after = (rows[-1][0], rows[-1][1].record_id)
 
     @store_operation("read records")
     async def records_page(
         self,
-        arn: str,
+        scope: RecordScope,
         *,
-        after: str | None = None,
+        after: tuple[str, str] | None = None,
         limit: int = 100,
         outcome: str | None = None,
         error_code: str | None = None,
-    ) -> list[RecordRow]:
-        """Up to `limit` of the job's records whose id sorts after `after` (a page's last id
-        is the next page's cursor), in id order; only those of an outcome, an error code."""
-        columns = [c for c in _RECORDS.c if c.name in _RECORD_FIELDS]
-        query = select(*columns).where(_RECORDS.c.batch_job_arn == arn)
+    ) -> list[StoredRecord]:
+        """Up to `limit` of the scope's records after the (job ARN, record id) `after` (a
+        page's last is the next page's cursor), in that order; only those of an outcome, an
+        error code."""
+        c = _RECORDS.c
+        columns = [column for column in c if column.name in _RECORD_FIELDS]
+        query = select(c.batch_job_arn, *columns)
+        if scope.job is not None:
+            query = query.where(c.batch_job_arn == scope.job)
+        if scope.group is not None:
+            members = select(_JOBS.c.batch_job_arn).where(_JOBS.c.group_name == scope.group)
+            query = query.where(c.batch_job_arn.in_(members))
+        if scope.record_id is not None:
+            query = query.where(c.record_id == scope.record_id)
         if after is not None:
-            query = query.where(_RECORDS.c.record_id > after)
+            arn, record_id = after
+            query = query.where(
+                or_(c.batch_job_arn > arn, and_(c.batch_job_arn == arn, c.record_id > record_id))
+            )
         if outcome is not None:
-            query = query.where(_RECORDS.c.outcome == outcome)
+            query = query.where(c.outcome == outcome)
         if error_code is not None:
-            query = query.where(_RECORDS.c.error_code == error_code)
-        query = query.order_by(_RECORDS.c.record_id).limit(limit)
+            query = query.where(c.error_code == error_code)
+        query = query.order_by(c.batch_job_arn, c.record_id).limit(limit)
 
-        async def read(conn: AsyncConnection) -> list[RecordRow]:
+        async def read(conn: AsyncConnection) -> list[StoredRecord]:
             result = await conn.execute(query)
-            return [RecordRow(**row) for row in result.mappings()]
+            pages = []
+            for row in result.mappings():
+                values = dict(row)
+                arn = values.pop("batch_job_arn")
+                pages.append((arn, RecordRow(**values)))
+            return pages
 
         return await self.tx.read(read)
 

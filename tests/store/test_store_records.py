@@ -12,7 +12,14 @@ from sqlalchemy import delete, event, select
 from store_testlib import NOW, arn
 
 from batch_poller.domain import BedrockStatus, JobStatus
-from batch_poller.store import JobStore, NewJob, RecordRow, StoreError, UnknownJobError
+from batch_poller.store import (
+    JobStore,
+    NewJob,
+    RecordRow,
+    RecordScope,
+    StoreError,
+    UnknownJobError,
+)
 from batch_poller.store.tables import batch_records, bedrock_batch_jobs
 from tests.helpers import leased
 
@@ -222,8 +229,9 @@ async def test_records_stream_in_id_order_a_chunk_at_a_time(store: JobStore, job
     rows = [ok(n) for n in range(1, 12)] + [err(n, "ValidationException") for n in (12, 13)]
     await store.write_records(job, rows[::-1], NOW)
 
-    streamed = [row async for row in store.stream_records(job, chunk=4)]
-    errors = [row async for row in store.stream_records(job, errors_only=True, chunk=1)]
+    scope = RecordScope(job=job)
+    streamed = [row async for arn, row in store.stream_records(scope, chunk=4) if arn == job]
+    errors = [row async for _, row in store.stream_records(scope, errors_only=True, chunk=1)]
 
     assert [row.record_id for row in streamed] == sorted(row.record_id for row in rows)
     assert {row.record_id: row for row in streamed} == {row.record_id: row for row in rows}

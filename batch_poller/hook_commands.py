@@ -1,0 +1,58 @@
+"""The bodies of `batch-poller hooks`: the dead letters, and sending them again."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from batch_poller.cli_errors import CommandError
+from batch_poller.clock import SystemClock
+from batch_poller.commands import open_command_store
+from batch_poller.config import Settings
+from batch_poller.store.outbox import DeliveryState
+
+
+async def failed_deliveries(
+    settings: Settings, hook: str | None, limit: int, *, as_json: bool
+) -> int:
+    store = await open_command_store(settings, reading=True)
+    try:
+        dead = await store.outbox.deliveries(DeliveryState.DEAD, hook=hook, limit=limit)
+    finally:
+        await store.close()
+    if as_json:
+        for delivery in dead:
+            print(json.dumps(delivery.as_dict()))
+        return 0
+    table = Table(title=f"{len(dead)} dead letters")
+    for column in ("delivery", "hook", "event", "subject", "attempts", "last error"):
+        table.add_column(column)
+    for delivery in dead:
+        table.add_row(
+            str(delivery.id),
+            delivery.hook,
+            delivery.type,
+            delivery.group_name or delivery.batch_job_arn or "-",
+            str(delivery.attempts),
+            delivery.last_error or "-",
+        )
+    Console().print(table)
+    return 0
+
+
+async def retry_deliveries(settings: Settings, ids: list[int], *, every: bool) -> int:
+    """Dead letters back in the queue: those named, or every one with `every`. The running
+    daemon sends them within [hooks] poll_seconds."""
+    if bool(ids) == every:
+        raise CommandError("hooks retry takes delivery numbers (see `hooks failed`) or --all")
+    store = await open_command_store(settings)
+    try:
+        count = await store.outbox.retry_dead(SystemClock().now(), None if every else ids)
+    finally:
+        await store.close()
+    if not count:
+        raise CommandError("no dead letter to send again" + ("" if every else f" among {ids}"))
+    print(f"{count} dead letters queued again; the daemon sends them at its next look")
+    return 0
