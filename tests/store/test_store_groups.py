@@ -1,0 +1,210 @@
+"""Groups and the outbox in the store, on both databases: a group is compiled once whichever
+process settles its last job, deliveries are claimed by one process at a time, and on
+PostgreSQL a LISTENing application hears every event of the transaction that made it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from store_testlib import NOW, PG_URL, EngineFactory, arn
+
+from batch_poller.domain import BedrockStatus, GroupStatus, JobStatus, Step, next_step
+from batch_poller.store import GroupError, JobStore, NewJob, RecordTotals
+from batch_poller.store.outbox import DeliveryState, HookRoute
+from tests.helpers import another_process
+
+LEASE = timedelta(minutes=5)
+MINUTE = timedelta(minutes=1)
+
+
+def finished(n: int) -> NewJob:
+    return NewJob(
+        arn=arn(n), bedrock_status=BedrockStatus.COMPLETED, status=JobStatus.IN_PROGRESS
+    )
+
+
+async def _settle(store: JobStore, n: int, records: int = 2) -> None:
+    """Stores a job's results under its own lease, as a fetch does."""
+    claimed = await store.leases.claim(1, NOW, check_interval_seconds=0, only=arn(n))
+    assert [job.batch_job_arn for job in claimed] == [arn(n)]
+    totals = RecordTotals(total=records, ok=records - 1, error=1, input_tokens=10)
+    await store.mark_results_fetched(arn(n), totals, JobStatus.COMPLETED, NOW)
+
+
+async def _types(store: JobStore, **subject: str) -> list[str]:
+    return [event["type"] for event in await store.outbox.events(**subject)]
+
+
+async def test_a_settled_job_waits_for_its_group_before_its_cleanup(store: JobStore) -> None:
+    for n in (1, 2):
+        await store.track_job(finished(n), NOW)
+    await store.group_jobs([arn(1), arn(2)], "g", NOW, seal=True)
+    await _settle(store, 1)
+
+    first = await store.get_job(arn(1))
+    assert first is not None and first.status is JobStatus.COMPLETED
+    assert next_step(first) is None  # stored, but its group waits for the other job
+    assert [j.batch_job_arn for j in await store.jobs_needing(Step.CLEAN)] == []
+
+    await _settle(store, 2, records=3)
+    group = await store.get_group("g")
+    assert group is not None and group.status is GroupStatus.PARTIALLY_COMPLETED
+    assert (group.total_records, group.error_records, group.input_tokens) == (5, 2, 20)
+    cleanable = {j.batch_job_arn for j in await store.jobs_needing(Step.CLEAN)}
+    assert cleanable == {arn(1), arn(2)}
+    assert await _types(store, group_name="g") == [
+        "job.settled",
+        "job.settled",
+        "group.completed",
+    ]
+
+
+async def test_the_last_two_jobs_settled_at_once_compile_their_group_once(
+    store: JobStore, engine: AsyncEngine, engine_factory: EngineFactory
+) -> None:
+    """Two processes store the group's last two jobs at the same moment, again and again:
+    the group is compiled every time, and once."""
+    other = JobStore(await engine_factory(same_as=engine), another_process())
+    for round_ in range(8):
+        first, second = 10 * round_ + 1, 10 * round_ + 2
+        for n in (first, second):
+            await store.track_job(finished(n), NOW)
+        name = f"race-{round_}"
+        await store.group_jobs([arn(first), arn(second)], name, NOW, seal=True)
+        await asyncio.gather(_settle(store, first), _settle(other, second))
+
+        group = await store.get_group(name)
+        assert group is not None and group.status is GroupStatus.PARTIALLY_COMPLETED, round_
+        assert group.jobs == 2 and group.total_records == 4
+        assert (await _types(store, group_name=name)).count("group.completed") == 1, round_
+
+
+async def test_what_a_group_refuses(store: JobStore) -> None:
+    for n in (1, 2, 3):
+        await store.track_job(finished(n), NOW)
+    await store.group_jobs([arn(1)], "sealed", NOW, seal=True)
+    with pytest.raises(GroupError, match="'sealed' is sealed: it takes no more jobs"):
+        await store.group_jobs([arn(2)], "sealed", NOW)
+    with pytest.raises(GroupError, match="already in group 'sealed'"):
+        await store.group_jobs([arn(1)], "other", NOW)
+    with pytest.raises(GroupError, match=f"no tracked job {arn(9)}"):
+        await store.group_jobs([arn(2), arn(9)], "other", NOW)
+    with pytest.raises(GroupError, match="not a group name"):
+        await store.group_jobs([arn(2)], "", NOW)
+    # All or nothing: the refused call left job 2 out of any group, and made no group.
+    job = await store.get_job(arn(2))
+    assert job is not None and job.group_name is None
+    assert await store.get_group("other") is None
+    # Putting a job in its own group again changes nothing.
+    again = await store.group_jobs([arn(3)], "open", NOW)
+    again = await store.group_jobs([arn(3)], "open", NOW)
+    assert again.jobs == 1 and again.status is GroupStatus.OPEN
+
+
+async def test_a_sealed_group_no_settle_reached_is_compiled_by_the_sweep(store: JobStore) -> None:
+    await store.track_job(finished(1), NOW)
+    await _settle(store, 1)  # settled before it had a group (an older version, say)
+    await store.group_jobs([arn(1)], "late", NOW)
+    # Sealed by hand, around the store: nothing compiled it.
+    from sqlalchemy import update
+
+    from batch_poller.store.tables import job_groups
+
+    async with store.engine.begin() as conn:
+        await conn.execute(update(job_groups).values(status=GroupStatus.SEALED.value))
+    assert await store.compile_ready_groups(NOW) == ["late"]
+    assert await store.compile_ready_groups(NOW) == []
+    group = await store.get_group("late")
+    assert group is not None and group.status is GroupStatus.PARTIALLY_COMPLETED
+
+
+async def test_deliveries_go_to_the_hooks_that_want_them_one_process_at_a_time(
+    store: JobStore, engine: AsyncEngine, engine_factory: EngineFactory
+) -> None:
+    store.outbox.routes = (
+        HookRoute("everything", frozenset({"*"})),
+        HookRoute("groups", frozenset({"group.completed"})),
+    )
+    await store.track_job(finished(1), NOW)
+    await store.group_jobs([arn(1)], "g", NOW, seal=True)
+    await _settle(store, 1)
+
+    other = JobStore(await engine_factory(same_as=engine), another_process())
+    mine = await store.outbox.claim("everything", NOW, 10, LEASE)
+    theirs = await other.outbox.claim("everything", NOW, 10, LEASE)
+    groups = await other.outbox.claim("groups", NOW, 10, LEASE)
+    assert [d.type for d in mine] == ["job.settled", "group.completed"]
+    assert theirs == []  # leased to this process
+    assert [d.type for d in groups] == ["group.completed"]
+    assert json.loads(groups[0].payload)["group"]["name"] == "g"
+
+    settled, compiled = mine
+    assert await store.outbox.delivered(settled.id, NOW)
+    assert not await other.outbox.delivered(compiled.id, NOW)  # not theirs to record
+    retry_at = NOW + MINUTE
+    assert await store.outbox.failed(compiled.id, "HTTP 503: busy", NOW, retry_at)
+    assert await store.outbox.claim("everything", NOW, 10, LEASE) == []
+    assert await store.outbox.next_due(["everything"]) == retry_at
+    again = await other.outbox.claim("everything", retry_at, 10, LEASE)
+    assert [(d.id, d.attempts, d.last_error) for d in again] == [
+        (compiled.id, 1, "HTTP 503: busy")
+    ]
+    assert await other.outbox.failed(compiled.id, "HTTP 503: busy", retry_at, None)
+
+    dead = await store.outbox.deliveries(DeliveryState.DEAD)
+    assert [(d.id, d.hook, d.attempts) for d in dead] == [(compiled.id, "everything", 2)]
+    assert await store.outbox.retry_dead(retry_at, [compiled.id + 1000]) == 0
+    assert await store.outbox.retry_dead(retry_at) == 1
+    revived = await store.outbox.claim("everything", retry_at, 10, LEASE)
+    assert [(d.id, d.attempts, d.state) for d in revived] == [
+        (compiled.id, 0, DeliveryState.PENDING)
+    ]
+    # A delivered event is never claimed again.
+    assert await store.outbox.delivered(compiled.id, retry_at)
+    assert await store.outbox.claim("everything", retry_at + LEASE * 2, 10, LEASE) == []
+
+
+async def test_a_process_that_left_gives_its_claimed_deliveries_back(
+    store: JobStore, engine: AsyncEngine, engine_factory: EngineFactory
+) -> None:
+    store.outbox.routes = (HookRoute("h", frozenset({"*"})),)
+    await store.track_job(finished(1), NOW)
+    await _settle(store, 1)
+    other = JobStore(await engine_factory(same_as=engine), another_process())
+    await other.replicas.join("daemon", NOW)
+    assert len(await other.outbox.claim("h", NOW, 10, LEASE)) == 1
+    assert await store.outbox.claim("h", NOW, 10, LEASE) == []
+    await other.replicas.leave()
+    assert len(await store.outbox.claim("h", NOW, 10, LEASE)) == 1
+
+
+async def test_listen_hears_the_notify_of_a_compile(
+    backend: str, store: JobStore, engine: AsyncEngine
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's")
+    url = make_url(PG_URL)
+    listener = await asyncpg.connect(
+        host=url.host, port=url.port, user=url.username, database=url.database
+    )
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener("batch_poller", lambda *args: heard.put_nowait(args[3]))
+    try:
+        await store.track_job(finished(1), NOW)
+        await store.group_jobs([arn(1)], "listened", NOW, seal=True)
+        await _settle(store, 1)
+        first = json.loads(await asyncio.wait_for(heard.get(), 30))
+        second = json.loads(await asyncio.wait_for(heard.get(), 30))
+    finally:
+        await listener.close()
+    assert (first["type"], first["job"]["batch_job_arn"]) == ("job.settled", arn(1))
+    assert (second["type"], second["group"]["name"]) == ("group.completed", "listened")
+    assert second["group"]["status"] == "PARTIALLY_COMPLETED"
+    stored = await store.outbox.events(group_name="listened")
+    assert [event["id"] for event in stored] == [first["id"], second["id"]]
