@@ -213,7 +213,8 @@ async def _records_page(request: web.Request, scope: RecordScope) -> web.Respons
     if outcome is not None and outcome not in ("ok", "error"):
         raise bad_request(f"outcome: {outcome!r} is not ok or error")
     limit = _int_param(query, "limit", 100, 1, 1000)
-    after = None if "cursor" not in query else _read_cursor(query["cursor"])
+    # An empty cursor is the first page, as no cursor is.
+    after = _read_cursor(query["cursor"]) if query.get("cursor") else None
     rows = await _context(request).supervisor.rt.store.records_page(
         scope, after=after, limit=limit, outcome=outcome, error_code=query.get("error_code")
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from batch_poller import __version__
-from batch_poller.domain import JobStatus
+from batch_poller.domain import GroupStatus, JobStatus
 from batch_poller.http.schemas import MAX_OFFSET, SCHEMAS
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -48,7 +48,7 @@ def _op(
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if body:
         operation["requestBody"] = {
-            "required": body != "CleanupRequest",
+            "required": body not in ("CleanupRequest", "SealRequest"),
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
         }
     if guarded:
@@ -86,11 +86,35 @@ _LIST_PARAMS = [
 ]
 
 
+_GROUP_PARAM = {
+    "name": "group",
+    "in": "path",
+    "required": True,
+    "description": "The group's name",
+    "schema": {"type": "string"},
+}
+_RECORD_ID_PARAM = {
+    "name": "record_id",
+    "in": "path",
+    "required": True,
+    "description": "The recordId the application gave the input line",
+    "schema": {"type": "string"},
+}
+_GROUP_LIST_PARAMS = [
+    {
+        "name": "status",
+        "in": "query",
+        "description": "A group status (any case is accepted)",
+        "schema": {"type": "string", "enum": [status.value for status in GroupStatus]},
+    },
+    *_LIST_PARAMS[1:],
+]
+
 _RECORD_PARAMS = [
     {
         "name": "cursor",
         "in": "query",
-        "description": "The next_cursor of the page before: records after that id",
+        "description": "The next_cursor of the page before: the records after its last",
         "schema": {"type": "string"},
     },
     {
@@ -164,9 +188,10 @@ def openapi_document() -> dict[str, Any]:
                     params=_LIST_PARAMS,
                 ),
                 "post": _op(
-                    "Track a job",
+                    "Track a job, in a group if named",
                     _json("Job", "The job, already tracked"),
                     404,
+                    409,
                     502,
                     body="TrackRequest",
                     guarded=True,
@@ -183,6 +208,51 @@ def openapi_document() -> dict[str, Any]:
                     400,
                     404,
                     params=[_JOB_PARAM, *_RECORD_PARAMS],
+                )
+            },
+            "/api/batch/records/{record_id}": {
+                "get": _op(
+                    "Every stored record with this record id (an application's work item), "
+                    "across jobs",
+                    _json("RecordPage", "A page of records"),
+                    400,
+                    params=[_RECORD_ID_PARAM, *_RECORD_PARAMS],
+                )
+            },
+            "/api/batch/groups": {
+                "get": _op(
+                    "Groups of jobs, newest first",
+                    _json("GroupPage", "A page of groups"),
+                    400,
+                    params=_GROUP_LIST_PARAMS,
+                )
+            },
+            "/api/batch/groups/{group}": {
+                "get": _op(
+                    "One group, with its jobs",
+                    _json("GroupDetail", "The group"),
+                    404,
+                    params=[_GROUP_PARAM],
+                )
+            },
+            "/api/batch/groups/{group}/records": {
+                "get": _op(
+                    "A page of the records of the group's jobs, by job and record id",
+                    _json("RecordPage", "A page of records"),
+                    400,
+                    404,
+                    params=[_GROUP_PARAM, *_RECORD_PARAMS],
+                )
+            },
+            "/api/batch/groups/{group}/seal": {
+                "post": _op(
+                    "Seal the group: it takes no more jobs, and is compiled once they settle",
+                    _json("Group", "The group, sealed (compiled if its jobs have settled)"),
+                    404,
+                    409,
+                    body="SealRequest",
+                    guarded=True,
+                    params=[_GROUP_PARAM],
                 )
             },
             "/api/batch/jobs/{job}/cleanup": {

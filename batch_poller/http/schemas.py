@@ -6,13 +6,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from batch_poller.domain import JOB_ARN_PATTERN, BedrockStatus, JobStatus
+from batch_poller.domain import (
+    GROUP_NAME_PATTERN,
+    JOB_ARN_PATTERN,
+    BedrockStatus,
+    GroupStatus,
+    JobStatus,
+)
 from batch_poller.export import EXPORTED_FIELDS
 from batch_poller.tracker import Outcome
 
 MAX_OFFSET = 10**9
 # The domain's ARN pattern in the JSON Schema dialect: no named groups, $ for \Z.
 ARN_PATTERN = re.sub(r"\(\?P<\w+>", "(", JOB_ARN_PATTERN.pattern).replace(r"\Z", "$")
+GROUP_PATTERN = GROUP_NAME_PATTERN.pattern.replace(r"\Z", "$")
 # A folder under a bucket: what an input prefix must look like before it is checked further.
 FOLDER_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]*/([^/]+/)+$"
 
@@ -61,8 +68,30 @@ _JOB_PROPERTIES: dict[str, Any] = {
     "bytes_freed": _nullable("integer"),
     "created_at": {"type": "string", "format": "date-time"},
     "updated_at": {"type": "string", "format": "date-time"},
+    "group_name": _nullable("string"),
+    "group_compiled_at": _TIME,
 }
 _COUNT = {"type": "integer", "minimum": 0}
+_RECORD_COUNTS = {
+    "type": "object",
+    "required": ["total", "ok", "error"],
+    "properties": {key: _nullable("integer") for key in ("total", "ok", "error")},
+}
+_GROUP_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string"},
+    "status": {"enum": [status.value for status in GroupStatus]},
+    "jobs": _nullable("integer"),
+    "failed_jobs": _nullable("integer"),
+    "records": _RECORD_COUNTS,
+    "input_tokens": _nullable("integer"),
+    "output_tokens": _nullable("integer"),
+    "cost": _DECIMAL,
+    "first_submitted_at": _TIME,
+    "last_completed_at": _TIME,
+    "sealed_at": _TIME,
+    "compiled_at": _TIME,
+    "created_at": _TIME,
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -157,6 +186,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": [*EXPORTED_FIELDS, "model_output"],
         "properties": {
+            "batch_job_arn": {"type": "string"},
             "record_id": {"type": "string"},
             "outcome": {"enum": ["ok", "error"]},
             "output_text": _nullable("string"),
@@ -190,8 +220,38 @@ SCHEMAS: dict[str, Any] = {
                 "pattern": FOLDER_PATTERN,
                 "description": "The job's own input folder, s3://bucket/folder/",
             },
+            "group": {
+                "type": "string",
+                "pattern": GROUP_PATTERN,
+                "description": "Put the job in this group (made if new; refused when sealed)",
+            },
+            "seal": {"type": "boolean", "default": False, "description": "Then seal the group"},
         },
     },
+    "Group": {
+        "type": "object",
+        "required": list(_GROUP_PROPERTIES),
+        "properties": _GROUP_PROPERTIES,
+    },
+    "GroupDetail": {
+        "type": "object",
+        "required": [*_GROUP_PROPERTIES, "members"],
+        "properties": {
+            **_GROUP_PROPERTIES,
+            "members": {"type": "array", "items": {"$ref": "#/components/schemas/JobSummary"}},
+        },
+    },
+    "GroupPage": {
+        "type": "object",
+        "required": ["groups", "limit", "offset", "count"],
+        "properties": {
+            "groups": {"type": "array", "items": {"$ref": "#/components/schemas/Group"}},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+            "count": _COUNT,
+        },
+    },
+    "SealRequest": {"type": "object", "additionalProperties": False, "properties": {}},
     "CleanupRequest": {
         "type": "object",
         "additionalProperties": False,

@@ -57,6 +57,10 @@ async def run_schemathesis(admin: Admin, workdir: Path, *headers: str) -> tuple[
 async def with_a_job(admin: Admin, control: Any, submit: Any) -> str:
     """A stored, completed job, so lists and documents hold real rows."""
     arn: str = await submit(3)
+    # In a sealed group too, so the group's documents hold a compiled group.
+    body = {"batch_job_arn": arn, "group": "fuzzed", "seal": True}
+    status, _ = await admin.call("POST", "/api/batch/jobs", auth=BEARER, json=body)
+    assert status == 200
     await control.finish(arn, "Completed")
     status, _ = await admin.call("POST", "/api/batch/process-completed", auth=BEARER)
     assert status == 200
@@ -69,7 +73,7 @@ async def test_generated_requests_get_documented_answers(
     code, output = await run_schemathesis(admin, tmp_path, f"Authorization: {BEARER}")
 
     assert code == 0, output
-    assert "13 selected / 13 total" in output, output
+    assert "19 selected / 19 total" in output, output
 
 
 async def test_without_the_token_answers_are_documented_too(admin: Admin, tmp_path: Path) -> None:
@@ -98,6 +102,9 @@ def _validate(url: str, path: str, method: str, **parameters: Any) -> int:
 async def test_a_real_job_conforms_to_the_documented_schemas(admin: Admin, with_a_job: str) -> None:
     url = admin.server.url
     job = {"job": with_a_job}
+    group = {"group": "fuzzed"}
+    _, page = await admin.call("GET", f"/api/batch/jobs/{with_a_job}/records")
+    record = {"record_id": page["records"][0]["record_id"]}
 
     # A blocking client, so it runs in a thread while this loop serves it.
     statuses = await asyncio.to_thread(
@@ -109,7 +116,15 @@ async def test_a_real_job_conforms_to_the_documented_schemas(admin: Admin, with_
             _validate(url, "/api/batch/poller/status", "GET"),
             _validate(url, "/api/batch/process-completed", "POST"),
             _validate(url, "/healthz", "GET"),
+            _validate(url, "/api/batch/jobs/{job}/records", "GET", path_parameters=job),
+            _validate(url, "/api/batch/records/{record_id}", "GET", path_parameters=record),
+            _validate(url, "/api/batch/groups", "GET"),
+            _validate(url, "/api/batch/groups/{group}", "GET", path_parameters=group),
+            _validate(url, "/api/batch/groups/{group}/records", "GET", path_parameters=group),
+            _validate(
+                url, "/api/batch/groups/{group}/seal", "POST", path_parameters=group, body={}
+            ),
         ]
     )
 
-    assert statuses == [200] * 7
+    assert statuses == [200] * 13
