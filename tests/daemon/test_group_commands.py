@@ -1,0 +1,114 @@
+"""`track --group`, `groups`, `export --group/--record-id/--format parquet` and `hooks` as a user
+types them, against the emulator and a SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from batch_poller.emulator.server import Endpoints
+from tests.daemon.test_cli import cli
+from tests.helpers import BUCKET, create_job, make_records, put_input
+from tests.processes import write_config
+
+
+@pytest.fixture
+def config(tmp_path: Path, endpoints: Endpoints) -> Path:
+    return write_config(tmp_path, endpoints)
+
+
+async def _job(bedrock: Any, s3: Any, name: str, records: int) -> str:
+    uri = await put_input(s3, f"{name}/input.jsonl", make_records(records, prefix=f"{name}-"))
+    arn: str = await create_job(bedrock, uri, name=name, output_uri=f"s3://{BUCKET}/out/")
+    return arn
+
+
+async def test_a_group_from_the_command_line(
+    capsys: Any, config: Path, tmp_path: Path, bedrock: Any, s3: Any, control: Any
+) -> None:
+    first, second = await _job(bedrock, s3, "one", 4), await _job(bedrock, s3, "two", 5)
+    code, out, _ = await cli(capsys, config, "track", first, "--group", "report-7")
+    assert code == 0 and "group report-7: 1 jobs, OPEN" in out
+    code, out, _ = await cli(capsys, config, "track", second, "--group", "report-7")
+    assert code == 0 and "group report-7: 2 jobs, OPEN" in out
+    for arn in (first, second):
+        await control.finish(arn, "Completed")
+    assert (await cli(capsys, config, "process-completed"))[0] == 0
+
+    code, out, _ = await cli(capsys, config, "groups", "seal", "report-7")
+    assert code == 0 and "report-7: sealed and compiled, COMPLETED" in out
+    code, out, _ = await cli(capsys, config, "groups", "--json")
+    [listed] = [json.loads(line) for line in out.splitlines()]
+    assert (listed["name"], listed["status"], listed["jobs"]) == ("report-7", "COMPLETED", 2)
+    assert listed["records"] == {"total": 9, "ok": 9, "error": 0}
+    code, out, _ = await cli(capsys, config, "groups", "show", "report-7", "--json")
+    shown = json.loads(out)
+    assert code == 0 and sorted(m["batch_job_arn"] for m in shown["members"]) == sorted(
+        [first, second]
+    )
+    code, out, _ = await cli(capsys, config, "groups", "show", "report-7")
+    assert code == 0 and "report-7" in out and "9 (9 ok, 0 errors)" in out
+
+    code, out, _ = await cli(capsys, config, "export", "--group", "report-7")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) == 9
+    assert {line["batch_job_arn"] for line in lines} == {first, second}
+    code, out, _ = await cli(capsys, config, "export", "--record-id", lines[0]["record_id"])
+    [found] = [json.loads(line) for line in out.splitlines()]
+    assert found["batch_job_arn"] == lines[0]["batch_job_arn"]
+
+    target = tmp_path / "report.parquet"
+    code, _, err = await cli(
+        capsys, config, "export", "--group", "report-7", "--format", "parquet", "-o", str(target)
+    )
+    assert code == 0 and f"group report-7: 9 records written to {target}" in err
+    table = pq.read_table(target)
+    assert table.num_rows == 9
+    assert sorted(table.column("record_id").to_pylist()) == sorted(r["record_id"] for r in lines)
+    assert table.column("input_tokens").type == "int64"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("groups", "show", "nope"), "no group 'nope'"),
+        (("groups", "seal", "nope"), "no group 'nope'"),
+        (("groups", "show"), "groups show needs the group's NAME"),
+        (("groups", "--status", "late"), "unknown group status 'late'"),
+        (("export", "--group", "nope"), "no group 'nope'"),
+        (("export",), "export takes one of: a JOB, --group NAME, --record-id ID"),
+        (("export", "abcdefabcdef", "--group", "g"), "export takes one of"),
+        (("export", "--record-id", "r", "--format", "parquet"), "name it with -o FILE"),
+        (("hooks", "retry"), "hooks retry takes delivery numbers"),
+        (("hooks", "retry", "--all"), "no dead letter to send again"),
+        (
+            (
+                "track",
+                "--seal",
+                "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefabcdef",
+            ),
+            "name it with --group",
+        ),
+    ],
+)
+async def test_group_and_hook_commands_refuse_with_a_clear_message(
+    capsys: Any, config: Path, bedrock: Any, s3: Any, args: tuple[str, ...], message: str
+) -> None:
+    await _job(bedrock, s3, "present", 1)
+    (config.parent / "daemon.db").touch()
+    assert (await cli(capsys, config, "db", "upgrade"))[0] == 0
+    code, _, err = await cli(capsys, config, *args)
+    assert code == 1 and message in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+async def test_hooks_failed_lists_nothing_when_nothing_failed(capsys: Any, config: Path) -> None:
+    assert (await cli(capsys, config, "db", "upgrade"))[0] == 0
+    code, out, _ = await cli(capsys, config, "hooks", "failed", "--json")
+    assert code == 0 and out == ""
+    code, out, _ = await cli(capsys, config, "hooks", "failed")
+    assert code == 0 and "0 dead letters" in out

@@ -1,0 +1,90 @@
+"""[hooks] settings: webhooks and commands are checked at load, one line naming the problem,
+and `config show` never prints a webhook's secret."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from batch_poller import config
+from batch_poller.config import ConfigError, load_settings, render_toml
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("BATCH_POLLER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "absent" / "config.toml")
+
+
+def _load(tmp_path: Path, text: str) -> config.Settings:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return load_settings(str(path))
+
+
+WEBHOOK = '[[hooks.webhook]]\nname = "app"\nurl = "https://example.com/hooks"\n'
+
+
+def test_hooks_are_read_with_their_defaults(tmp_path: Path) -> None:
+    settings = _load(
+        tmp_path,
+        "[hooks]\nmax_attempts = 4\n"
+        + WEBHOOK
+        + 'secret = "s"\nevents = ["group.completed"]\n'
+        + '[[hooks.command]]\nname = "script"\nargv = ["/usr/bin/true"]\n',
+    )
+    [webhook] = settings.hooks.webhook
+    [command] = settings.hooks.command
+    assert webhook.events == ["group.completed"] and webhook.timeout_seconds == 10
+    assert command.events == ["*"] and command.timeout_seconds == 60
+    assert settings.hooks.max_attempts == 4
+    assert [hook.name for hook in settings.hooks.all()] == ["app", "script"]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (WEBHOOK + WEBHOOK, "two hooks are named 'app'"),
+        ('[[hooks.webhook]]\nname = "a"\nurl = "ftp://x/"\n', "hooks.webhook.0.url"),
+        (WEBHOOK + 'events = ["job.done"]\n', "hooks.webhook.0.events.0"),
+        (WEBHOOK + "events = []\n", "hooks.webhook.0.events"),
+        ('[[hooks.webhook]]\nname = "has space"\nurl = "http://x/"\n', "hooks.webhook.0.name"),
+        ('[[hooks.command]]\nname = "c"\nargv = []\n', "hooks.command.0.argv"),
+        ('[[hooks.command]]\nname = "c"\n', "hooks.command.0.argv"),
+        (WEBHOOK + 'secret_file = "/nonexistent/secret"\n', "cannot read [[hooks.webhook]] app"),
+        (WEBHOOK + "colour = 1\n", "unknown setting 'hooks.webhook.0.colour'"),
+    ],
+)
+def test_bad_hooks_are_refused_naming_the_key(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _load(tmp_path, text)
+    assert words in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_secret_is_never_shown_and_the_shown_settings_load_back(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file\n")
+    settings = _load(
+        tmp_path,
+        WEBHOOK
+        + 'secret = "do-not-print"\n'
+        + '[[hooks.webhook]]\nname = "b"\nurl = "http://x/"\n'
+        + f'secret_file = "{secret_file}"\n',
+    )
+    assert [hook.secret_value() for hook in settings.hooks.webhook] == [
+        "do-not-print",
+        "from-a-file",
+    ]
+    shown = render_toml(settings, mask_secrets=True)
+    assert "do-not-print" not in shown and "# secret is set and not shown" in shown
+    again = _load(tmp_path, shown)
+    # Fed back, the masked output changes no setting but drops the secret it did not show.
+    assert again.hooks.webhook[1].secret_value() == "from-a-file"
+    assert again.hooks.webhook[0].url == "https://example.com/hooks"
+    full = _load(tmp_path, render_toml(settings))
+    assert full.hooks == settings.hooks
