@@ -27,6 +27,7 @@ TABLE_COLUMNS = (
     "auto_processing",
     "last_checked_at",
     "reason",
+    "group_name",
 )
 
 

@@ -48,6 +48,7 @@ _SUMMARY_PROPERTIES: dict[str, Any] = {
     "cleanup": _CLEANUP,
     "auto_processing": {"type": "boolean"},
     "last_checked_at": _TIME,
+    "group_name": _nullable("string"),
 }
 _JOB_PROPERTIES: dict[str, Any] = {
     **_SUMMARY_PROPERTIES,
@@ -68,7 +69,6 @@ _JOB_PROPERTIES: dict[str, Any] = {
     "bytes_freed": _nullable("integer"),
     "created_at": {"type": "string", "format": "date-time"},
     "updated_at": {"type": "string", "format": "date-time"},
-    "group_name": _nullable("string"),
     "group_compiled_at": _TIME,
 }
 _COUNT = {"type": "integer", "minimum": 0}

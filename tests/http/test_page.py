@@ -101,6 +101,29 @@ async def test_a_failed_job_says_why_under_its_status(
     assert await status.get_attribute("title") == "The input file holds no valid record."
 
 
+async def test_the_page_shows_a_compiled_group_and_names_it_under_its_jobs(
+    browser: Any, admin: Admin, control: Any, submit: Any, supervisor: Any, runtime: Any
+) -> None:
+    from batch_poller.tracking import track_jobs
+
+    first, second = await submit(4), await submit(6)
+    await track_jobs(runtime, [first, second], group="analysis-3", seal=True)
+    for arn in (first, second):
+        await control.finish(arn, "Completed")
+    await supervisor.run_pass()
+    page = await browser.new_page(viewport={"width": 1200, "height": 800})
+
+    await page.goto(admin.server.url + "/")
+    row = page.locator("#group-rows tr[data-group='analysis-3']")
+    await row.wait_for()
+    cells = [await c.inner_text() for c in await row.locator("td").all()]
+
+    assert cells[:6] == ["analysis-3", "COMPLETED", "2", "10", "10", "0"]
+    assert cells[6].startswith("$") and cells[7] != "–"
+    named = page.locator("#job-rows tr .group", has_text="group analysis-3")
+    assert await named.count() == 2
+
+
 async def test_the_page_says_when_passes_fail_and_why(
     browser: Any, admin: Admin, supervisor: Any, runtime: Any
 ) -> None:

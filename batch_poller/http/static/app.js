@@ -105,6 +105,18 @@ function statusCell(job) {
   return td;
 }
 
+// A job of a group names it under the job's own name.
+function jobCell(job) {
+  const td = cell(job.job_name || job.job_id, "Job");
+  if (job.group_name) {
+    const group = document.createElement("div");
+    group.className = "muted group";
+    group.textContent = `group ${job.group_name}`;
+    td.append(group);
+  }
+  return td;
+}
+
 function renderJobs(jobs) {
   const rows = $("job-rows");
   rows.replaceChildren();
@@ -119,13 +131,13 @@ function renderJobs(jobs) {
     const tr = document.createElement("tr");
     tr.dataset.job = job.job_id;
     tr.append(
-      cell(job.job_name || job.job_id, "Job"),
+      jobCell(job),
       statusCell(job),
       cell(job.auto_processing ? "yes" : "no", "Auto"),
       cell(job.total_records, "Records", "num"),
       cell(job.success_records, "OK", "num"),
       cell(job.error_records, "Errors", "num"),
-      cell(job.cost === null ? null : `$${Number(job.cost).toFixed(4)}`, "Cost", "num"),
+      cell(money(job.cost), "Cost", "num"),
       cell(job.cleanup, "Cleanup", `cleanup-${job.cleanup}`),
       cell(when(job.last_checked_at), "Last checked"),
     );
@@ -133,14 +145,48 @@ function renderJobs(jobs) {
   }
 }
 
+function money(cost) {
+  return cost === null ? null : `$${Number(cost).toFixed(4)}`;
+}
+
+// The application's units of work: a group is compiled once all its jobs have settled.
+function renderGroups(groups) {
+  const rows = $("group-rows");
+  rows.replaceChildren();
+  if (groups.length === 0) {
+    const tr = document.createElement("tr");
+    tr.append(cell("No groups yet: track jobs with --group.", "", "muted"));
+    tr.firstChild.colSpan = 8;
+    rows.append(tr);
+    return;
+  }
+  for (const group of groups) {
+    const tr = document.createElement("tr");
+    tr.dataset.group = group.name;
+    tr.append(
+      cell(group.name, "Group"),
+      cell(group.status, "Status", `status status-${group.status}`),
+      cell(group.jobs, "Jobs", "num"),
+      cell(group.records.total, "Records", "num"),
+      cell(group.records.ok, "OK", "num"),
+      cell(group.records.error, "Errors", "num"),
+      cell(money(group.cost), "Cost", "num"),
+      cell(when(group.compiled_at), "Compiled"),
+    );
+    rows.append(tr);
+  }
+}
+
 async function refresh() {
   try {
-    const [status, jobs] = await Promise.all([
+    const [status, jobs, groups] = await Promise.all([
       getJSON("/api/batch/poller/status"),
       getJSON("/api/batch/jobs?limit=200"),
+      getJSON("/api/batch/groups?limit=50"),
     ]);
     renderStatus(status);
     renderReplicas(status);
+    renderGroups(groups.groups);
     renderJobs(jobs.jobs);
     $("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
   } catch (error) {
