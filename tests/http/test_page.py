@@ -119,7 +119,7 @@ async def test_the_page_shows_a_compiled_group_and_names_it_under_its_jobs(
     cells = [await c.inner_text() for c in await row.locator("td").all()]
 
     assert cells[:6] == ["analysis-3", "COMPLETED", "2", "10", "10", "0"]
-    assert cells[6].startswith("$") and cells[7] != "–"
+    assert cells[6].startswith("$") and cells[7] != "\u2013"  # a time, not the empty dash
     named = page.locator("#job-rows tr .group", has_text="group analysis-3")
     assert await named.count() == 2
 
