@@ -24,9 +24,7 @@ MINUTE = timedelta(minutes=1)
 
 
 def finished(n: int) -> NewJob:
-    return NewJob(
-        arn=arn(n), bedrock_status=BedrockStatus.COMPLETED, status=JobStatus.IN_PROGRESS
-    )
+    return NewJob(arn=arn(n), bedrock_status=BedrockStatus.COMPLETED, status=JobStatus.IN_PROGRESS)
 
 
 async def _settle(store: JobStore, n: int, records: int = 2) -> None:
@@ -152,9 +150,7 @@ async def test_deliveries_go_to_the_hooks_that_want_them_one_process_at_a_time(
     assert await store.outbox.claim("everything", NOW, 10, LEASE) == []
     assert await store.outbox.next_due(["everything"]) == retry_at
     again = await other.outbox.claim("everything", retry_at, 10, LEASE)
-    assert [(d.id, d.attempts, d.last_error) for d in again] == [
-        (compiled.id, 1, "HTTP 503: busy")
-    ]
+    assert [(d.id, d.attempts, d.last_error) for d in again] == [(compiled.id, 1, "HTTP 503: busy")]
     assert await other.outbox.failed(compiled.id, "HTTP 503: busy", retry_at, None)
 
     dead = await store.outbox.deliveries(DeliveryState.DEAD)
