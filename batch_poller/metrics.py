@@ -57,6 +57,12 @@ class Metrics:
             ["hook", "result"],
             registry=r,
         )
+        self.deliveries = Gauge(
+            "batch_poller_hook_deliveries_by_state",
+            "Deliveries in the outbox by hook and state (pending, delivered, dead)",
+            ["hook", "state"],
+            registry=r,
+        )
         self.replica = Info(
             "batch_poller_replica", "This process among those sharing the database", registry=r
         )
@@ -69,6 +75,11 @@ class Metrics:
     def set_job_counts(self, counts: dict[JobStatus, int]) -> None:
         for status, count in counts.items():
             self.jobs.labels(status.value).set(count)
+
+    def set_delivery_counts(self, counts: dict[tuple[str, str], int]) -> None:
+        self.deliveries.clear()
+        for (hook, state), count in counts.items():
+            self.deliveries.labels(hook, state).set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

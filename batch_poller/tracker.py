@@ -112,7 +112,7 @@ class JobTracker:
                 return job, Outcome.CHECK_FAILED
             log.error("job_failed", error=str(error), detail="Bedrock refused to describe it")
             await self.rt.store.mark_check_failed(arn, str(error), self.rt.clock.now())
-            return await self._reload(job), Outcome.CHECK_FAILED
+            return await self._settled(job), Outcome.CHECK_FAILED
         status = internal_status(remote.status)
         await self.rt.store.record_check(
             arn,
@@ -130,7 +130,7 @@ class JobTracker:
                 previous=job.bedrock_status.value if job.bedrock_status else None,
                 message=remote.message,
             )
-        return await self._reload(job), Outcome.CHECKED
+        return await self._settled(job), Outcome.CHECKED
 
     # -- fetch -------------------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class JobTracker:
                 output_tokens=totals.output_tokens,
                 cost=None if totals.cost is None else f"{totals.cost:f}",
             )
-            return await self._reload(job), Outcome.FETCHED
+            return await self._settled(job), Outcome.FETCHED
         raise AssertionError("max_retries is at least 1")
 
     def _ingest_context(self, job: JobRow) -> IngestContext:
@@ -283,6 +283,21 @@ class JobTracker:
         self.rt.metrics.cleanups.labels("failed").inc()
         log.error("cleanup_failed", error=why, attempts=attempts)
         return Outcome.CLEANUP_FAILED
+
+    async def _settled(self, job: JobRow) -> JobRow:
+        """The job read again; when its step settled it and so compiled its group, that is
+        logged."""
+        fresh = await self._reload(job)
+        compiled_now = job.group_compiled_at is None and fresh.group_compiled_at is not None
+        if compiled_now and fresh.group_name is not None:
+            group = await self.rt.store.get_group(fresh.group_name)
+            log.info(
+                "group_compiled",
+                group=fresh.group_name,
+                status=None if group is None else group.status.value,
+                records=None if group is None else group.total_records,
+            )
+        return fresh
 
     async def _reload(self, job: JobRow) -> JobRow:
         fresh = await self.rt.store.get_job(job.batch_job_arn)

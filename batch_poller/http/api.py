@@ -126,6 +126,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     rt = _context(request).supervisor.rt
     rt.metrics.set_job_counts(await rt.store.status_counts())
+    rt.metrics.set_delivery_counts(await rt.store.outbox.delivery_counts())
     return web.Response(
         body=rt.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"}
     )

@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,13 @@ def _track(config: Path, *args: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def _read(url: str) -> str:
+    """A plain GET, as a scraper makes it (the daemon runs in another process)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text: str = response.read().decode()
+    return text
+
+
 def _deliveries(database: Path) -> list[tuple[Any, ...]]:
     return query(
         database,
@@ -81,6 +89,17 @@ async def test_signed_events_arrive_once_each(
                 "every delivery recorded",
                 daemon,
             )
+            [url] = [e["url"] for e in daemon.events() if e.get("event") == "http_listening"]
+            metrics = _read(f"{url}/metrics")
+
+    assert 'batch_poller_hook_deliveries_by_state{hook="app",state="delivered"} 3.0' in metrics
+    assert 'batch_poller_hook_deliveries_total{hook="app",result="delivered"} 3.0' in metrics
+    [compiled] = [e for e in daemon.events() if e.get("event") == "group_compiled"]
+    assert (compiled["group"], compiled["status"], compiled["records"]) == (
+        "analysis-1",
+        "COMPLETED",
+        10,
+    )
 
     events = receiver.events()
     assert Counter(event["type"] for event in events) == {"job.settled": 2, "group.completed": 1}
