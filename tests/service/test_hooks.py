@@ -309,3 +309,28 @@ async def test_a_command_hook_gets_the_event_on_stdin_and_its_fields_in_the_envi
         "GROUP": "g-cmd",
         "STATUS": "COMPLETED",
     }
+
+
+async def test_a_hook_added_by_a_reload_gets_the_events_written_after_it(
+    tmp_path: Path, endpoints: Endpoints, bedrock: Any, s3: Any, control: Any
+) -> None:
+    database = tmp_path / "daemon.db"
+    with receiving(Receiver(free_port())) as receiver:
+        config = _config(tmp_path, endpoints)
+        before, after = await _job(bedrock, s3, "before"), await _job(bedrock, s3, "after")
+        _track(config, before)
+        _track(config, after)
+        with running(config) as daemon:
+            await control.finish(before, "Completed")
+            daemon.wait_for(lambda: job_column(database, before, "cleanup_completed_at"), "one")
+            config.write_text(config.read_text() + "\n" + _webhook(receiver.url))
+            daemon.signal(signal.SIGHUP)
+            daemon.wait_for(
+                lambda: any(e.get("event") == "reloaded" for e in daemon.events()), "the reload"
+            )
+            await control.finish(after, "Completed")
+            daemon.wait_for(lambda: receiver.events(), "the event of the job after the reload")
+            wait_until(lambda: _deliveries(database)[-1][2] == "delivered", "its record", daemon)
+    # The event written before the hook existed was not queued for it.
+    assert [e["job"]["batch_job_arn"] for e in receiver.events()] == [after]
+    assert [row[:3] for row in _deliveries(database)] == [("job.settled", "app", "delivered")]
