@@ -29,3 +29,5 @@ def test_the_demo_settles_every_job_and_reports_them() -> None:
         line = next(x for x in out.splitlines() if name in x)
         assert status in line, line
     assert "Objects left in s3://batch-poller-demo/: 1 " in out
+    # The five jobs are one group, compiled once they all settled: one failed, so FAILED.
+    assert "Group tickets-week-48: FAILED (5 jobs, 1 failed;" in out
