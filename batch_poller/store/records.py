@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import Step
@@ -28,12 +28,16 @@ _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
 
 @dataclass(frozen=True, slots=True)
 class RecordScope:
-    """Which records: one job's, a group's (across its jobs), every job's of one record id;
-    what is set narrows it."""
+    """Which records: one job's, a group's (across its jobs), or every job's of one record id;
+    exactly one is named."""
 
     job: str | None = None
     group: str | None = None
     record_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if [self.job, self.group, self.record_id].count(None) != 2:
+            raise ValueError("a record scope names one job, one group or one record id")
 
 
 # A stored record and the job it belongs to.
@@ -203,38 +207,53 @@ class RecordStore:
     ) -> list[StoredRecord]:
         """Up to `limit` of the scope's records after the (job ARN, record id) `after` (a
         page's last is the next page's cursor), in that order; only those of an outcome, an
-        error code."""
+        error code.
+
+        A job's records (and a group's, job after job) are read by their key from the cursor
+        on, so every page costs the same however deep it is; a record id's few records come
+        through the record id index."""
         c = _RECORDS.c
         columns = [column for column in c if column.name in _RECORD_FIELDS]
-        query = select(c.batch_job_arn, *columns)
-        if scope.job is not None:
-            query = query.where(c.batch_job_arn == scope.job)
-        if scope.group is not None:
-            members = select(_JOBS.c.batch_job_arn).where(_JOBS.c.group_name == scope.group)
-            query = query.where(c.batch_job_arn.in_(members))
-        if scope.record_id is not None:
-            query = query.where(c.record_id == scope.record_id)
-        if after is not None:
-            arn, record_id = after
-            query = query.where(
-                or_(c.batch_job_arn > arn, and_(c.batch_job_arn == arn, c.record_id > record_id))
-            )
+        base = select(c.batch_job_arn, *columns)
         if outcome is not None:
-            query = query.where(c.outcome == outcome)
+            base = base.where(c.outcome == outcome)
         if error_code is not None:
-            query = query.where(c.error_code == error_code)
-        query = query.order_by(c.batch_job_arn, c.record_id).limit(limit)
+            base = base.where(c.error_code == error_code)
+        base = base.order_by(c.batch_job_arn, c.record_id)
 
-        async def read(conn: AsyncConnection) -> list[StoredRecord]:
-            result = await conn.execute(query)
-            pages = []
+        def rows(result: Any) -> list[StoredRecord]:
+            page = []
             for row in result.mappings():
                 values = dict(row)
                 arn = values.pop("batch_job_arn")
-                pages.append((arn, RecordRow(**values)))
-            return pages
+                page.append((arn, RecordRow(**values)))
+            return page
 
-        return await self.tx.read(read)
+        async def of_one_id(conn: AsyncConnection) -> list[StoredRecord]:
+            query = base.where(c.record_id == scope.record_id)
+            if after is not None:
+                query = query.where(tuple_(c.batch_job_arn, c.record_id) > tuple_(*after))
+            return rows(await conn.execute(query.limit(limit)))
+
+        async def job_by_job(conn: AsyncConnection) -> list[StoredRecord]:
+            if scope.job is not None:
+                arns = [scope.job]
+            else:
+                members = select(_JOBS.c.batch_job_arn).where(_JOBS.c.group_name == scope.group)
+                arns = sorted((await conn.execute(members)).scalars())
+            page: list[StoredRecord] = []
+            for arn in arns:
+                if after is not None and arn < after[0]:
+                    continue
+                query = base.where(c.batch_job_arn == arn)
+                if after is not None and arn == after[0]:
+                    query = query.where(c.record_id > after[1])
+                page += rows(await conn.execute(query.limit(limit - len(page))))
+                if len(page) == limit:
+                    break
+            return page
+
+        return await self.tx.read(of_one_id if scope.record_id is not None else job_by_job)
 
     @store_operation("read record ids")
     async def record_ids(self, arn: str) -> set[str]:

@@ -204,3 +204,35 @@ async def test_listen_hears_the_notify_of_a_compile(
     assert second["group"]["status"] == "PARTIALLY_COMPLETED"
     stored = await store.outbox.events(group_name="listened")
     assert [event["id"] for event in stored] == [first["id"], second["id"]]
+
+
+async def test_a_groups_records_page_job_after_job_from_any_cursor(store: JobStore) -> None:
+    from batch_poller.store import RecordRow, RecordScope
+
+    for n in (1, 2, 3, 4):
+        await store.track_job(finished(n), NOW)
+    await store.group_jobs([arn(1), arn(2), arn(3)], "paged", NOW)
+    written = {1: ["a", "b", "c"], 2: [], 3: ["a", "d"], 4: ["z"]}  # job 4 is not in the group
+    for n, ids in written.items():
+        claimed = await store.leases.claim(1, NOW, check_interval_seconds=0, only=arn(n))
+        assert claimed
+        rows = [
+            RecordRow(i, "error" if i == "c" else "ok", line_number=k) for k, i in enumerate(ids)
+        ]
+        await store.write_records(arn(n), rows, NOW)
+
+    scope = RecordScope(group="paged")
+    pages, after = [], None
+    while True:
+        page = await store.records_page(scope, after=after, limit=2)
+        pages.append([(a[-1], r.record_id) for a, r in page])
+        if len(page) < 2:
+            break
+        after = (page[-1][0], page[-1][1].record_id)
+    assert pages == [[("1", "a"), ("1", "b")], [("1", "c"), ("3", "a")], [("3", "d")]]
+    errors = await store.records_page(scope, outcome="error")
+    assert [(a, r.record_id) for a, r in errors] == [(arn(1), "c")]
+    by_id = await store.records_page(RecordScope(record_id="a"))
+    assert [a for a, _ in by_id] == [arn(1), arn(3)]
+    with pytest.raises(ValueError, match="names one job, one group or one record id"):
+        RecordScope(job=arn(1), group="paged")
