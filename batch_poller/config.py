@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +23,7 @@ from pydantic_settings import (
 )
 
 from batch_poller.config_errors import describe_settings_error, shown_input
-from batch_poller.masking import mask_endpoint_url, mask_url
+from batch_poller.masking import mask_endpoint_url, mask_url, mask_webhook_url
 
 SYSTEM_CONFIG = Path("/etc/batch-poller/config.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's unit does not restart on it
@@ -167,6 +168,18 @@ class WebhookSettings(HookSettings):
     secret: SecretStr = SecretStr("")
     secret_file: str = ""
 
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        # An unsigned webhook cannot be told from a forged one; two secrets, from a mistake.
+        given = bool(self.secret.get_secret_value()) + bool(self.secret_file)
+        if given != 1:
+            which = "neither" if given == 0 else "both"
+            raise ValueError(
+                f"webhook {self.name!r} has {which} of secret and secret_file: give one, so "
+                "that its requests are signed with one secret"
+            )
+        return self
+
     def secret_value(self) -> str:
         secret = self.secret.get_secret_value()
         if secret or not self.secret_file:
@@ -184,6 +197,17 @@ class CommandHookSettings(HookSettings):
     # The program and its arguments, run without a shell; the event arrives on stdin.
     argv: list[str] = Field(min_length=1)
     timeout_seconds: float = Field(60.0, gt=0, le=3600)
+
+    def check_program(self) -> None:
+        """ConfigError when the program is not there to run: found on PATH, or a file this
+        process may execute."""
+        program = self.argv[0]
+        found = shutil.which(program) if os.sep not in program else program
+        if found is None or not (os.path.isfile(found) and os.access(found, os.X_OK)):
+            raise ConfigError(
+                f"[[hooks.command]] {self.name}: cannot run {program!r}: "
+                + ("not found on PATH" if found is None else "not an executable file")
+            )
 
 
 class HooksSettings(Section):
@@ -308,6 +332,8 @@ def load_settings(explicit_path: str | None = None) -> Settings:
     token = settings.admin_token()  # an unreadable token file is a configuration error too
     for webhook in settings.hooks.webhook:
         webhook.secret_value()  # so is an unreadable secret file
+    for command in settings.hooks.command:
+        command.check_program()  # and a program that is not there
     if http.enabled and not http.loopback and not token:
         raise ConfigError(
             f"[http] host {http.host!r} is not a loopback address and no admin token is set: "
@@ -345,7 +371,10 @@ def _describe(error: ValidationError, path: Path | None) -> str:
     where = _source_of(first["loc"], path)
     if first["type"] == "extra_forbidden":
         return f"unknown setting {key!r} (from {where})"
-    shown = shown_input(key, first.get("input"))
+    value = first.get("input")
+    if isinstance(value, dict):  # a whole table refused by its own check: the message says why
+        return f"setting {key} is invalid: {first['msg']} (from {where})"
+    shown = shown_input(key, value)
     return f"setting {key}={shown} is invalid: {first['msg']} (from {where})"
 
 
@@ -389,6 +418,10 @@ def _hook_tables(hooks: HooksSettings, values: dict[str, Any], mask_secrets: boo
                         lines.append("# secret is set and not shown")
                     elif secret:
                         lines.append(f"secret = {_toml_value(secret)}")
+                    continue
+                if key == "url" and mask_secrets and mask_webhook_url(value) != value:
+                    # Masked, it would name another receiver if fed back: left out instead.
+                    lines.append(f"# url is set and not shown: {mask_webhook_url(value)}")
                     continue
                 lines.append(f"{key} = {_toml_value(value)}")
     return lines

@@ -9,7 +9,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_settings import SettingsError
 
-from batch_poller.masking import HIDDEN, mask_endpoint_url, mask_url
+from batch_poller.masking import HIDDEN, mask_endpoint_url, mask_url, mask_webhook_url
 
 ENV_PREFIX = "BATCH_POLLER_"
 ENV_DELIMITER = "__"
@@ -28,8 +28,23 @@ def shown_input(key: str, value: Any) -> str:
     """repr of a setting's invalid value, with secrets hidden at any depth."""
     if key in _HIDDEN_SETTINGS:
         return HIDDEN
+    if key == "hooks" or key.startswith("hooks."):
+        return repr(_hook_masked(key.rpartition(".")[2], value))
     mask = _MASKED_SETTINGS.get(key)
     return repr(value if mask is None else _masked(value, mask))
+
+
+def _hook_masked(name: str, value: Any) -> Any:
+    """A hook's setting, or a table of them, with every secret hidden and URLs masked."""
+    if name in ("secret", "secret_file") and value:
+        return HIDDEN
+    if name == "url" and isinstance(value, str):
+        return mask_webhook_url(value)
+    if isinstance(value, dict):
+        return {key: _hook_masked(str(key), item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_hook_masked(name, item) for item in value]
+    return value
 
 
 def _masked(value: Any, mask: Any) -> Any:

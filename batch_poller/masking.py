@@ -37,3 +37,14 @@ def mask_endpoint_url(url: str) -> str:
     """An AWS endpoint URL with its user part hidden too: a proxy's user name there is often an
     access key or a token, unlike a database's role name."""
     return mask_url(url, hide_user=True)
+
+
+def mask_webhook_url(url: str) -> str:
+    """A webhook URL with its user part and every query value hidden: a receiver's URL often
+    carries its own credential (`?code=`, `?sig=`, a token in the user part)."""
+    masked = mask_url(url, hide_user=True)
+    base, mark, query = masked.partition("?")
+    if not mark:
+        return masked
+    hidden = _QUERY_PARAMETER.sub(lambda m: f"{m.group(1)}{m.group(2)}={HIDDEN}", mark + query)
+    return base + hidden
