@@ -61,8 +61,7 @@ async def open_runtime(
         # Which of the processes sharing the database said it: a field of every log entry.
         set_process_field("replica", identity.owner)
         store.set_lease(timedelta(seconds=settings.poller.lease_seconds))
-        # Events this process writes get a delivery for each configured hook, whoever sends it.
-        store.outbox.routes = routes_of(settings.hooks.all())
+        route_events(store, settings)
         metrics.replica.info(
             {"owner": identity.owner, "host": identity.host, "pid": str(identity.pid)}
         )
@@ -101,8 +100,16 @@ async def _leave(store: JobStore) -> None:
 
 
 async def open_configured_store(settings: Settings) -> JobStore:
-    """The store with the configured lock waits."""
-    return await open_store(settings.database.url, limits=session_limits(settings))
+    """The store with the configured lock waits, its events routed to the configured hooks."""
+    store = await open_store(settings.database.url, limits=session_limits(settings))
+    route_events(store, settings)
+    return store
+
+
+def route_events(store: JobStore, settings: Settings) -> None:
+    """Events this process writes (a settle, a compile, by the daemon or by any command) get a
+    delivery for each configured hook that wants them, whichever process then sends it."""
+    store.outbox.routes = routes_of(settings.hooks.all())
 
 
 def session_limits(settings: Settings) -> SessionLimits:

@@ -13,7 +13,7 @@ import pytest
 from batch_poller.emulator.server import Endpoints
 from tests.daemon.test_cli import cli
 from tests.helpers import BUCKET, create_job, make_records, put_input
-from tests.processes import write_config
+from tests.processes import query, write_config
 
 
 @pytest.fixture
@@ -112,3 +112,28 @@ async def test_hooks_failed_lists_nothing_when_nothing_failed(capsys: Any, confi
     assert code == 0 and out == ""
     code, out, _ = await cli(capsys, config, "hooks", "failed")
     assert code == 0 and "0 dead letters" in out
+
+
+async def test_events_written_by_commands_are_queued_for_the_configured_hooks(
+    capsys: Any, config: Path, bedrock: Any, s3: Any, control: Any
+) -> None:
+    """A group sealed, and so compiled, by `groups seal` (no daemon running) is delivered by
+    the daemon later like any other event: its delivery is written with it."""
+    _add_webhook(config)
+    arn = await _job(bedrock, s3, "sealed-later", 2)
+    assert (await cli(capsys, config, "track", arn, "--group", "late"))[0] == 0
+    await control.finish(arn, "Completed")
+    assert (await cli(capsys, config, "process-completed"))[0] == 0
+    assert (await cli(capsys, config, "groups", "seal", "late"))[0] == 0
+
+    queued = query(
+        config.parent / "daemon.db",
+        "SELECT e.type, d.hook, d.state FROM hook_deliveries d JOIN events e ON e.id = d.event "
+        "ORDER BY d.id",
+    )
+    assert queued == [("job.settled", "app", "pending"), ("group.completed", "app", "pending")]
+
+
+def _add_webhook(config: Path) -> None:
+    webhook = '[[hooks.webhook]]\nname = "app"\nurl = "http://127.0.0.1:9/"\nsecret = "s"\n'
+    config.write_text(config.read_text() + "\n" + webhook)
