@@ -53,7 +53,7 @@ async def track_jobs(
     if not arns:
         raise TrackError("no job ARN given")
     if seal and group is None:
-        raise TrackError("--seal seals the group the jobs are put in: name it with --group")
+        raise TrackError("sealing needs the group the jobs are put in: name the group")
     if group is not None:
         await _check_group_takes(rt, group, arns)
     if input_prefix is not None and len(arns) != 1:
@@ -126,10 +126,7 @@ async def _check_group_takes(rt: Runtime, group: str, arns: list[str]) -> None:
     except ValueError as error:
         raise TrackError(str(error)) from None
     found = await rt.store.get_group(group)
-    if found is not None and found.status is not GroupStatus.OPEN:
-        raise TrackError(
-            f"group {group!r} is {found.status.value.lower()}: it takes no more jobs", "conflict"
-        )
+    newcomers = []
     for arn in arns:
         stored = await rt.store.get_job(arn)
         if stored is not None and stored.group_name not in (None, group):
@@ -137,6 +134,12 @@ async def _check_group_takes(rt: Runtime, group: str, arns: list[str]) -> None:
                 f"{arn} is already in group {stored.group_name!r}: a job belongs to one group",
                 "conflict",
             )
+        if stored is None or stored.group_name is None:
+            newcomers.append(arn)
+    # Tracking again jobs that are in the group already is harmless, sealed or not.
+    if found is not None and found.status is not GroupStatus.OPEN and newcomers:
+        state = "sealed" if found.status is GroupStatus.SEALED else "compiled"
+        raise TrackError(f"group {group!r} is {state}: it takes no more jobs", "conflict")
 
 
 def _check_input_within(remote: BedrockJob, input_prefix: str) -> None:

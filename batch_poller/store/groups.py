@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, case, func, insert, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import SETTLED, GroupStatus, JobStatus, check_group_name
 from batch_poller.hooks.documents import group_part, job_part
 from batch_poller.rows import GroupRow, JobRow
+from batch_poller.store.engine import dialect_insert
 from batch_poller.store.errors import store_operation
 from batch_poller.store.outbox import EventType, Outbox
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
@@ -51,23 +52,20 @@ class GroupStore:
         name = _checked_name(name)
 
         async def write(conn: AsyncConnection) -> GroupRow:
+            new = {"name": name, "status": GroupStatus.OPEN.value, "jobs": 0}
+            await conn.execute(
+                dialect_insert(conn.dialect.name, _GROUPS)
+                .values(**new, created_at=now, updated_at=now)
+                .on_conflict_do_nothing()
+            )
             group = await _locked_group(conn, name)
-            if group is None:
-                await conn.execute(
-                    insert(_GROUPS).values(
-                        name=name,
-                        status=GroupStatus.OPEN.value,
-                        jobs=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            elif group.status is not GroupStatus.OPEN and arns:
-                state = group.status.value.lower()
-                raise GroupError(f"group {name!r} is {state}: it takes no more jobs", "sealed")
-            if arns:
-                await _add_members(conn, arns, name, now)
-            if seal:
+            assert group is not None
+            newcomers = await _newcomers(conn, arns, name)
+            if newcomers and group.status is not GroupStatus.OPEN:
+                raise GroupError(_takes_no_more(group), "sealed")
+            if newcomers:
+                await _add_members(conn, newcomers, name, now)
+            if seal and group.status is GroupStatus.OPEN:
                 await _seal(conn, name, now)
                 await compile_if_ready(conn, self.outbox, name, now)
             found = await _locked_group(conn, name)
@@ -240,12 +238,15 @@ async def _locked_group(conn: AsyncConnection, name: str) -> GroupRow | None:
     return None if row is None else GroupRow.from_mapping(row)
 
 
-async def _add_members(
-    conn: AsyncConnection, arns: Sequence[str], name: str, now: datetime
-) -> None:
+async def _newcomers(conn: AsyncConnection, arns: Sequence[str], name: str) -> list[str]:
+    """The jobs not in the group yet, their rows locked (PostgreSQL) until the transaction
+    ends, so that two requests putting one job in two groups cannot both succeed. Refused: a
+    job not tracked, a job in another group."""
     found = (
         await conn.execute(
-            select(_J.batch_job_arn, _J.group_name).where(_J.batch_job_arn.in_(list(arns)))
+            select(_J.batch_job_arn, _J.group_name)
+            .where(_J.batch_job_arn.in_(list(arns)))
+            .with_for_update()
         )
     ).all()
     known = {arn: group for arn, group in found}
@@ -257,6 +258,17 @@ async def _add_members(
                 f"{arn} is already in group {known[arn]!r}: a job belongs to one group",
                 "conflict",
             )
+    return sorted({arn for arn in arns if known[arn] is None})
+
+
+def _takes_no_more(group: GroupRow) -> str:
+    state = "sealed" if group.status is GroupStatus.SEALED else "compiled"
+    return f"group {group.name!r} is {state}: it takes no more jobs"
+
+
+async def _add_members(
+    conn: AsyncConnection, arns: Sequence[str], name: str, now: datetime
+) -> None:
     await conn.execute(
         update(_JOBS)
         .where(_J.batch_job_arn.in_(list(arns)), _J.group_name.is_(None))
@@ -264,6 +276,37 @@ async def _add_members(
     )
     members = select(func.count()).where(_J.group_name == name).scalar_subquery()
     await conn.execute(update(_GROUPS).where(_G.name == name).values(jobs=members, updated_at=now))
+
+
+async def reopen(conn: AsyncConnection, name: str, now: datetime) -> None:
+    """A compiled group one of whose jobs is back on its path (tracked again after it failed
+    while Bedrock did not fail it): sealed again, compiled again once that job settles."""
+    cleared = {
+        column: None
+        for column in (
+            "compiled_at",
+            "failed_jobs",
+            "total_records",
+            "success_records",
+            "error_records",
+            "input_tokens",
+            "output_tokens",
+            "cost",
+            "first_submitted_at",
+            "last_completed_at",
+        )
+    }
+    compiled = [status.value for status in GroupStatus if status.is_compiled]
+    reopened = await conn.execute(
+        update(_GROUPS)
+        .where(_G.name == name, _G.status.in_(compiled))
+        .values(status=GroupStatus.SEALED.value, updated_at=now, **cleared)
+        .returning(_G.name)
+    )
+    if reopened.first() is not None:
+        await conn.execute(
+            update(_JOBS).where(_J.group_name == name).values(group_compiled_at=None)
+        )
 
 
 async def _seal(conn: AsyncConnection, name: str, now: datetime) -> None:

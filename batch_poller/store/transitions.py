@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from batch_poller.domain import RESULTS_STORED, BedrockStatus, JobStatus, Step
 from batch_poller.rows import RecordTotals
 from batch_poller.store.errors import store_operation
-from batch_poller.store.groups import settled
+from batch_poller.store.groups import reopen, settled
 from batch_poller.store.guards import Tenancy, free_or_held_by, guarded_update
 from batch_poller.store.outbox import Outbox
 from batch_poller.store.steps import needs
@@ -88,11 +88,15 @@ class JobTransitions:
                 last_checked_at=now,
                 updated_at=now,
             )
-            .returning(_C.batch_job_arn)
+            .returning(_C.group_name)
         )
 
         async def write(conn: AsyncConnection) -> bool:
-            return (await conn.execute(stmt)).first() is not None
+            requeued = (await conn.execute(stmt)).first()
+            if requeued is not None and requeued.group_name is not None:
+                # Its group was compiled with it FAILED: compiled again once it settles.
+                await reopen(conn, requeued.group_name, now)
+            return requeued is not None
 
         return await self.tx.write(write)
 

@@ -91,7 +91,7 @@ async def test_a_group_from_the_command_line(
                 "--seal",
                 "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefabcdef",
             ),
-            "name it with --group",
+            "name the group",
         ),
     ],
 )

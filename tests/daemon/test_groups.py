@@ -129,7 +129,7 @@ async def test_what_a_group_refuses_is_refused_before_anything_is_stored(
         await track_jobs(runtime, [first], group="g2")
     with pytest.raises(TrackError, match="not a group name"):
         await track_jobs(runtime, [second], group="bad name/../")
-    with pytest.raises(TrackError, match="--seal seals the group"):
+    with pytest.raises(TrackError, match="sealing needs the group the jobs are put in"):
         await track_jobs(runtime, [second], seal=True)
     with pytest.raises(GroupError, match="no group 'missing'"):
         await runtime.store.seal_group("missing", runtime.clock.now())

@@ -75,7 +75,7 @@ async def test_group_requests_that_cannot_be_done_say_why(admin: Admin, submit: 
     code, bad_name = await _track(admin, arn, group="has spaces")
     assert code == 400 and "not a group name" in bad_name["detail"]
     code, lone = await _track(admin, arn, seal=True)
-    assert code == 400 and "--seal" in lone["detail"]
+    assert code == 400 and "sealing needs the group" in lone["detail"]
     code, missing = await admin.call("POST", "/api/batch/groups/nope/seal", auth=BEARER)
     assert code == 404 and missing["detail"] == "no group 'nope'"
     assert (await admin.call("POST", "/api/batch/groups/nope/seal"))[0] == 401

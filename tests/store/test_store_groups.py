@@ -236,3 +236,66 @@ async def test_a_groups_records_page_job_after_job_from_any_cursor(store: JobSto
     assert [a for a, _ in by_id] == [arn(1), arn(3)]
     with pytest.raises(ValueError, match="names one job, one group or one record id"):
         RecordScope(job=arn(1), group="paged")
+
+
+async def test_two_requests_putting_one_job_in_two_groups_cannot_both_succeed(
+    store: JobStore, engine: AsyncEngine, engine_factory: EngineFactory
+) -> None:
+    other = JobStore(await engine_factory(same_as=engine), another_process())
+    for round_ in range(6):
+        await store.track_job(finished(100 + round_), NOW)
+        job = arn(100 + round_)
+        mine, theirs = f"mine-{round_}", f"theirs-{round_}"
+        results = await asyncio.gather(
+            store.group_jobs([job], mine, NOW),
+            other.group_jobs([job], theirs, NOW),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, GroupError)]
+        assert len(refused) == 1 and refused[0].kind == "conflict", results
+        tracked = await store.get_job(job)
+        assert tracked is not None and tracked.group_name in (mine, theirs)
+        loser = theirs if tracked.group_name == mine else mine
+        # The refused request left nothing behind: no empty group of its own.
+        assert await store.get_group(loser) is None
+
+
+async def test_putting_a_member_in_its_sealed_group_again_is_harmless(store: JobStore) -> None:
+    await store.track_job(finished(1), NOW)
+    first = await store.group_jobs([arn(1)], "again", NOW, seal=True)
+    second = await store.group_jobs([arn(1)], "again", NOW, seal=True)
+    assert first.status is second.status is GroupStatus.SEALED and second.jobs == 1
+
+
+async def test_a_failed_job_tracked_again_reopens_its_compiled_group(store: JobStore) -> None:
+    await store.track_job(finished(1), NOW)
+    running = NewJob(arn=arn(2), bedrock_status=BedrockStatus.IN_PROGRESS)
+    await store.track_job(running, NOW)
+    await store.group_jobs([arn(1), arn(2)], "requeued", NOW, seal=True)
+    await _settle(store, 1)
+    claimed = await store.leases.claim(1, NOW, check_interval_seconds=0, only=arn(2))
+    assert claimed
+    await store.mark_check_failed(arn(2), "AccessDeniedException", NOW)
+    await store.leases.release()
+    group = await store.get_group("requeued")
+    assert group is not None and group.status is GroupStatus.FAILED
+
+    requeued = await store.requeue_failed(
+        arn(2),
+        bedrock_status=BedrockStatus.COMPLETED,
+        status=JobStatus.IN_PROGRESS,
+        message=None,
+        now=NOW + MINUTE,
+    )
+    assert requeued
+    group = await store.get_group("requeued")
+    assert group is not None and group.status is GroupStatus.SEALED
+    assert group.compiled_at is None and group.total_records is None
+    first = await store.get_job(arn(1))
+    assert first is not None and first.group_compiled_at is None and next_step(first) is None
+
+    await _settle(store, 2, records=3)
+    group = await store.get_group("requeued")
+    assert group is not None and group.status is GroupStatus.PARTIALLY_COMPLETED
+    assert (group.failed_jobs, group.total_records) == (0, 5)
+    assert (await _types(store, group_name="requeued")).count("group.completed") == 2
