@@ -121,6 +121,7 @@ class Daemon:
             if once:
                 report = await supervisor.run_pass(check_all=True)
                 log.info("pass_completed", **report.as_dict())
+                await Deliverer(rt).deliver_once()
                 return 0
             if self.settings.http.enabled:
                 try:

@@ -89,6 +89,23 @@ class Deliverer:
         finally:
             await self._stop_all()
 
+    async def deliver_once(self) -> None:
+        """Sends what is due now to every hook, then returns (`run --once`): a failed attempt
+        waits for its retry time, at a later run."""
+        self.outbox.routes = routes_of(self.rt.settings.hooks.all())
+        workers = [
+            _Worker(self.rt, hook, self._make_sender(hook)) for hook in self.rt.settings.hooks.all()
+        ]
+
+        async def drain(worker: _Worker) -> None:
+            try:
+                while await worker.deliver_due():
+                    pass
+            finally:
+                await worker.sender.close()
+
+        await asyncio.gather(*(drain(worker) for worker in workers))
+
     def reconfigure(self) -> None:
         """Applies the running settings' hooks: routes for new events, one worker each."""
         hooks = {hook.name: hook for hook in self.rt.settings.hooks.all()}

@@ -334,3 +334,19 @@ async def test_a_hook_added_by_a_reload_gets_the_events_written_after_it(
     # The event written before the hook existed was not queued for it.
     assert [e["job"]["batch_job_arn"] for e in receiver.events()] == [after]
     assert [row[:3] for row in _deliveries(database)] == [("job.settled", "app", "delivered")]
+
+
+async def test_run_once_delivers_what_it_settled_before_it_exits(
+    tmp_path: Path, endpoints: Endpoints, bedrock: Any, s3: Any, control: Any
+) -> None:
+    database = tmp_path / "daemon.db"
+    with receiving(Receiver(free_port())) as receiver:
+        config = _config(tmp_path, endpoints, _webhook(receiver.url))
+        arn = await _job(bedrock, s3, "cron")
+        _track(config, arn, "--group", "nightly", "--seal")
+        await control.finish(arn, "Completed")
+        once = run_command("--config", str(config), "run", "--once")
+        assert once.returncode == 0, once.stderr[-2000:]
+        # Answered before the process exited: nothing waits for a later run.
+        assert sorted(e["type"] for e in receiver.events()) == ["group.completed", "job.settled"]
+    assert {row[2] for row in _deliveries(database)} == {"delivered"}
