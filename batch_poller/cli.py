@@ -166,10 +166,14 @@ def _parser() -> argparse.ArgumentParser:
     hooks = add("hooks", _hooks, "events hooks gave up on: list them, or send them again")
     hooks.add_argument("action", choices=["failed", "retry"])
     hooks.add_argument(
-        "deliveries", nargs="*", type=int, metavar="DELIVERY", help="delivery numbers (retry)"
+        "deliveries",
+        nargs="*",
+        type=_delivery_number,
+        metavar="DELIVERY",
+        help="delivery numbers, as `hooks failed` lists them (retry)",
     )
     hooks.add_argument("--all", action="store_true", help="every dead letter (retry)")
-    hooks.add_argument("--hook", metavar="NAME", help="only this hook's (failed)")
+    hooks.add_argument("--hook", metavar="NAME", help="only this hook's")
     hooks.add_argument("--limit", type=int, default=100)
     hooks.add_argument("--json", action="store_true")
 
@@ -278,7 +282,17 @@ def _hooks(args: argparse.Namespace, settings: Settings | None) -> int:
                 _need(settings), args.hook, args.limit, as_json=args.json
             )
         )
-    return _arun(hook_commands.retry_deliveries(_need(settings), args.deliveries, every=args.all))
+    return _arun(
+        hook_commands.retry_deliveries(
+            _need(settings), args.deliveries, every=args.all, hook=args.hook
+        )
+    )
+
+
+def _delivery_number(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) < 2**63:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a delivery number")
+    return int(text)
 
 
 def _status(args: argparse.Namespace, settings: Settings | None) -> int:

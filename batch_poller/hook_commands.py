@@ -42,17 +42,28 @@ async def failed_deliveries(
     return 0
 
 
-async def retry_deliveries(settings: Settings, ids: list[int], *, every: bool) -> int:
-    """Dead letters back in the queue: those named, or every one with `every`. The running
-    daemon sends them within [hooks] poll_seconds."""
+async def retry_deliveries(
+    settings: Settings, ids: list[int], *, every: bool, hook: str | None = None
+) -> int:
+    """Dead letters back in the queue: those named, or every one with `every`, of the hooks
+    configured (or of `hook`). The running daemon sends them within [hooks] poll_seconds."""
     if bool(ids) == every:
         raise CommandError("hooks retry takes delivery numbers (see `hooks failed`) or --all")
+    configured = [h.name for h in settings.hooks.all()]
+    if hook is not None and hook not in configured:
+        names = ", ".join(configured) or "none is configured"
+        raise CommandError(f"no hook {hook!r} in the configuration ([[hooks.*]] names: {names})")
     store = await open_command_store(settings)
     try:
-        count = await store.outbox.retry_dead(SystemClock().now(), None if every else ids)
+        count = await store.outbox.retry_dead(
+            SystemClock().now(), None if every else ids, hooks=[hook] if hook else configured
+        )
     finally:
         await store.close()
     if not count:
-        raise CommandError("no dead letter to send again" + ("" if every else f" among {ids}"))
+        among = "" if every else f" among {', '.join(map(str, ids))}"
+        raise CommandError(
+            f"no dead letter of a configured hook to send again{among} (see `hooks failed`)"
+        )
     print(f"{count} dead letters queued again; the daemon sends them at its next look")
     return 0

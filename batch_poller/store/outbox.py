@@ -298,10 +298,14 @@ class Outbox:
         return await self.tx.read(read)
 
     @store_operation("send dead letters again")
-    async def retry_dead(self, now: datetime, ids: Sequence[int] | None = None) -> int:
-        """Dead deliveries (all, or those named) are pending again with a fresh budget;
-        returns how many."""
-        stmt = update(_DELIVERIES).where(_D.state == DeliveryState.DEAD.value)
+    async def retry_dead(
+        self, now: datetime, ids: Sequence[int] | None = None, *, hooks: Collection[str]
+    ) -> int:
+        """Dead deliveries (all, or those named) of these hooks are pending again with a fresh
+        budget; returns how many."""
+        stmt = update(_DELIVERIES).where(
+            _D.state == DeliveryState.DEAD.value, _D.hook.in_(list(hooks))
+        )
         if ids is not None:
             stmt = stmt.where(_D.id.in_(list(ids)))
         stmt = stmt.values(

@@ -84,7 +84,8 @@ async def test_a_group_from_the_command_line(
         (("export", "abcdefabcdef", "--group", "g"), "export takes one of"),
         (("export", "--record-id", "r", "--format", "parquet"), "name it with -o FILE"),
         (("hooks", "retry"), "hooks retry takes delivery numbers"),
-        (("hooks", "retry", "--all"), "no dead letter to send again"),
+        (("hooks", "retry", "--all"), "no dead letter of a configured hook to send again"),
+        (("hooks", "retry", "--all", "--hook", "nope"), "no hook 'nope' in the configuration"),
         (
             (
                 "track",

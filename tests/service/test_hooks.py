@@ -171,6 +171,8 @@ async def test_a_receiver_down_for_the_whole_budget_leaves_a_dead_letter_that_re
         assert letter["batch_job_arn"] == arn and letter["last_error"]
         nothing = run_command("--config", str(config), "hooks", "retry", "12345")
         assert nothing.returncode == 1 and "no dead letter" in nothing.stderr
+        huge = run_command("--config", str(config), "hooks", "retry", "9" * 30)
+        assert huge.returncode == 2 and "is not a delivery number" in huge.stderr
 
         with receiving(receiver):
             number = str(letter["delivery"])

@@ -155,8 +155,10 @@ async def test_deliveries_go_to_the_hooks_that_want_them_one_process_at_a_time(
 
     dead = await store.outbox.deliveries(DeliveryState.DEAD)
     assert [(d.id, d.hook, d.attempts) for d in dead] == [(compiled.id, "everything", 2)]
-    assert await store.outbox.retry_dead(retry_at, [compiled.id + 1000]) == 0
-    assert await store.outbox.retry_dead(retry_at) == 1
+    hooks = ["everything", "groups"]
+    assert await store.outbox.retry_dead(retry_at, [compiled.id + 1000], hooks=hooks) == 0
+    assert await store.outbox.retry_dead(retry_at, hooks=["groups"]) == 0  # not that hook's
+    assert await store.outbox.retry_dead(retry_at, hooks=hooks) == 1
     revived = await store.outbox.claim("everything", retry_at, 10, LEASE)
     assert [(d.id, d.attempts, d.state) for d in revived] == [
         (compiled.id, 0, DeliveryState.PENDING)
