@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -167,6 +168,8 @@ async def export_records(
         raise CommandError("export takes one of: a JOB, --group NAME, --record-id ID")
     if fmt == "parquet" and output is None:
         raise CommandError("a parquet export is a file: name it with -o FILE")
+    if output is not None:
+        _check_export_target(output)
     store = await open_command_store(settings, reading=True)
     try:
         if job_ref is not None:
@@ -182,7 +185,13 @@ async def export_records(
             scope, what = RecordScope(record_id=record_id), f"record id {record_id}"
         rows = store.stream_records(scope, errors_only=errors_only)
         if output is None:
-            count = await write_export(rows, fmt, sys.stdout.write)
+            try:
+                count = await write_export(rows, fmt, sys.stdout.write)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # The reader went away (`| head`): what it read is what it wanted.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 0
         else:
             count = await _export_to_file(rows, fmt, Path(output))
     finally:
@@ -190,6 +199,20 @@ async def export_records(
     if output is not None:
         print(f"{what}: {count} records written to {output}", file=sys.stderr)
     return 0
+
+
+def _check_export_target(output: str) -> None:
+    """An export goes to a new or regular file, put in place by a rename: a device, a pipe, a
+    folder or a symbolic link at that name would be replaced by it, so they are refused."""
+    path = Path(output)
+    if not output or not path.name or path.name in (".", ".."):
+        raise CommandError(f"-o {output!r} names no file: give a file name")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        kind = "a symbolic link" if path.is_symlink() else "not a regular file"
+        raise CommandError(
+            f"-o {output}: {kind}, which the export would replace; give a new file name, or "
+            "write to standard output and redirect it"
+        )
 
 
 async def _export_to_file(rows: AsyncIterator[StoredRecord], fmt: ExportFormat, path: Path) -> int:

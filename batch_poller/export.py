@@ -144,18 +144,17 @@ async def write_parquet(rows: AsyncIterator[tuple[str, RecordRow]], path: Path) 
         raise ExportError(
             "a parquet export needs pyarrow: pip install 'batch-poller[parquet]'"
         ) from None
-    schema = pa.schema(
-        [
-            (name, pa.int64() if name in _INTEGERS else pa.string())
-            for name in (*EXPORTED_FIELDS, "model_output")
-        ]
-    )
     count = 0
     batch: list[dict[str, Any]] = []
+    # Counts as integers, the cost at the store's own precision (tables.MONEY), the rest text.
+    types = {name: pa.int64() for name in ("input_tokens", "output_tokens", "line_number")}
+    types["cost"] = pa.decimal128(18, 8)
+    schema = pa.schema([(name, types.get(name, pa.string())) for name in _PARQUET_FIELDS])
     with pq.ParquetWriter(str(path), schema) as writer:
         async for arn, row in rows:
             document = exported(arn, row)
             document["model_output"] = row.model_output
+            document["cost"] = row.cost  # a decimal column, not text
             batch.append(document)
             if len(batch) == PARQUET_BATCH:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
@@ -171,4 +170,4 @@ class ExportError(Exception):
     """An export that cannot be made; the message says why."""
 
 
-_INTEGERS = frozenset({"input_tokens", "output_tokens", "line_number"})
+_PARQUET_FIELDS = (*EXPORTED_FIELDS, "model_output")

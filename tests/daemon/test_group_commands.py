@@ -4,6 +4,10 @@ types them, against the emulator and a SQLite file."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +22,10 @@ from tests.processes import query, write_config
 
 @pytest.fixture
 def config(tmp_path: Path, endpoints: Endpoints) -> Path:
-    return write_config(tmp_path, endpoints)
+    path = write_config(tmp_path, endpoints)
+    price = '[pricing."amazon.nova-lite-v1:0"]\ninput_per_1k = 0.03\noutput_per_1k = 0.12\n'
+    path.write_text(path.read_text() + "\n" + price)
+    return path
 
 
 async def _job(bedrock: Any, s3: Any, name: str, records: int) -> str:
@@ -70,6 +77,10 @@ async def test_a_group_from_the_command_line(
     assert table.num_rows == 9
     assert sorted(table.column("record_id").to_pylist()) == sorted(r["record_id"] for r in lines)
     assert table.column("input_tokens").type == "int64"
+    assert str(table.column("cost").type) == "decimal128(18, 8)"
+    costs = dict(zip(table.column("record_id").to_pylist(), table.column("cost").to_pylist()))
+    assert costs == {r["record_id"]: Decimal(r["cost"]) for r in lines}
+    assert sum(costs.values()) == Decimal(listed["cost"]) > 0
 
 
 @pytest.mark.parametrize(
@@ -138,3 +149,49 @@ async def test_events_written_by_commands_are_queued_for_the_configured_hooks(
 def _add_webhook(config: Path) -> None:
     webhook = '[[hooks.webhook]]\nname = "app"\nurl = "http://127.0.0.1:9/"\nsecret = "s"\n'
     config.write_text(config.read_text() + "\n" + webhook)
+
+
+async def test_an_export_never_replaces_what_is_not_a_regular_file(
+    capsys: Any, config: Path, tmp_path: Path, bedrock: Any, s3: Any, control: Any
+) -> None:
+    arn = await _job(bedrock, s3, "guarded", 3)
+    assert (await cli(capsys, config, "track", arn))[0] == 0
+    await control.finish(arn, "Completed")
+    assert (await cli(capsys, config, "process-completed"))[0] == 0
+    target = tmp_path / "kept.txt"
+    target.write_text("mine")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    for output, words in (
+        (str(link), "a symbolic link, which the export would replace"),
+        (str(fifo), "not a regular file"),
+        (str(tmp_path), "not a regular file"),
+        ("", "names no file"),
+        (f"{tmp_path}/..", "names no file"),
+    ):
+        code, _, err = await cli(capsys, config, "export", arn, "-o", output)
+        assert code == 1 and words in err, (output, err)
+    assert target.read_text() == "mine" and link.is_symlink() and fifo.is_fifo()
+    # A regular file is replaced whole.
+    code, _, _ = await cli(capsys, config, "export", arn, "-o", str(target))
+    assert code == 0 and len(target.read_text().splitlines()) == 3
+
+
+def test_an_export_into_a_closed_pipe_ends_quietly(config: Path) -> None:
+    """`export JOB | head -1`: the reader leaving is no error worth a traceback."""
+    script = (
+        "import sys; from batch_poller.cli import main; "
+        "sys.exit(main(['--config', sys.argv[1], 'export', '--record-id', 'x']))"
+    )
+    reader = subprocess.Popen(
+        [sys.executable, "-c", script, str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reader.stdout is not None
+    reader.stdout.close()
+    _, err = reader.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
