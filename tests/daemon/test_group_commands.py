@@ -78,7 +78,8 @@ async def test_a_group_from_the_command_line(
     assert sorted(table.column("record_id").to_pylist()) == sorted(r["record_id"] for r in lines)
     assert table.column("input_tokens").type == "int64"
     assert str(table.column("cost").type) == "decimal128(18, 8)"
-    costs = dict(zip(table.column("record_id").to_pylist(), table.column("cost").to_pylist()))
+    ids, amounts = table.column("record_id").to_pylist(), table.column("cost").to_pylist()
+    costs = dict(zip(ids, amounts, strict=True))
     assert costs == {r["record_id"]: Decimal(r["cost"]) for r in lines}
     assert sum(costs.values()) == Decimal(listed["cost"]) > 0
 
