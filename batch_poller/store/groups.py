@@ -17,7 +17,13 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from batch_poller.domain import SETTLED, GroupStatus, JobStatus, check_group_name
+from batch_poller.domain import (
+    GROUP_NAME_PATTERN,
+    SETTLED,
+    GroupStatus,
+    JobStatus,
+    check_group_name,
+)
 from batch_poller.hooks.documents import group_part, job_part
 from batch_poller.rows import GroupRow, JobRow
 from batch_poller.store.engine import dialect_insert
@@ -82,6 +88,9 @@ class GroupStore:
         """The group takes no more jobs; compiled at once if they have all settled. Sealing a
         sealed or compiled group changes nothing."""
 
+        if not GROUP_NAME_PATTERN.match(name):
+            raise GroupError(f"no group {name!r}", "unknown")
+
         async def write(conn: AsyncConnection) -> GroupRow:
             group = await _locked_group(conn, name)
             if group is None:
@@ -124,6 +133,9 @@ class GroupStore:
 
     @store_operation("read a group")
     async def get_group(self, name: str) -> GroupRow | None:
+        if not GROUP_NAME_PATTERN.match(name):
+            return None  # no group can have that name (a NUL, say, which no database takes)
+
         async def read(conn: AsyncConnection) -> GroupRow | None:
             row = (await conn.execute(select(_GROUPS).where(_G.name == name))).mappings().first()
             return None if row is None else GroupRow.from_mapping(row)

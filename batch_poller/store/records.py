@@ -20,7 +20,7 @@ from batch_poller.store.errors import store_operation
 from batch_poller.store.guards import Tenancy, guarded_update
 from batch_poller.store.tables import batch_records as _RECORDS
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
-from batch_poller.store.text import stored_row, stored_text
+from batch_poller.store.text import stored_record_id, stored_row, stored_text
 from batch_poller.store.transactions import Transactions
 
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
@@ -212,6 +212,13 @@ class RecordStore:
         A job's records (and a group's, job after job) are read by their key from the cursor
         on, so every page costs the same however deep it is; a record id's few records come
         through the record id index."""
+        # Asked for as they are stored (a NUL, an overlong id), so a record is found by the id
+        # it was written with, and no text the database refuses reaches it.
+        record_id = None if scope.record_id is None else stored_record_id(scope.record_id)
+        if error_code is not None:
+            error_code = stored_text(error_code)
+        if after is not None:
+            after = (stored_text(after[0]), stored_record_id(after[1]))
         c = _RECORDS.c
         columns = [column for column in c if column.name in _RECORD_FIELDS]
         base = select(c.batch_job_arn, *columns)
@@ -230,7 +237,7 @@ class RecordStore:
             return page
 
         async def of_one_id(conn: AsyncConnection) -> list[StoredRecord]:
-            query = base.where(c.record_id == scope.record_id)
+            query = base.where(c.record_id == record_id)
             if after is not None:
                 query = query.where(tuple_(c.batch_job_arn, c.record_id) > tuple_(*after))
             return rows(await conn.execute(query.limit(limit)))
@@ -253,7 +260,7 @@ class RecordStore:
                     break
             return page
 
-        return await self.tx.read(of_one_id if scope.record_id is not None else job_by_job)
+        return await self.tx.read(of_one_id if record_id is not None else job_by_job)
 
     @store_operation("read record ids")
     async def record_ids(self, arn: str) -> set[str]:

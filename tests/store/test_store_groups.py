@@ -301,3 +301,22 @@ async def test_a_failed_job_tracked_again_reopens_its_compiled_group(store: JobS
     assert group is not None and group.status is GroupStatus.PARTIALLY_COMPLETED
     assert (group.failed_jobs, group.total_records) == (0, 5)
     assert (await _types(store, group_name="requeued")).count("group.completed") == 2
+
+
+async def test_lookups_with_a_nul_find_what_was_stored_and_never_fail(store: JobStore) -> None:
+    from batch_poller.store import RecordRow, RecordScope
+
+    await store.track_job(finished(1), NOW)
+    claimed = await store.leases.claim(1, NOW, check_interval_seconds=0, only=arn(1))
+    assert claimed
+    await store.write_records(arn(1), [RecordRow("x\x00y", "error", error_code="E\x00")], NOW)
+
+    [(found_arn, found)] = await store.records_page(RecordScope(record_id="x\x00y"))
+    assert (found_arn, found.record_id) == (arn(1), "x\ufffdy")
+    by_code = await store.records_page(RecordScope(job=arn(1)), error_code="E\x00")
+    assert [r.record_id for _, r in by_code] == ["x\ufffdy"]
+    after = await store.records_page(RecordScope(job=arn(1)), after=(arn(1), "a\x00"))
+    assert [r.record_id for _, r in after] == ["x\ufffdy"]
+    assert await store.get_group("g\x00") is None
+    with pytest.raises(GroupError, match="no group"):
+        await store.seal_group("g\x00", NOW)
