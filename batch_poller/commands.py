@@ -28,7 +28,7 @@ from batch_poller.store import (
 from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.supervisor import JobHeld
 from batch_poller.tracking import TrackError, track_jobs
-from batch_poller.views import job_document, job_summary
+from batch_poller.views import job_document, job_summary, why_folders_are_kept
 
 
 async def track(
@@ -136,10 +136,7 @@ async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) 
             print(f"{job.batch_job_arn}: already cleaned up")
             return 0
         if next_step(job) is not Step.CLEAN:
-            raise CommandError(
-                f"{job.batch_job_arn} is {job.status.value}: its results are not stored yet, "
-                "so its S3 folders are kept"
-            )
+            raise CommandError(why_folders_are_kept(job))
         try:
             outcome = await build_supervisor(rt).clean_now(job, force=force)
         except JobHeld as held:
@@ -178,9 +175,16 @@ async def export_records(
                 raise CommandError(f"no tracked job {job_ref!r}")
             scope, what = RecordScope(job=job.batch_job_arn), job.batch_job_arn
         elif group is not None:
-            if await store.get_group(group) is None:
+            found = await store.get_group(group)
+            if found is None:
                 raise CommandError(f"no group {group!r}")
             scope, what = RecordScope(group=group), f"group {group}"
+            if not found.status.is_compiled:
+                print(
+                    f"batch-poller: group {group} is {found.status.value}, not compiled yet: "
+                    "these are the records of its jobs so far",
+                    file=sys.stderr,
+                )
         else:
             scope, what = RecordScope(record_id=record_id), f"record id {record_id}"
         rows = store.stream_records(scope, errors_only=errors_only)

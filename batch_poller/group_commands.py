@@ -67,8 +67,9 @@ async def show_group(settings: Settings, name: str, *, as_json: bool) -> int:
     for key, value in document.items():
         if key == "members":
             continue
-        if key == "records":
-            value = f"{value['total']} ({value['ok']} ok, {value['error']} errors)"
+        if key == "records":  # counted once compiled
+            counts = f"{value['total']} ({value['ok']} ok, {value['error']} errors)"
+            value = None if value["total"] is None else counts
         table.add_row(key, _cell(value))
     Console().print(table)
     jobs = Table(title=f"{len(members)} jobs")

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any
 
 from batch_poller import __version__
-from batch_poller.domain import JobStatus, Step, next_step
+from batch_poller.domain import JobStatus, Step, group_done, next_step
 from batch_poller.rows import JobRow
 from batch_poller.supervisor import Supervisor, replica_liveness
 
@@ -55,6 +55,21 @@ def failure_reason(job: JobRow) -> str | None:
     if job.cleanup_completed_at is None and job.cleanup_attempts:
         return job.last_error
     return None
+
+
+def why_folders_are_kept(job: JobRow) -> str:
+    """Why a job that is not cleaned up is not due for its cleanup, in one line."""
+    arn = job.batch_job_arn
+    if job.status is JobStatus.FAILED:
+        return f"{arn} is FAILED: its S3 folders are kept (they hold what is left of it)"
+    if job.results_fetched_at is not None and not group_done(job):
+        return (
+            f"{arn} waits for its group {job.group_name!r} to be compiled: its S3 folders go "
+            f"once every job of the group has settled and the group is sealed "
+            f"(`batch-poller groups seal {job.group_name}`)"
+        )
+    status = job.status.value
+    return f"{arn} is {status}: its results are not stored yet, so its S3 folders are kept"
 
 
 def cleanup_state(job: JobRow) -> str:

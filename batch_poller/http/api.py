@@ -24,7 +24,7 @@ from batch_poller.store import GroupError, RecordScope
 from batch_poller.supervisor import JobHeld, Supervisor
 from batch_poller.tracker import Outcome
 from batch_poller.tracking import TrackError, track_jobs
-from batch_poller.views import job_document, job_summary, status_document
+from batch_poller.views import job_document, job_summary, status_document, why_folders_are_kept
 
 
 @dataclass
@@ -289,10 +289,7 @@ async def cleanup_job(request: web.Request) -> web.Response:
     supervisor = _context(request).supervisor
     if job.cleanup_completed_at is None:
         if next_step(job) is not Step.CLEAN:
-            raise conflict(
-                f"{job.batch_job_arn} is {job.status.value}: its results are not stored yet, "
-                "so its S3 folders are kept"
-            )
+            raise conflict(why_folders_are_kept(job))
         try:
             outcome = await supervisor.clean_now(job, force=body.force)
         except JobHeld as held:

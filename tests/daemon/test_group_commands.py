@@ -196,3 +196,21 @@ def test_an_export_into_a_closed_pipe_ends_quietly(config: Path) -> None:
     reader.stdout.close()
     _, err = reader.communicate(timeout=60)
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
+async def test_a_job_waiting_for_its_group_says_so(
+    capsys: Any, config: Path, bedrock: Any, s3: Any, control: Any
+) -> None:
+    arn = await _job(bedrock, s3, "waiting", 2)
+    assert (await cli(capsys, config, "track", arn, "--group", "open-one"))[0] == 0
+    await control.finish(arn, "Completed")
+    assert (await cli(capsys, config, "process-completed"))[0] == 0
+
+    code, _, err = await cli(capsys, config, "cleanup", arn)
+    assert code == 1 and "waits for its group 'open-one' to be compiled" in err
+    assert "groups seal open-one" in err
+    code, out, err = await cli(capsys, config, "export", "--group", "open-one")
+    assert code == 0 and len(out.splitlines()) == 2
+    assert "group open-one is OPEN, not compiled yet" in err
+    code, out, _ = await cli(capsys, config, "groups", "show", "open-one")
+    assert code == 0 and "None" not in out
