@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
 from batch_poller.domain import Step, next_step, parse_group_status, parse_job_status
 from batch_poller.export import exported
@@ -259,7 +259,7 @@ class TrackBody(BaseModel):
     batch_job_arn: str
     input_prefix: str | None = None
     group: str | None = None
-    seal: bool = False
+    seal: StrictBool = False  # "yes" is not a yes
 
 
 async def track_job(request: web.Request) -> web.Response:
@@ -280,7 +280,7 @@ async def track_job(request: web.Request) -> web.Response:
 class CleanupBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    force: bool = False
+    force: StrictBool = False
 
 
 async def cleanup_job(request: web.Request) -> web.Response:

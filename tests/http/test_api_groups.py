@@ -74,6 +74,8 @@ async def test_group_requests_that_cannot_be_done_say_why(admin: Admin, submit: 
     arn = await submit(1)
     code, bad_name = await _track(admin, arn, group="has spaces")
     assert code == 400 and "not a group name" in bad_name["detail"]
+    code, loose = await _track(admin, arn, group="g", seal="yes")
+    assert code == 400 and "seal" in loose["detail"]
     code, lone = await _track(admin, arn, seal=True)
     assert code == 400 and "sealing needs the group" in lone["detail"]
     code, missing = await admin.call("POST", "/api/batch/groups/nope/seal", auth=BEARER)
