@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -34,6 +35,7 @@ class AdminContext:
 
 
 CONTEXT = web.AppKey("context", AdminContext)
+T = TypeVar("T")
 
 
 def add_routes(app: web.Application) -> None:
@@ -164,6 +166,16 @@ async def process_completed(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
+    status, limit, offset = _list_query(request, parse_job_status)
+    store = _context(request).supervisor.rt.store
+    jobs = await store.list_jobs(status, limit=limit, offset=offset)
+    return _page("jobs", [job_summary(j) for j in jobs], limit, offset)
+
+
+def _list_query(
+    request: web.Request, parse_status: Callable[[str], T]
+) -> tuple[T | None, int, int]:
+    """A list's query: an optional status (any case), a limit and an offset; nothing else."""
     query = request.query
     unknown = set(query) - {"status", "limit", "offset"}
     if unknown:
@@ -171,21 +183,16 @@ async def list_jobs(request: web.Request) -> web.Response:
     status = None
     if "status" in query:
         try:
-            status = parse_job_status(query["status"])
+            status = parse_status(query["status"])
         except ValueError as error:
             raise bad_request(f"status: {error}") from None
     limit = _int_param(query, "limit", 100, 1, 1000)
     offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
-    store = _context(request).supervisor.rt.store
-    jobs = await store.list_jobs(status, limit=limit, offset=offset)
-    return _json(
-        {
-            "jobs": [job_summary(j) for j in jobs],
-            "limit": limit,
-            "offset": offset,
-            "count": len(jobs),
-        }
-    )
+    return status, limit, offset
+
+
+def _page(name: str, items: list[Any], limit: int, offset: int) -> web.Response:
+    return _json({name: items, "limit": limit, "offset": offset, "count": len(items)})
 
 
 async def job_records(request: web.Request) -> web.Response:
@@ -312,28 +319,10 @@ async def _group(request: web.Request) -> GroupRow:
 
 
 async def list_groups(request: web.Request) -> web.Response:
-    query = request.query
-    unknown = set(query) - {"status", "limit", "offset"}
-    if unknown:
-        raise bad_request(f"unknown query parameter {sorted(unknown)[0]!r}")
-    status = None
-    if "status" in query:
-        try:
-            status = parse_group_status(query["status"])
-        except ValueError as error:
-            raise bad_request(f"status: {error}") from None
-    limit = _int_param(query, "limit", 100, 1, 1000)
-    offset = _int_param(query, "offset", 0, 0, MAX_OFFSET)
+    status, limit, offset = _list_query(request, parse_group_status)
     store = _context(request).supervisor.rt.store
     groups = await store.list_groups(status, limit=limit, offset=offset)
-    return _json(
-        {
-            "groups": [group_document(g) for g in groups],
-            "limit": limit,
-            "offset": offset,
-            "count": len(groups),
-        }
-    )
+    return _page("groups", [group_document(g) for g in groups], limit, offset)
 
 
 async def get_group(request: web.Request) -> web.Response:

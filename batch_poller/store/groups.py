@@ -10,7 +10,7 @@ so the second to get the lock sees the first's job settled. SQLite has one write
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -71,17 +71,9 @@ class GroupStore:
                 raise GroupError(_takes_no_more(group), "sealed")
             if newcomers:
                 await _add_members(conn, newcomers, name, now)
-            if seal and group.status is GroupStatus.OPEN:
-                await _seal(conn, name, now)
-                await compile_if_ready(conn, self.outbox, name, now)
-            found = await _locked_group(conn, name)
-            assert found is not None
-            return found
+            return await self._read_back(conn, group, now, seal=seal)
 
-        group = await self.tx.write(write)
-        if group.status.is_compiled:
-            self.outbox.announce()
-        return group
+        return await self._written(write)
 
     @store_operation("seal a group")
     async def seal_group(self, name: str, now: datetime) -> GroupRow:
@@ -95,13 +87,24 @@ class GroupStore:
             group = await _locked_group(conn, name)
             if group is None:
                 raise GroupError(f"no group {name!r}", "unknown")
-            if group.status is GroupStatus.OPEN:
-                await _seal(conn, name, now)
-                await compile_if_ready(conn, self.outbox, name, now)
-            found = await _locked_group(conn, name)
-            assert found is not None
-            return found
+            return await self._read_back(conn, group, now, seal=True)
 
+        return await self._written(write)
+
+    async def _read_back(
+        self, conn: AsyncConnection, group: GroupRow, now: datetime, *, seal: bool
+    ) -> GroupRow:
+        """The group as the transaction leaves it; `seal` seals it first if it is open, and
+        compiles it if its jobs have all settled."""
+        if seal and group.status is GroupStatus.OPEN:
+            await _seal(conn, group.name, now)
+            await compile_if_ready(conn, self.outbox, group.name, now)
+        found = await _locked_group(conn, group.name)
+        assert found is not None
+        return found
+
+    async def _written(self, write: Callable[[AsyncConnection], Awaitable[GroupRow]]) -> GroupRow:
+        """The group after the write's transaction; a compile in it wakes the deliveries."""
         group = await self.tx.write(write)
         if group.status.is_compiled:
             self.outbox.announce()

@@ -66,6 +66,14 @@ function cell(text, label, className) {
   return td;
 }
 
+// A table's one row when it has nothing to show, saying why.
+function emptyRow(text, columns) {
+  const tr = document.createElement("tr");
+  tr.append(cell(text, "", "muted"));
+  tr.firstChild.colSpan = columns;
+  return tr;
+}
+
 // Every process sharing the database, this one marked: which of them holds which jobs.
 function renderReplicas(status) {
   $("replica").textContent = `this page: ${status.replica}`;
@@ -85,10 +93,7 @@ function renderReplicas(status) {
     rows.append(tr);
   }
   if (status.replicas.length === 0) {
-    const tr = document.createElement("tr");
-    tr.append(cell("No pass has run yet.", "", "muted"));
-    tr.firstChild.colSpan = 5;
-    rows.append(tr);
+    rows.append(emptyRow("No pass has run yet.", 5));
   }
 }
 
@@ -121,10 +126,7 @@ function renderJobs(jobs) {
   const rows = $("job-rows");
   rows.replaceChildren();
   if (jobs.length === 0) {
-    const tr = document.createElement("tr");
-    tr.append(cell("No tracked jobs yet.", "", "muted"));
-    tr.firstChild.colSpan = 9;
-    rows.append(tr);
+    rows.append(emptyRow("No tracked jobs yet.", 9));
     return;
   }
   for (const job of jobs) {
@@ -154,10 +156,7 @@ function renderGroups(groups) {
   const rows = $("group-rows");
   rows.replaceChildren();
   if (groups.length === 0) {
-    const tr = document.createElement("tr");
-    tr.append(cell("No groups yet: track jobs with --group.", "", "muted"));
-    tr.firstChild.colSpan = 8;
-    rows.append(tr);
+    rows.append(emptyRow("No groups yet: track jobs with --group.", 8));
     return;
   }
   for (const group of groups) {
