@@ -220,8 +220,8 @@ class RecordStore:
         if after is not None:
             after = (stored_text(after[0]), stored_record_id(after[1]))
         c = _RECORDS.c
-        columns = [column for column in c if column.name in _RECORD_FIELDS]
-        base = select(c.batch_job_arn, *columns)
+        # In RecordRow's field order, so that a row is built from its tuple as it comes.
+        base = select(c.batch_job_arn, *(c[name] for name in _RECORD_FIELDS))
         if outcome is not None:
             base = base.where(c.outcome == outcome)
         if error_code is not None:
@@ -229,12 +229,7 @@ class RecordStore:
         base = base.order_by(c.batch_job_arn, c.record_id)
 
         def rows(result: Any) -> list[StoredRecord]:
-            page = []
-            for row in result.mappings():
-                values = dict(row)
-                arn = values.pop("batch_job_arn")
-                page.append((arn, RecordRow(**values)))
-            return page
+            return [(arn, RecordRow(*values)) for arn, *values in result.tuples()]
 
         async def of_one_id(conn: AsyncConnection) -> list[StoredRecord]:
             query = base.where(c.record_id == record_id)
