@@ -229,7 +229,7 @@ class RecordStore:
         base = base.order_by(c.batch_job_arn, c.record_id)
 
         def rows(result: Any) -> list[StoredRecord]:
-            return [(arn, RecordRow(*values)) for arn, *values in result.tuples()]
+            return [(arn, RecordRow(*values)) for arn, *values in result]
 
         async def of_one_id(conn: AsyncConnection) -> list[StoredRecord]:
             query = base.where(c.record_id == record_id)
