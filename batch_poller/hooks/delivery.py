@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import orjson
 import structlog
@@ -36,7 +35,10 @@ LEASE_MARGIN_SECONDS = 60.0
 RESTART_SECONDS = 5.0
 
 
-def sender_for(hook: WebhookSettings | CommandHookSettings) -> Sender:
+Hook = WebhookSettings | CommandHookSettings
+
+
+def sender_for(hook: Hook) -> Sender:
     if isinstance(hook, WebhookSettings):
         return WebhookSender(hook.name, hook.url, hook.secret_value(), hook.timeout_seconds)
     return CommandSender(hook.name, hook.argv, hook.timeout_seconds)
@@ -64,10 +66,12 @@ class Deliverer:
     """Runs one worker per configured hook until the daemon stops; `reconfigure` follows a
     reload (workers of hooks that went away stop, new ones start)."""
 
-    def __init__(self, rt: Runtime, make_sender: Callable[[Any], Sender] = sender_for) -> None:
+    def __init__(self, rt: Runtime, make_sender: Callable[[Hook], Sender] = sender_for) -> None:
         self.rt = rt
         self._make_sender = make_sender
         self._workers: dict[str, _Worker] = {}
+        # Workers a reload retired, until their senders are closed.
+        self._retiring: set[asyncio.Task[None]] = set()
 
     @property
     def outbox(self) -> Outbox:
@@ -114,6 +118,9 @@ class Deliverer:
             worker = self._workers[name]
             if hooks.get(name) != worker.settings:
                 self._workers.pop(name).stop()
+                retiring = asyncio.ensure_future(worker.stopped())
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
         for name, hook in hooks.items():
             if name not in self._workers:
                 worker = _Worker(self.rt, hook, self._make_sender(hook))
@@ -127,12 +134,13 @@ class Deliverer:
             worker.stop()
         for worker in workers:
             await worker.stopped()
+        await asyncio.gather(*self._retiring)
 
 
 class _Worker:
     """Delivers one hook's events."""
 
-    def __init__(self, rt: Runtime, settings: Any, sender: Sender) -> None:
+    def __init__(self, rt: Runtime, settings: Hook, sender: Sender) -> None:
         self.rt = rt
         self.settings = settings
         self.sender = sender
@@ -141,7 +149,7 @@ class _Worker:
 
     @property
     def name(self) -> str:
-        return str(self.settings.name)
+        return self.settings.name
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._supervised(), name=f"hook {self.name}")

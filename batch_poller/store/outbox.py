@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, func, insert, or_, select, text, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.store.errors import store_operation
@@ -293,7 +293,7 @@ class Outbox:
             conditions.append(_D.hook == hook)
 
         async def read(conn: AsyncConnection) -> list[Delivery]:
-            return await _read(conn, and_(*conditions), limit=limit)
+            return await _read(conn, and_(true(), *conditions), limit=limit)
 
         return await self.tx.read(read)
 
