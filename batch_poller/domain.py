@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 
 class BedrockStatus(StrEnum):
@@ -83,20 +83,23 @@ def check_group_name(name: str) -> str:
 
 def parse_group_status(text: str) -> GroupStatus:
     """A group status a user typed, in any case; ValueError naming the ones there are."""
-    try:
-        return GroupStatus(text.upper())
-    except ValueError:
-        names = ", ".join(s.value for s in GroupStatus)
-        raise ValueError(f"unknown group status {text!r}: one of {names}") from None
+    return _parsed(GroupStatus, text, "group status")
 
 
 def parse_job_status(text: str) -> JobStatus:
     """A status a user typed, in any case; ValueError naming the ones there are."""
+    return _parsed(JobStatus, text, "status")
+
+
+_S = TypeVar("_S", bound=StrEnum)
+
+
+def _parsed(kind: type[_S], text: str, what: str) -> _S:
     try:
-        return JobStatus(text.upper())
+        return kind(text.upper())
     except ValueError:
-        names = ", ".join(s.value for s in JobStatus)
-        raise ValueError(f"unknown status {text!r}: one of {names}") from None
+        names = ", ".join(s.value for s in kind)
+        raise ValueError(f"unknown {what} {text!r}: one of {names}") from None
 
 
 JOB_ARN_PATTERN = re.compile(

@@ -70,3 +70,16 @@ async def admin(make_admin: AdminFactory) -> Admin:
 
 
 BEARER = f"Bearer {TOKEN}"
+
+
+async def every_page(admin: Admin, path: str, limit: int) -> list[dict[str, Any]]:
+    """Every page of a records endpoint, each asked for with the page before's cursor."""
+    pages, cursor = [], ""
+    while True:
+        query = f"?limit={limit}&cursor={cursor}" if cursor else f"?limit={limit}"
+        code, page = await admin.call("GET", f"{path}{query}")
+        assert code == 200, page
+        pages.append(page)
+        if page["next_cursor"] is None:
+            return pages
+        cursor = page["next_cursor"]

@@ -10,7 +10,7 @@ from batch_poller.domain import JobStatus
 from batch_poller.runtime import Runtime
 from batch_poller.supervisor import Supervisor
 from tests.helpers import BUCKET, create_job, make_records, put_input
-from tests.http.conftest import BEARER, Admin, AdminFactory
+from tests.http.conftest import BEARER, Admin, AdminFactory, every_page
 
 UNKNOWN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefabcdef"
 
@@ -222,15 +222,7 @@ async def test_a_jobs_records_page_by_cursor_and_filter(
     await supervisor.run_pass()
     job_id = arn.rsplit("/", 1)[1]
 
-    pages, cursor = [], ""
-    while True:
-        query = f"?limit=5&cursor={cursor}" if cursor else "?limit=5"
-        code, page = await admin.call("GET", f"/api/batch/jobs/{job_id}/records{query}")
-        assert code == 200
-        pages.append(page)
-        if page["next_cursor"] is None:
-            break
-        cursor = page["next_cursor"]
+    pages = await every_page(admin, f"/api/batch/jobs/{job_id}/records", 5)
     errors = (await admin.call("GET", f"/api/batch/jobs/{arn}/records?outcome=error"))[1]
     by_code = (await admin.call("GET", f"/api/batch/jobs/{arn}/records?error_code=400"))[1]
 

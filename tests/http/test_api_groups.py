@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.http.conftest import BEARER, Admin
+from tests.http.conftest import BEARER, Admin, every_page
 
 
 async def _track(admin: Admin, arn: str, **body: Any) -> tuple[int, Any]:
@@ -42,15 +42,7 @@ async def test_a_group_tracked_sealed_compiled_and_read(
     _, group = await admin.call("GET", "/api/batch/groups/analysis-9")
     assert {m["cleanup"] for m in group["members"]} == {"done"}
 
-    pages, cursor = [], ""
-    while True:
-        query = f"?limit=3&cursor={cursor}" if cursor else "?limit=3"
-        code, page = await admin.call("GET", f"/api/batch/groups/analysis-9/records{query}")
-        assert code == 200
-        pages.append(page)
-        if page["next_cursor"] is None:
-            break
-        cursor = page["next_cursor"]
+    pages = await every_page(admin, "/api/batch/groups/analysis-9/records", 3)
     keys = [(r["batch_job_arn"], r["record_id"]) for p in pages for r in p["records"]]
     assert len(keys) == len(set(keys)) == 7 and keys == sorted(keys)
     assert {arn for arn, _ in keys} == {first, second}
