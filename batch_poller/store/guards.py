@@ -16,6 +16,7 @@ from batch_poller.identity import Identity
 from batch_poller.rows import JobRow
 from batch_poller.store.steps import needs
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+from batch_poller.store.text import stored_text
 
 _C = _JOBS.c
 
@@ -110,10 +111,13 @@ async def guarded_update(
     row. On PostgreSQL it also locks the job's row until the transaction ends, so no other
     process can take the lease over in the middle of it."""
     owner = tenancy.owner
+    # Text from Bedrock or from an error (a message, last_error) as the store keeps it: a NUL
+    # in it would make PostgreSQL refuse the write, and the job would never move on.
+    kept = {key: stored_text(v) if isinstance(v, str) else v for key, v in values.items()}
     stmt = (
         update(_JOBS)
         .where(_C.batch_job_arn == arn, needs(step), held_by(owner, now))
-        .values(**values, updated_at=now, claimed_until=tenancy.until(now))
+        .values(**kept, updated_at=now, claimed_until=tenancy.until(now))
         .returning(_C.batch_job_arn if returning is None else returning)
     )
     value = (await conn.execute(stmt)).scalar_one_or_none()

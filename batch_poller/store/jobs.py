@@ -25,6 +25,7 @@ from batch_poller.store.reads import JobReads
 from batch_poller.store.records import RecordStore
 from batch_poller.store.replicas import ReplicaStore
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+from batch_poller.store.text import stored_text
 from batch_poller.store.transactions import Transactions
 from batch_poller.store.transitions import JobTransitions
 
@@ -100,11 +101,11 @@ class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
         values = {
             "batch_job_arn": job.arn,
             "job_id": job.job_id if job.job_id is not None else job_id_from_arn(job.arn),
-            "job_name": job.job_name,
-            "model_id": job.model_id,
+            "job_name": _text(job.job_name),
+            "model_id": _text(job.model_id),
             "status": job.status.value,
             "bedrock_status": None if job.bedrock_status is None else job.bedrock_status.value,
-            "message": job.message,
+            "message": _text(job.message),
             "input_s3_uri": job.input_s3_uri,
             "s3_folder": job.s3_folder,
             "output_s3_prefix": job.output_s3_prefix,
@@ -153,3 +154,8 @@ async def open_store(
         await engine.dispose()
         raise
     return JobStore(engine, identity)
+
+
+def _text(value: str | None) -> str | None:
+    """Bedrock's text as the store keeps it (no NUL, which PostgreSQL refuses)."""
+    return None if value is None else stored_text(value)

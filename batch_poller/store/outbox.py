@@ -24,6 +24,7 @@ from batch_poller.store.errors import store_operation
 from batch_poller.store.guards import Tenancy
 from batch_poller.store.tables import events as _EVENTS
 from batch_poller.store.tables import hook_deliveries as _DELIVERIES
+from batch_poller.store.text import stored_text
 from batch_poller.store.transactions import Transactions
 
 NOTIFY_CHANNEL = "batch_poller"
@@ -244,7 +245,8 @@ class Outbox:
         self, delivery: int, error: str, now: datetime, retry_at: datetime | None
     ) -> bool:
         """One more failed attempt: tried again at `retry_at`, or dead when None."""
-        values: dict[str, Any] = {"attempts": _D.attempts + 1, "last_error": error[:2000]}
+        detail = stored_text(error)[:2000]
+        values: dict[str, Any] = {"attempts": _D.attempts + 1, "last_error": detail}
         if retry_at is None:
             values["state"] = DeliveryState.DEAD.value
         else:

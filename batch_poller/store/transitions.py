@@ -20,6 +20,7 @@ from batch_poller.store.guards import Tenancy, free_or_held_by, guarded_update
 from batch_poller.store.outbox import Outbox
 from batch_poller.store.steps import needs
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+from batch_poller.store.text import stored_text
 from batch_poller.store.transactions import Transactions
 
 _C = _JOBS.c
@@ -84,7 +85,7 @@ class JobTransitions:
             .values(
                 status=status.value,
                 bedrock_status=bedrock_status.value,
-                message=message,
+                message=None if message is None else stored_text(message),
                 last_checked_at=now,
                 updated_at=now,
             )

@@ -320,3 +320,26 @@ async def test_lookups_with_a_nul_find_what_was_stored_and_never_fail(store: Job
     assert await store.get_group("g\x00") is None
     with pytest.raises(GroupError, match="no group"):
         await store.seal_group("g\x00", NOW)
+
+
+async def test_a_bedrock_message_with_a_nul_still_settles_its_job(store: JobStore) -> None:
+    running = NewJob(arn=arn(1), bedrock_status=BedrockStatus.IN_PROGRESS, job_name="n\x00me")
+    await store.track_job(running, NOW)
+    await store.group_jobs([arn(1)], "nul", NOW, seal=True)
+    claimed = await store.leases.claim(1, NOW, check_interval_seconds=0, only=arn(1))
+    assert claimed
+    await store.record_check(
+        arn(1),
+        bedrock_status=BedrockStatus.FAILED,
+        status=JobStatus.FAILED,
+        message="bad\x00input",
+        completed_at=NOW,
+        now=NOW,
+    )
+    job = await store.get_job(arn(1))
+    assert job is not None and job.status is JobStatus.FAILED
+    assert (job.message, job.job_name) == ("bad\ufffdinput", "n\ufffdme")
+    group = await store.get_group("nul")
+    assert group is not None and group.status is GroupStatus.FAILED
+    [event] = [e for e in await store.outbox.events(batch_job_arn=arn(1))]
+    assert event["type"] == "job.failed" and event["job"]["message"] == "bad\ufffdinput"
