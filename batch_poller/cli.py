@@ -174,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     hooks.add_argument("--all", action="store_true", help="every dead letter (retry)")
     hooks.add_argument("--hook", metavar="NAME", help="only this hook's")
+    hooks.add_argument(
+        "--to", metavar="NAME", help="send them to this configured hook instead (retry)"
+    )
     hooks.add_argument("--limit", type=int, default=100)
     hooks.add_argument("--json", action="store_true")
 
@@ -284,7 +287,7 @@ def _hooks(args: argparse.Namespace, settings: Settings | None) -> int:
         )
     return _arun(
         hook_commands.retry_deliveries(
-            _need(settings), args.deliveries, every=args.all, hook=args.hook
+            _need(settings), args.deliveries, every=args.all, hook=args.hook, to=args.to
         )
     )
 

@@ -257,7 +257,7 @@ class Daemon:
                 applied.logging.level, applied.logging.format, applied.logging.journal_socket
             )
             if self._deliverer is not None:
-                self._deliverer.reconfigure()
+                await self._deliverer.reconfigure()
             if applied.poller.enabled != running.poller.enabled:
                 (self._supervisor.resume if applied.poller.enabled else self._supervisor.pause)()
             log.info("reloaded", changed=changed)

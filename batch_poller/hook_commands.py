@@ -43,27 +43,41 @@ async def failed_deliveries(
 
 
 async def retry_deliveries(
-    settings: Settings, ids: list[int], *, every: bool, hook: str | None = None
+    settings: Settings,
+    ids: list[int],
+    *,
+    every: bool,
+    hook: str | None = None,
+    to: str | None = None,
 ) -> int:
     """Dead letters back in the queue: those named, or every one with `every`, of the hooks
-    configured (or of `hook`). The running daemon sends them within [hooks] poll_seconds."""
+    configured (or of `hook`); with `to`, for that configured hook instead (the way back for
+    the events of a hook that was renamed or removed). The running daemon sends them within
+    [hooks] poll_seconds."""
     if bool(ids) == every:
         raise CommandError("hooks retry takes delivery numbers (see `hooks failed`) or --all")
     configured = [h.name for h in settings.hooks.all()]
-    if hook is not None and hook not in configured:
-        names = ", ".join(configured) or "none is configured"
-        raise CommandError(f"no hook {hook!r} in the configuration ([[hooks.*]] names: {names})")
+    for name in (to,) if to is not None else (hook,):
+        if name is not None and name not in configured:
+            names = ", ".join(configured) or "none is configured"
+            raise CommandError(
+                f"no hook {name!r} in the configuration ([[hooks.*]] names: {names})"
+            )
+    if to is not None:
+        sources: list[str] | None = None if hook is None else [hook]
+    else:
+        sources = [hook] if hook else configured
     store = await open_command_store(settings)
     try:
         count = await store.outbox.retry_dead(
-            SystemClock().now(), None if every else ids, hooks=[hook] if hook else configured
+            SystemClock().now(), None if every else ids, hooks=sources, to=to
         )
     finally:
         await store.close()
     if not count:
         among = "" if every else f" among {', '.join(map(str, ids))}"
-        raise CommandError(
-            f"no dead letter of a configured hook to send again{among} (see `hooks failed`)"
-        )
-    print(f"{count} dead letters queued again; the daemon sends them at its next look")
+        which = "" if to is not None else " of a configured hook"
+        raise CommandError(f"no dead letter{which} to send again{among} (see `hooks failed`)")
+    target = "" if to is None else f" for hook {to}"
+    print(f"{count} dead letters queued again{target}; the daemon sends them at its next look")
     return 0

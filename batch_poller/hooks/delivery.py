@@ -78,7 +78,7 @@ class Deliverer:
         return self.rt.store.outbox
 
     async def run(self) -> None:
-        self.reconfigure()
+        await self.reconfigure()
         try:
             while not self.rt.stopping.is_set():
                 # This process's own events: every worker looks at once.
@@ -110,10 +110,20 @@ class Deliverer:
 
         await asyncio.gather(*(drain(worker) for worker in workers))
 
-    def reconfigure(self) -> None:
-        """Applies the running settings' hooks: routes for new events, one worker each."""
+    async def reconfigure(self) -> None:
+        """Applies the running settings' hooks: routes for new events, one worker each; the
+        pending deliveries of a hook no longer configured are dead-lettered, and said so."""
         hooks = {hook.name: hook for hook in self.rt.settings.hooks.all()}
         self.outbox.routes = routes_of(self.rt.settings.hooks.all())
+        stranded = await self.outbox.strand(list(hooks), self.rt.clock.now())
+        for gone, count in stranded.items():
+            log.warning(
+                "hook_deliveries_stranded",
+                hook=gone,
+                deliveries=count,
+                detail="no hook of that name is configured: dead-lettered; `batch-poller hooks "
+                "retry --hook NAME --all --to NEW` sends them to a configured hook",
+            )
         for name in list(self._workers):
             worker = self._workers[name]
             if hooks.get(name) != worker.settings:
@@ -211,6 +221,9 @@ class _Worker:
         limit = self.settings.max_attempts or hooks.max_attempts
         if attempt.retry and attempts < limit:
             wait = backoff_seconds(attempts, hooks.retry_base_seconds, hooks.retry_max_seconds)
+            if attempt.retry_after is not None:
+                # What the receiver asked for, within the longest wait the settings allow.
+                wait = max(wait, min(attempt.retry_after, hooks.retry_max_seconds))
             retry_at = now + timedelta(seconds=wait)
             await outbox.failed(delivery.id, attempt.detail, now, retry_at)
             self.rt.metrics.hook_deliveries.labels(self.name, "retried").inc()

@@ -27,6 +27,8 @@ class Attempt:
     retry: bool
     # One line, for the log and the stored last_error.
     detail: str
+    # Seconds the receiver asked to be left alone for (Retry-After), if it said.
+    retry_after: float | None = None
 
 
 class Sender(Protocol):

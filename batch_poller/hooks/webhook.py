@@ -3,6 +3,7 @@ later, or give up."""
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import time
 from collections.abc import Callable
@@ -80,7 +81,25 @@ async def _refused(response: aiohttp.ClientResponse) -> Attempt:
     # A client error other than a timeout or throttling will be the same next time; a status
     # outside the standard ranges is nothing to give up on.
     retry = status in (408, 429) or not 400 <= status < 500
-    return Attempt(delivered=False, retry=retry, detail=detail)
+    wait = retry_after(response.headers.get("Retry-After"), time.time()) if retry else None
+    return Attempt(delivered=False, retry=retry, detail=detail, retry_after=wait)
+
+
+def retry_after(value: str | None, now: float) -> float | None:
+    """Retry-After as seconds from now: a number of seconds, or an HTTP date; None when it is
+    absent or neither."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
 
 
 async def _head(content: aiohttp.StreamReader) -> bytes:

@@ -34,6 +34,11 @@ _NOTIFY_LIMIT = 7900
 _D = _DELIVERIES.c
 
 
+NO_LONGER_CONFIGURED = (
+    "its hook is no longer configured: `hooks retry DELIVERY --to NAME` sends it to one that is"
+)
+
+
 class EventType(StrEnum):
     JOB_SETTLED = "job.settled"  # a job's results are stored (COMPLETED, PARTIALLY_COMPLETED)
     JOB_FAILED = "job.failed"  # a job failed at Bedrock, or Bedrock refused to describe it
@@ -299,17 +304,55 @@ class Outbox:
 
         return await self.tx.read(read)
 
+    @store_operation("dead-letter deliveries of hooks gone")
+    async def strand(self, configured: Collection[str], now: datetime) -> dict[str, int]:
+        """Pending deliveries of hooks that are not configured (renamed or removed, by a
+        reload) are dead-lettered, so that `hooks failed` shows them and `hooks retry --to`
+        can send them to a hook that is; returns how many, by hook."""
+        stmt = (
+            update(_DELIVERIES)
+            .where(_D.state == DeliveryState.PENDING.value, _D.hook.not_in(list(configured)))
+            .values(
+                state=DeliveryState.DEAD.value,
+                last_error=NO_LONGER_CONFIGURED,
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=now,
+            )
+            .returning(_D.hook)
+        )
+
+        async def write(conn: AsyncConnection) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for hook in (await conn.execute(stmt)).scalars():
+                counts[hook] = counts.get(hook, 0) + 1
+            return counts
+
+        return await self.tx.write(write)
+
     @store_operation("send dead letters again")
     async def retry_dead(
-        self, now: datetime, ids: Sequence[int] | None = None, *, hooks: Collection[str]
+        self,
+        now: datetime,
+        ids: Sequence[int] | None = None,
+        *,
+        hooks: Collection[str] | None,
+        to: str | None = None,
     ) -> int:
-        """Dead deliveries (all, or those named) of these hooks are pending again with a fresh
-        budget; returns how many."""
-        stmt = update(_DELIVERIES).where(
-            _D.state == DeliveryState.DEAD.value, _D.hook.in_(list(hooks))
-        )
+        """Dead deliveries (all, or those named; of these hooks, or of any when None) are
+        pending again with a fresh budget, for the hook `to` when given (one that does not
+        have that event already); returns how many."""
+        stmt = update(_DELIVERIES).where(_D.state == DeliveryState.DEAD.value)
+        if hooks is not None:
+            stmt = stmt.where(_D.hook.in_(list(hooks)))
         if ids is not None:
             stmt = stmt.where(_D.id.in_(list(ids)))
+        moved: dict[str, Any] = {}
+        if to is not None:
+            other = _DELIVERIES.alias("other")
+            taken = select(other.c.id).where(other.c.event == _D.event, other.c.hook == to)
+            stmt = stmt.where(~taken.exists())
+            moved["hook"] = to
         stmt = stmt.values(
             state=DeliveryState.PENDING.value,
             attempts=0,
@@ -317,6 +360,7 @@ class Outbox:
             claimed_by=None,
             claimed_until=None,
             updated_at=now,
+            **moved,
         ).returning(_D.id)
 
         async def write(conn: AsyncConnection) -> int:

@@ -38,20 +38,22 @@ def _with_webhooks(settings: Settings, *names: str) -> Settings:
 
 async def test_a_reload_starts_new_hooks_and_closes_the_retired_ones(runtime: Runtime) -> None:
     senders: dict[str, RecordingSender] = {}
+    made = asyncio.Event()
 
     def make(hook: Any) -> RecordingSender:
         senders[hook.name] = RecordingSender(hook)
+        made.set()
         return senders[hook.name]
 
     runtime.settings = _with_webhooks(runtime.settings, "old")
     deliverer = Deliverer(runtime, make)
     task = asyncio.create_task(deliverer.run())
     try:
-        await asyncio.sleep(0)
+        await asyncio.wait_for(made.wait(), 10)
         assert [route.name for route in runtime.store.outbox.routes] == ["old"]
 
         runtime.settings = _with_webhooks(runtime.settings, "new")
-        deliverer.reconfigure()
+        await deliverer.reconfigure()
         await asyncio.wait_for(senders["old"].closed.wait(), 10)
         assert [route.name for route in runtime.store.outbox.routes] == ["new"]
         assert not senders["new"].closed.is_set()
@@ -79,16 +81,18 @@ class CrashingOnceSender(RecordingSender):
 
 async def test_a_worker_that_crashes_is_started_again_and_delivers(runtime: Runtime) -> None:
     sender: CrashingOnceSender | None = None
+    made = asyncio.Event()
 
     def make(hook: Any) -> CrashingOnceSender:
         nonlocal sender
         sender = CrashingOnceSender(hook)
+        made.set()
         return sender
 
     runtime.settings = _with_webhooks(runtime.settings, "app")
     task = asyncio.create_task(Deliverer(runtime, make).run())
     try:
-        await asyncio.sleep(0)
+        await asyncio.wait_for(made.wait(), 10)
         failed = NewJob(arn=ARN, status=JobStatus.FAILED, message="refused")
         assert await runtime.store.track_job(failed, runtime.clock.now())
         assert sender is not None
@@ -102,3 +106,48 @@ async def test_a_worker_that_crashes_is_started_again_and_delivers(runtime: Runt
 
 
 ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/crashed00001"
+
+
+class ThrottlingSender(RecordingSender):
+    """Answers every event as a receiver that is rate-limiting would: 429, Retry-After."""
+
+    def __init__(self, hook: Hook, after: float) -> None:
+        super().__init__(hook)
+        self.after = after
+        self.refused = asyncio.Event()
+
+    async def send(self, event: HookEvent) -> Attempt:
+        self.refused.set()
+        return Attempt(delivered=False, retry=True, detail="HTTP 429", retry_after=self.after)
+
+
+async def test_a_receivers_retry_after_is_waited_for_within_the_longest_wait(
+    runtime: Runtime,
+) -> None:
+    for after, expected in ((120.0, 120.0), (7200.0, 3600.0)):
+        sender: ThrottlingSender | None = None
+        made = asyncio.Event()
+
+        def make(hook: Any, after: float = after, made: asyncio.Event = made) -> ThrottlingSender:
+            nonlocal sender
+            sender = ThrottlingSender(hook, after)
+            made.set()
+            return sender
+
+        runtime.settings = _with_webhooks(runtime.settings, f"app-{int(after)}")
+        runtime.stopping.clear()
+        task = asyncio.create_task(Deliverer(runtime, make).run())
+        try:
+            await asyncio.wait_for(made.wait(), 10)
+            arn = f"{ARN[:-5]}{int(after):05d}"
+            failed = NewJob(arn=arn, status=JobStatus.FAILED, message="refused")
+            await runtime.store.track_job(failed, runtime.clock.now())
+            assert sender is not None
+            await asyncio.wait_for(sender.refused.wait(), 10)
+            refused_at = runtime.clock.now()
+        finally:
+            runtime.stopping.set()
+            await asyncio.wait_for(task, 10)
+        [delivery] = await runtime.store.outbox.deliveries(hook=f"app-{int(after)}")
+        waited = (delivery.next_attempt_at - refused_at).total_seconds()
+        assert waited == expected, (after, waited)

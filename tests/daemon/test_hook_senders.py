@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -28,7 +29,7 @@ from batch_poller.hooks.signing import (
     TYPE_HEADER,
     verify,
 )
-from batch_poller.hooks.webhook import USER_AGENT, WebhookSender
+from batch_poller.hooks.webhook import USER_AGENT, WebhookSender, retry_after
 from tests.processes import DEADLINE
 
 SECRET = "whsec_test"
@@ -89,7 +90,13 @@ async def receiver() -> AsyncIterator[Receiver]:
     app.router.add_post("/status/{code}", status)
     app.router.add_post("/redirect", redirect)
     app.router.add_route("*", "/target", status)
+
+    async def throttled(request: web.Request) -> web.Response:
+        await record(request)
+        return web.Response(status=429, headers={"Retry-After": request.query["after"]})
+
     app.router.add_post("/slow", slow)
+    app.router.add_post("/throttled", throttled)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -384,3 +391,26 @@ async def test_a_program_that_is_not_executable_is_not_retried(tmp_path: Path) -
     assert attempt.delivered is False
     assert attempt.retry is False
     assert attempt.detail == f"cannot run {script}: Permission denied"
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("120", 120.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("soon", None)],
+)
+async def test_a_throttled_answer_says_how_long_the_receiver_asked_to_wait(
+    receiver: Receiver, header: str, seconds: float | None
+) -> None:
+    attempt = await send_once(f"{receiver.url}/throttled?after={quote(header)}")
+
+    assert attempt.retry and attempt.detail.startswith("HTTP 429")
+    assert attempt.retry_after == seconds
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    now = 1_445_412_480.0  # 2015-10-21 07:28:00 UTC
+    assert retry_after("30", now) == 30.0
+    assert retry_after(" 7 ", now) == 7.0
+    assert retry_after("Wed, 21 Oct 2015 07:29:00 GMT", now) == 60.0
+    assert retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now) == 0.0  # in the past: now
+    for unusable in (None, "", "-5", "1.5", "tomorrow", "²"):
+        assert retry_after(unusable, now) is None

@@ -352,3 +352,42 @@ async def test_run_once_delivers_what_it_settled_before_it_exits(
         # Answered before the process exited: nothing waits for a later run.
         assert sorted(e["type"] for e in receiver.events()) == ["group.completed", "job.settled"]
     assert {row[2] for row in _deliveries(database)} == {"delivered"}
+
+
+async def test_a_hook_renamed_by_a_reload_leaves_its_events_in_sight_and_retry_moves_them(
+    tmp_path: Path, endpoints: Endpoints, bedrock: Any, s3: Any, control: Any
+) -> None:
+    database = tmp_path / "daemon.db"
+    with receiving(Receiver(free_port(), script=[500])) as receiver:
+        config = _config(tmp_path, endpoints, _webhook(receiver.url), retry_base_seconds=3600)
+        arn = await _job(bedrock, s3, "renamed")
+        _track(config, arn)
+        with running(config) as daemon:
+            await control.finish(arn, "Completed")
+            # Failed once; its next attempt is far off: pending for hook "app".
+            wait_until(
+                lambda: _deliveries(database) == [("job.settled", "app", "pending", 1)],
+                "a failed attempt",
+                daemon,
+            )
+            config.write_text(config.read_text().replace('name = "app"', 'name = "app2"'))
+            daemon.signal(signal.SIGHUP)
+            daemon.wait_for(
+                lambda: any(e.get("event") == "hook_deliveries_stranded" for e in daemon.events()),
+                "the stranded delivery said",
+            )
+            assert _deliveries(database) == [("job.settled", "app", "dead", 1)]
+            failed = run_command("--config", str(config), "hooks", "failed", "--json")
+            [letter] = [json.loads(line) for line in failed.stdout.splitlines()]
+            assert "no longer configured" in letter["last_error"]
+            moved = run_command(
+                "--config", str(config), "hooks", "retry", "--all", "--hook", "app", "--to", "app2"
+            )
+            assert moved.returncode == 0 and "for hook app2" in moved.stdout, moved.stderr
+            wait_until(
+                lambda: _deliveries(database) == [("job.settled", "app2", "delivered", 1)],
+                "the delivery to the renamed hook",
+                daemon,
+            )
+    assert [r.answered for r in receiver.received] == [500, 200]
+    assert len({r.event["id"] for r in receiver.received}) == 1
