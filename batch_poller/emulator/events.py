@@ -26,7 +26,8 @@ def state_change_event(job: EmulatedJob, account_id: str, region: str) -> dict[s
             "accountId": account_id,
             "batchJobName": job.job_name,
             "batchJobArn": job.job_arn,
-            "batchModelId": job.model_id,
+            # The model's ARN, as in AWS's documented sample event.
+            "batchModelId": model_arn(job.model_id, region),
             "status": job.status.value,
             "failureMessage": job.message if job.status.value in ("Failed", "Expired") else "",
             # The documented sample shows this human format, not ISO 8601.
@@ -37,3 +38,10 @@ def state_change_event(job: EmulatedJob, account_id: str, region: str) -> dict[s
 
 async def send_event(sqs: Any, queue_url: str, event: dict[str, Any]) -> None:
     await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(event))
+
+
+def model_arn(model_id: str, region: str) -> str:
+    """A foundation model's ARN from its id; an ARN (a profile, a custom model) as it is."""
+    if model_id.startswith("arn:"):
+        return model_id
+    return f"arn:aws:bedrock:{region}::foundation-model/{model_id}"

@@ -38,6 +38,7 @@ class EmulatedJob:
     faults: Faults | None = None
     fault_calls: int = 0
     history: list[BedrockStatus] = field(default_factory=list)
+    vpc_config: dict[str, list[str]] | None = None
 
 
 def next_transition(job: EmulatedJob, durations: Durations) -> tuple[float, BedrockStatus] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +17,8 @@ _STATUS_OF = {
     "ServiceQuotaExceededException": 400,
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
-    "ConflictException": 409,
+    # 400, as botocore's model declares it, not the 409 its name suggests.
+    "ConflictException": 400,
     "ThrottlingException": 429,
     "InternalServerException": 500,
     "ServiceUnavailableException": 503,
@@ -88,6 +89,10 @@ def job_document(job: EmulatedJob, *, summary: bool = False) -> dict[str, Any]:
         doc["lastModifiedTime"] = timestamp(job.last_modified_time)
     if job.end_time:
         doc["endTime"] = timestamp(job.end_time)
+    doc["jobExpirationTime"] = timestamp(job.submit_time + timedelta(hours=job.timeout_hours))
+    doc["modelInvocationType"] = job.options.invocation_type
+    if job.vpc_config is not None:
+        doc["vpcConfig"] = job.vpc_config
     return doc
 
 
@@ -110,6 +115,8 @@ class CreateRequest:
     timeout_hours: int
     client_request_token: str | None
     tags: dict[str, str]
+    model_invocation_type: str | None = None
+    vpc_config: dict[str, list[str]] | None = None
 
 
 def parse_create(body: Any) -> CreateRequest:
@@ -150,7 +157,32 @@ def parse_create(body: Any) -> CreateRequest:
         timeout_hours=timeout,
         client_request_token=token,
         tags=_tags(body.get("tags", [])),
+        model_invocation_type=_invocation_type(body.get("modelInvocationType")),
+        vpc_config=_vpc_config(body.get("vpcConfig")),
     )
+
+
+def _invocation_type(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value in ("InvokeModel", "Converse"):
+        return str(value)
+    raise invalid(f"modelInvocationType: {value!r} is not InvokeModel or Converse")
+
+
+def _vpc_config(value: Any) -> dict[str, list[str]] | None:
+    """subnetIds (1 to 16) and securityGroupIds (1 to 5), as the model bounds them."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"subnetIds", "securityGroupIds"}:
+        raise invalid("vpcConfig: needs subnetIds and securityGroupIds, and nothing else")
+    for key, most in (("subnetIds", 16), ("securityGroupIds", 5)):
+        ids = value[key]
+        if not isinstance(ids, list) or not 1 <= len(ids) <= most:
+            raise invalid(f"vpcConfig.{key}: a list of 1 to {most} ids")
+        if not all(isinstance(i, str) and 0 < len(i) <= 32 for i in ids):
+            raise invalid(f"vpcConfig.{key}: every id is a string of 1 to 32 characters")
+    return {key: list(value[key]) for key in ("subnetIds", "securityGroupIds")}
 
 
 def _required_string(body: dict[str, Any], name: str) -> str:

@@ -105,6 +105,9 @@ class JobRegistry:
         if any(j.job_name == request.job_name for j in self._jobs.values()):
             raise ApiError("ConflictException", f"a job named {request.job_name!r} already exists")
         options = self._options_from_tags(request.tags)
+        if request.model_invocation_type is not None:
+            # The request's own field, as Bedrock takes it; the tag stays for older clients.
+            options = options.model_copy(update={"invocation_type": request.model_invocation_type})
         await self._check_s3(request)
         job_id = "".join(secrets.choice(JOB_ID_ALPHABET) for _ in range(12))
         # Bedrock's timestamps carry milliseconds; keeping no more makes filters exact.
@@ -127,6 +130,7 @@ class JobRegistry:
             options=options,
             status_since=now,
             history=[S.SUBMITTED],
+            vpc_config=request.vpc_config,
         )
         self._jobs[job_id] = job
         self._locks[job_id] = asyncio.Lock()

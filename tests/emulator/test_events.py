@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tests.helpers import create_job, make_records, put_input
@@ -42,7 +43,11 @@ async def test_each_status_change_is_announced_in_order(
     assert last["resources"] == [arn]
     assert last["detail"]["batchJobArn"] == arn
     assert last["detail"]["batchJobName"] == "announced"
-    assert last["detail"]["batchModelId"] == "amazon.nova-lite-v1:0"
+    # The model's ARN, as in AWS's documented sample; the envelope's time as EventBridge's.
+    assert last["detail"]["batchModelId"] == (
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", last["time"])
     assert last["detail"]["accountId"] == "123456789012"
     assert last["detail"]["failureMessage"]
     assert last["detail"]["creationTime"]

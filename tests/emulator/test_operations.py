@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
@@ -77,6 +78,8 @@ async def test_stopping_a_finished_job_is_a_conflict(
 
     assert error_code(raised.value) == "ConflictException"
     assert isinstance(raised.value, bedrock.exceptions.ConflictException)
+    # The status botocore's model declares for it.
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
 async def test_the_same_client_request_token_returns_the_same_job(
@@ -141,3 +144,78 @@ async def test_a_malformed_identifier_is_a_validation_error(
 async def test_stop_of_an_unknown_job_is_resource_not_found(bedrock: Any, endpoints: Any) -> None:
     with pytest.raises(bedrock.exceptions.ResourceNotFoundException):
         await bedrock.stop_model_invocation_job(jobIdentifier="abcdefabcdef")
+
+
+async def _raw(endpoints: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """The emulator's HTTP as a client whose botocore model is newer than the one installed
+    (fields this botocore would drop or refuse)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, endpoints.bedrock + path, json=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+def _create_body(input_uri: str, name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "jobName": name,
+        "roleArn": ROLE_ARN,
+        "modelId": NOVA,
+        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": input_uri}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"s3://{BUCKET}/out/"}},
+        **extra,
+    }
+
+
+async def test_a_job_says_its_expiry_invocation_type_and_vpc_config(
+    bedrock: Any, endpoints: Any, input_uri: str
+) -> None:
+    vpc = {"subnetIds": ["subnet-0a1b"], "securityGroupIds": ["sg-0c2d"]}
+    body = _create_body(
+        input_uri,
+        "in-a-vpc",
+        modelInvocationType="Converse",
+        vpcConfig=vpc,
+        timeoutDurationInHours=48,
+    )
+    code, created = await _raw(endpoints, "POST", "/model-invocation-job", body)
+    assert code == 200
+    job_id = created["jobArn"].rsplit("/", 1)[1]
+    _, got = await _raw(endpoints, "GET", f"/model-invocation-job/{job_id}")
+    _, listed = await _raw(endpoints, "GET", "/model-invocation-jobs")
+    plain = await create_job(bedrock, input_uri, name="plain")
+    described = await bedrock.get_model_invocation_job(jobIdentifier=plain)
+
+    assert (got["modelInvocationType"], got["vpcConfig"]) == ("Converse", vpc)
+    submitted = datetime.fromisoformat(got["submitTime"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(got["jobExpirationTime"].replace("Z", "+00:00"))
+    assert (expires - submitted).total_seconds() == 48 * 3600
+    [summary] = [j for j in listed["invocationJobSummaries"] if j["jobName"] == "in-a-vpc"]
+    assert summary["vpcConfig"] == vpc and summary["modelInvocationType"] == "Converse"
+    # botocore reads what its model knows of it.
+    assert described["jobExpirationTime"] > described["submitTime"]
+    assert "vpcConfig" not in described
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"modelInvocationType": "Chat"}, "modelInvocationType: 'Chat'"),
+        ({"vpcConfig": {"subnetIds": []}}, "vpcConfig: needs subnetIds and securityGroupIds"),
+        (
+            {"vpcConfig": {"subnetIds": [], "securityGroupIds": ["sg"]}},
+            "vpcConfig.subnetIds: a list of 1 to 16 ids",
+        ),
+        (
+            {"vpcConfig": {"subnetIds": ["s"], "securityGroupIds": [1]}},
+            "vpcConfig.securityGroupIds: every id is a string",
+        ),
+    ],
+)
+async def test_a_bad_invocation_type_or_vpc_config_is_a_validation_error(
+    endpoints: Any, input_uri: str, extra: dict[str, Any], words: str
+) -> None:
+    code, answer = await _raw(
+        endpoints, "POST", "/model-invocation-job", _create_body(input_uri, "refused", **extra)
+    )
+    assert code == 400 and words in answer["message"]

@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 
 from batch_poller.domain import job_id_from_arn
 from batch_poller.emulator.families import count_tokens, prompt_text
-from tests.helpers import create_job, list_keys, make_records, nova_input, put_input, read_object
+from tests.helpers import (
+    BUCKET,
+    ROLE_ARN,
+    create_job,
+    list_keys,
+    make_records,
+    nova_input,
+    put_input,
+    read_object,
+)
 
 
 async def _finish_and_read(
@@ -99,6 +109,34 @@ async def test_converse_invocation_type_answers_in_the_converse_shape(
     output = files["records.jsonl.out"][0]["modelOutput"]
     assert set(output) == {"output", "stopReason", "usage", "metrics"}
     assert output["metrics"]["latencyMs"] > 0
+
+
+async def test_the_requests_own_invocation_type_gives_the_converse_shape(
+    bedrock: Any, control: Any, s3: Any, endpoints: Any
+) -> None:
+    """modelInvocationType in the request, as a client with a newer model sends it."""
+    uri = await put_input(s3, "in/records.jsonl", make_records(2))
+    body = {
+        "jobName": "conversing",
+        "roleArn": ROLE_ARN,
+        "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+        "modelInvocationType": "Converse",
+        "inputDataConfig": {"s3InputDataConfig": {"s3Uri": uri}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"s3://{BUCKET}/output/"}},
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{endpoints.bedrock}/model-invocation-job", json=body) as response,
+    ):
+        assert response.status == 200
+        arn = (await response.json())["jobArn"]
+
+    files, _ = await _finish_and_read(bedrock, control, s3, arn)
+
+    # A Claude model, in the Converse shape rather than Claude's own.
+    output = files["records.jsonl.out"][0]["modelOutput"]
+    assert set(output) == {"output", "stopReason", "usage", "metrics"}
+    assert output["output"]["message"]["content"][0]["text"]
 
 
 async def test_a_share_of_records_fail_with_error_lines(
