@@ -39,6 +39,31 @@ class EmulatedJob:
     fault_calls: int = 0
     history: list[BedrockStatus] = field(default_factory=list)
     vpc_config: dict[str, list[str]] | None = None
+    # The record counts newer Bedrock models report: known once validated, growing while the
+    # job is InProgress, the manifest's once it finished.
+    counts: RecordCounts | None = None
+
+
+@dataclass
+class RecordCounts:
+    total: int
+    processed: int = 0
+    success: int = 0
+    error: int = 0
+
+    def as_document(self) -> dict[str, int]:
+        return {
+            "totalRecordCount": self.total,
+            "processedRecordCount": self.processed,
+            "successRecordCount": self.success,
+            "errorRecordCount": self.error,
+        }
+
+    def progress(self, share: float, error_rate: float) -> None:
+        """A running job's counts after `share` of its time InProgress."""
+        self.processed = math.floor(self.total * min(max(share, 0.0), 1.0))
+        self.error = math.floor(self.processed * error_rate)
+        self.success = self.processed - self.error
 
 
 def next_transition(job: EmulatedJob, durations: Durations) -> tuple[float, BedrockStatus] | None:

@@ -77,11 +77,11 @@ async def read_input(s3: Any, bucket: str, key: str, job_id: str) -> list[InputR
     return records
 
 
-async def validate_input(s3: Any, job: EmulatedJob) -> None:
-    """What Bedrock checks while Validating: the input exists and every line is a record."""
+async def validate_input(s3: Any, job: EmulatedJob) -> int:
+    """What Bedrock checks while Validating: the input exists and every line is a record;
+    returns how many records there are."""
     bucket, keys = await find_input_files(s3, job.input_uri)
-    for key in keys:
-        await read_input(s3, bucket, key, job.job_id)
+    return sum([len(await read_input(s3, bucket, key, job.job_id)) for key in keys])
 
 
 async def write_job_output(

@@ -93,6 +93,8 @@ def job_document(job: EmulatedJob, *, summary: bool = False) -> dict[str, Any]:
     doc["modelInvocationType"] = job.options.invocation_type
     if job.vpc_config is not None:
         doc["vpcConfig"] = job.vpc_config
+    if job.counts is not None:
+        doc.update(job.counts.as_document())
     return doc
 
 

@@ -19,7 +19,7 @@ from batch_poller.domain import JOB_ARN_PATTERN, BedrockStatus
 from batch_poller.emulator.clock import EmulatorClock
 from batch_poller.emulator.events import send_event, state_change_event
 from batch_poller.emulator.faults import FaultInjector
-from batch_poller.emulator.lifecycle import STOPPABLE, EmulatedJob, next_transition
+from batch_poller.emulator.lifecycle import STOPPABLE, EmulatedJob, RecordCounts, next_transition
 from batch_poller.emulator.outputs import (
     InputProblem,
     find_input_files,
@@ -209,20 +209,30 @@ class JobRegistry:
         while (step := next_transition(job, self.settings.durations)) is not None:
             at, target = step
             if at > self.clock.now():
-                return
+                break
             await self._move(job, target, at)
+        if job.status is S.IN_PROGRESS and job.counts is not None:
+            took = self.settings.durations.in_progress
+            share = 1.0 if took <= 0 else (self.clock.now() - job.status_since) / took
+            job.counts.progress(share, job.options.error_rate)
 
     async def _move(self, job: EmulatedJob, target: BedrockStatus, at: float) -> None:
         message = None
         try:
             if target is S.SCHEDULED:
-                await validate_input(self._s3, job)
+                job.counts = RecordCounts(total=await validate_input(self._s3, job))
             elif target in (S.COMPLETED, S.PARTIALLY_COMPLETED):
                 manifest = await write_job_output(
                     self._s3,
                     job,
                     self.settings.embedding_dimensions,
                     partial=target is S.PARTIALLY_COMPLETED,
+                )
+                job.counts = RecordCounts(
+                    manifest.totalRecordCount,
+                    manifest.processedRecordCount,
+                    manifest.successRecordCount,
+                    manifest.errorRecordCount,
                 )
                 log.info("job_output_written", job_arn=job.job_arn, **manifest.__dict__)
             elif target is S.FAILED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 from batch_poller.domain import job_id_from_arn
-from tests.helpers import BUCKET, NOVA, ROLE_ARN, create_job, error_code, make_records, put_input
+from tests.helpers import (
+    BUCKET,
+    NOVA,
+    ROLE_ARN,
+    create_job,
+    error_code,
+    make_records,
+    put_input,
+    read_object,
+)
 
 
 @pytest.fixture
@@ -219,3 +229,40 @@ async def test_a_bad_invocation_type_or_vpc_config_is_a_validation_error(
         endpoints, "POST", "/model-invocation-job", _create_body(input_uri, "refused", **extra)
     )
     assert code == 400 and words in answer["message"]
+
+
+async def test_record_counts_grow_while_a_job_runs_and_end_as_its_manifest(
+    endpoints: Any, s3: Any, control: Any
+) -> None:
+    await control.freeze_clock()
+    uri = await put_input(s3, "counted/input.jsonl", make_records(20))
+    body = _create_body(uri, "counted", tags=[{"key": "emulator:error-rate", "value": "0.25"}])
+    _, created = await _raw(endpoints, "POST", "/model-invocation-job", body)
+    job_id = created["jobArn"].rsplit("/", 1)[1]
+
+    async def counts() -> tuple[str, Any]:
+        _, job = await _raw(endpoints, "GET", f"/model-invocation-job/{job_id}")
+        fields = ("totalRecordCount", "processedRecordCount", "successRecordCount")
+        return job["status"], tuple(job.get(name) for name in (*fields, "errorRecordCount"))
+
+    seen = [await counts()]
+    for _ in range(9):  # submitted 1 s, validating 1 s, scheduled 2 s, in progress 4 s
+        await control.advance_clock(1)
+        seen.append(await counts())
+
+    assert seen[0] == ("Submitted", (None, None, None, None))
+    running = [c for status, c in seen if status == "InProgress"]
+    processed = [c[1] for c in running]
+    assert processed == sorted(processed) and processed[0] < processed[-1] < 20
+    assert all(total == 20 and ok + error == done for total, done, ok, error in running)
+    status, final = seen[-1]
+    manifest = await read_object(s3, f"out/{job_id}/manifest.json.out")
+    written = json.loads(manifest)
+    assert status == "Completed"
+    assert final == (
+        written["totalRecordCount"],
+        written["processedRecordCount"],
+        written["successRecordCount"],
+        written["errorRecordCount"],
+    )
+    assert final[3] == 5
