@@ -1,0 +1,1 @@
+"""Completion events from EventBridge through SQS: hints that make a job due at once."""
