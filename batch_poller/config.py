@@ -42,6 +42,7 @@ class AwsSettings(Section):
     # Empty means AWS itself; a URL points the clients at an emulator or a VPC endpoint.
     bedrock_endpoint_url: str = ""
     s3_endpoint_url: str = ""
+    sqs_endpoint_url: str = ""
     # Client-side limit per operation, calls a second, so the daemon rarely throttles itself;
     # 0 turns it off.
     max_calls_per_second: float = Field(10.0, ge=0, le=10_000)
@@ -236,6 +237,24 @@ class HooksSettings(Section):
         return self
 
 
+class EventsSettings(Section):
+    """Bedrock's job state changes, routed by an EventBridge rule to an SQS queue: a job is
+    checked within seconds of its change, and the passes become the safety net."""
+
+    # The queue's URL; empty: no events, polling alone.
+    sqs_queue_url: str = ""
+    # With events on, a pass runs this often (and at once after an event).
+    fallback_interval_seconds: float = Field(300.0, gt=0, le=86_400)
+    # Start tracking a job an event names that the daemon does not know (submitted by another
+    # tool), when its name starts with job_name_prefix.
+    track_unknown_jobs: bool = False
+    job_name_prefix: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sqs_queue_url)
+
+
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # auto: journald when systemd connected our output to the journal, console on a terminal,
@@ -258,6 +277,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     hooks: HooksSettings = Field(default_factory=HooksSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
 
     def admin_token(self) -> str:
         """The admin token: from the variable, else from the token file; '' when neither."""
@@ -384,7 +404,7 @@ def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
     data["http"]["admin_token"] = settings.http.admin_token.get_secret_value()
     if mask_secrets:
         data["database"]["url"] = mask_url(data["database"]["url"])
-        for endpoint in ("bedrock_endpoint_url", "s3_endpoint_url"):
+        for endpoint in ("bedrock_endpoint_url", "s3_endpoint_url", "sqs_endpoint_url"):
             data["aws"][endpoint] = mask_endpoint_url(data["aws"][endpoint])
         if data["http"]["admin_token"]:
             data["http"]["admin_token"] = "***"

@@ -21,6 +21,7 @@ _MASKED_SETTINGS = {
     "database.url": mask_url,
     "aws.bedrock_endpoint_url": mask_endpoint_url,
     "aws.s3_endpoint_url": mask_endpoint_url,
+    "aws.sqs_endpoint_url": mask_endpoint_url,
 }
 
 

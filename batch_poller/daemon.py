@@ -16,6 +16,7 @@ import structlog
 from batch_poller.app import build_supervisor, open_runtime, session_limits
 from batch_poller.config import EX_CONFIG, ConfigError, Settings, config_path, load_settings
 from batch_poller.early_signals import stop_signal_received
+from batch_poller.events.consumer import EventConsumer
 from batch_poller.hooks.delivery import Deliverer
 from batch_poller.http.server import HttpServer, start_http
 from batch_poller.logging import configure_logging
@@ -57,6 +58,8 @@ NEEDS_RESTART = (
     "http.host",
     "http.port",
     "http.max_body_bytes",
+    "events.sqs_queue_url",
+    "aws.sqs_endpoint_url",
 )
 
 
@@ -136,6 +139,9 @@ class Daemon:
             loop_task = asyncio.create_task(supervisor.run(), name="supervisor")
             deliverer = self._deliverer = Deliverer(rt)
             delivery_task = asyncio.create_task(deliverer.run(), name="hooks")
+            if self.settings.events.enabled:
+                self._spawn(EventConsumer(rt, supervisor.wake).run())
+                supervisor.events_running = True
             # The database is usable and the first pass is scheduled: systemd may now consider
             # the service started.
             self.notifier.ready(await self._status_line())
@@ -248,6 +254,13 @@ class Daemon:
                         }
                     ),
                     "logging": _logging_kept(fresh, running),
+                    # The consumer's queue and client are the ones it started with.
+                    "events": fresh.events.model_copy(
+                        update={"sqs_queue_url": running.events.sqs_queue_url}
+                    ),
+                    "aws": fresh.aws.model_copy(
+                        update={"sqs_endpoint_url": running.aws.sqs_endpoint_url}
+                    ),
                 }
             )
             changed = _changed_keys(running, applied)

@@ -63,6 +63,12 @@ class Metrics:
             ["hook", "state"],
             registry=r,
         )
+        self.events = Counter(
+            "batch_poller_events",
+            "Bedrock state-change events from the queue: accepted, or ignored by reason",
+            ["result"],
+            registry=r,
+        )
         self.replica = Info(
             "batch_poller_replica", "This process among those sharing the database", registry=r
         )

@@ -37,6 +37,14 @@ PASS_JOB_LIMIT = 5000
 LEASE_TICK_SECONDS = 1.0
 
 
+def pass_interval(settings: Settings, *, events: bool) -> float:
+    """Seconds between passes: with an event consumer running, the passes are the safety net
+    behind it."""
+    if events:
+        return settings.events.fallback_interval_seconds
+    return settings.poller.interval_seconds
+
+
 def replica_liveness(settings: Settings) -> timedelta:
     """A process seen within this long counts as live: it beats at every pass and while it
     renews leases."""
@@ -108,6 +116,8 @@ class Supervisor:
         self.next_pass_at: datetime | None = None
         self.passes = 0
         self.in_flight: set[str] = set()
+        # An event consumer runs beside the loop: passes slow to [events] fallback_interval.
+        self.events_running = False
         # Whether the loop's passes succeed: /healthz, the status and the watchdog read it.
         self.health = PassHealth()
         # Told about every pass (the daemon updates systemd's STATUS= from it).
@@ -356,7 +366,7 @@ class Supervisor:
             if not self.paused:
                 self._start_pass(check_all=first)
                 first = False
-            interval = self.rt.settings.poller.interval_seconds
+            interval = pass_interval(self.rt.settings, events=self.events_running)
             self.next_pass_at = self.rt.clock.now() + timedelta(seconds=interval)
             await self._sleep(interval)
         if self._passes:

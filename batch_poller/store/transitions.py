@@ -5,11 +5,11 @@ worked on keeps it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import RESULTS_STORED, BedrockStatus, JobStatus, Step
@@ -124,6 +124,26 @@ class JobTransitions:
                 )
                 written.update((await conn.execute(stmt)).scalars())
             return written
+
+        return await self.tx.write(write)
+
+    @store_operation("make jobs due")
+    async def make_due(self, arns: Collection[str], now: datetime) -> set[str]:
+        """Jobs an event named are due for their check at once (their last check forgotten,
+        unless another process holds them: it is at work on them already). Returns the ARNs
+        that are tracked."""
+        if not arns:
+            return set()
+        named = _C.batch_job_arn.in_(list(arns))
+        stmt = (
+            update(_JOBS)
+            .where(named, needs(Step.CHECK), free_or_held_by(self.tenancy.owner, now))
+            .values(last_checked_at=None, updated_at=now)
+        )
+
+        async def write(conn: AsyncConnection) -> set[str]:
+            await conn.execute(stmt)
+            return set((await conn.execute(select(_C.batch_job_arn).where(named))).scalars())
 
         return await self.tx.write(write)
 
