@@ -140,8 +140,9 @@ class Daemon:
             deliverer = self._deliverer = Deliverer(rt)
             delivery_task = asyncio.create_task(deliverer.run(), name="hooks")
             if self.settings.events.enabled:
-                self._spawn(EventConsumer(rt, supervisor.wake).run())
-                supervisor.events_running = True
+                consumer = EventConsumer(rt, supervisor.wake)
+                supervisor.events = consumer.counts
+                self._spawn(consumer.run())
             # The database is usable and the first pass is scheduled: systemd may now consider
             # the service started.
             self.notifier.ready(await self._status_line())

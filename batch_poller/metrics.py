@@ -42,7 +42,8 @@ class Metrics:
         )
         self.completion_to_stored = Histogram(
             "batch_poller_completion_to_stored_seconds",
-            "From a job's end at Bedrock to its results stored",
+            "From a job's end at Bedrock to its results stored, with events on or polling alone",
+            ["via"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -19,6 +19,7 @@ import structlog
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.config import Settings
 from batch_poller.domain import Step
+from batch_poller.events.counts import EventCounts
 from batch_poller.health import PassHealth, describe_pass_error, is_expected_failure
 from batch_poller.ingest import Interrupted
 from batch_poller.rows import JobRow
@@ -116,8 +117,9 @@ class Supervisor:
         self.next_pass_at: datetime | None = None
         self.passes = 0
         self.in_flight: set[str] = set()
-        # An event consumer runs beside the loop: passes slow to [events] fallback_interval.
-        self.events_running = False
+        # What the event consumer beside the loop has seen, when one runs: the passes slow to
+        # [events] fallback_interval_seconds.
+        self.events: EventCounts | None = None
         # Whether the loop's passes succeed: /healthz, the status and the watchdog read it.
         self.health = PassHealth()
         # Told about every pass (the daemon updates systemd's STATUS= from it).
@@ -366,7 +368,7 @@ class Supervisor:
             if not self.paused:
                 self._start_pass(check_all=first)
                 first = False
-            interval = pass_interval(self.rt.settings, events=self.events_running)
+            interval = pass_interval(self.rt.settings, events=self.events is not None)
             self.next_pass_at = self.rt.clock.now() + timedelta(seconds=interval)
             await self._sleep(interval)
         if self._passes:

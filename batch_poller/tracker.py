@@ -175,7 +175,8 @@ class JobTracker:
             await self.rt.store.mark_results_fetched(arn, totals, status, stored_at)
             if job.completed_at is not None:
                 waited = (stored_at - job.completed_at).total_seconds()
-                self.rt.metrics.completion_to_stored.observe(max(waited, 0.0))
+                via = "events" if self.rt.settings.events.enabled else "polling"
+                self.rt.metrics.completion_to_stored.labels(via).observe(max(waited, 0.0))
             if manifest.success == 0:
                 log.warning("job_completed_without_successes", records=manifest.total)
             if partial:

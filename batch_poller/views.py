@@ -127,4 +127,6 @@ async def status_document(supervisor: Supervisor, started_monotonic: float) -> d
         **supervisor.health.as_dict(),
         "uptime_seconds": round(time.monotonic() - started_monotonic, 1),
         "version": __version__,
+        # The event consumer's counts, when one runs ([events] sqs_queue_url).
+        "events": None if supervisor.events is None else supervisor.events.as_dict(),
     }

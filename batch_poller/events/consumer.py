@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import aioboto3
 import structlog
 from botocore.config import Config
 
+from batch_poller.events.counts import EventCounts
 from batch_poller.events.hints import Hint, NotAHint, Refusal, read_hint
 from batch_poller.runtime import Runtime
 from batch_poller.store import StoreError
@@ -30,16 +29,6 @@ BATCH = 10
 # After a failed receive or delete: the first wait, doubling up to the cap.
 RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
-
-
-@dataclass
-class EventCounts:
-    """What the consumer has seen, for the status and the metrics."""
-
-    received: int = 0
-    accepted: int = 0
-    refused: dict[str, int] = field(default_factory=dict)
-    last_event_at: datetime | None = None
 
 
 class EventConsumer:

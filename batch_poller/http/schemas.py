@@ -135,6 +135,16 @@ SCHEMAS: dict[str, Any] = {
             "replicas": {"type": "array", "items": {"$ref": "#/components/schemas/Replica"}},
             "uptime_seconds": {"type": "number", "minimum": 0},
             "version": {"type": "string"},
+            "events": {
+                "type": ["object", "null"],
+                "required": ["received", "accepted", "ignored", "last_event_at"],
+                "properties": {
+                    "received": _COUNT,
+                    "accepted": _COUNT,
+                    "ignored": {"type": "object", "additionalProperties": _COUNT},
+                    "last_event_at": _TIME,
+                },
+            },
         },
     },
     "Replica": {

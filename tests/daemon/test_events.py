@@ -17,6 +17,7 @@ from batch_poller.emulator.events import model_arn
 from batch_poller.events.consumer import EventConsumer
 from batch_poller.runtime import Runtime
 from batch_poller.supervisor import Supervisor, pass_interval
+from batch_poller.views import status_document
 from tests.daemon_fixtures import FakeClock
 
 
@@ -106,6 +107,12 @@ async def test_a_completed_job_is_stored_as_soon_as_its_event_arrives(
     assert job is not None and job.status is JobStatus.COMPLETED and job.total_records == 6
     assert clock.now() - started < timedelta(seconds=5)
     assert woken.times >= 1 and consumer.counts.accepted >= 1
+    # The status shows what the consumer saw.
+    supervisor.events = consumer.counts
+    status = await status_document(supervisor, 0.0)
+    assert status["events"]["accepted"] == consumer.counts.accepted
+    assert status["events"]["ignored"] == {}
+    assert status["events"]["last_event_at"] is not None
     assert await _left(sqs, queue) == 0  # every message deleted once its hint was committed
     # With events on, the passes are the safety net: every fallback_interval_seconds.
     assert pass_interval(runtime.settings, events=True) == 300

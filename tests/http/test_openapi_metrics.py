@@ -76,7 +76,7 @@ async def test_metrics_after_a_real_lifecycle(
     )
     assert _sample(text, "batch_poller_cleanups_total", '{outcome="done"}') == 1
     assert _sample(text, "batch_poller_bytes_freed_total") > 0
-    assert _sample(text, "batch_poller_completion_to_stored_seconds_count") == 1
+    assert _sample(text, "batch_poller_completion_to_stored_seconds_count", '{via="polling"}') == 1
     assert 'batch_poller_build_info{python="' in text
     assert f'owner="{supervisor.owner}"' in text  # batch_poller_replica_info
     assert _sample(text, "batch_poller_leases_lost_total") == 0
