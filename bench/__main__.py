@@ -18,6 +18,7 @@ from rich.table import Table
 import bench.runtime
 from batch_poller.emulator.process import EmulatorProcess
 from bench.cleanup import bench_cleanup
+from bench.events import bench_events
 from bench.export import bench_export
 from bench.idle import bench_idle
 from bench.ingestion import bench_ingestion
@@ -31,6 +32,7 @@ SMOKE = {
     "cleanup": 1000,
     "idle": (100, 5.0),
     "export": 5_000,
+    "events": 10,
     "runs": 1,
 }
 FULL = {
@@ -45,6 +47,7 @@ FULL = {
     "cleanup": 10_000,
     "idle": (100, 60.0),
     "export": 100_000,
+    "events": 100,
     "runs": 3,
 }
 
@@ -69,6 +72,8 @@ async def run(plan: dict[str, Any], console: Console) -> dict[str, Any]:
     _show(console, "4. Idle daemon", results["idle"])
     results["export"] = [await bench_export(plan["export"])]
     _show(console, "5. Export of a job's records as JSON lines", results["export"])
+    results["events"] = await bench_events(plan["events"])
+    _show(console, "6. Events against polling alone", results["events"])
     return results
 
 

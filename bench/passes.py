@@ -37,7 +37,7 @@ async def bench_pass(jobs: int, latency_ms: float) -> dict[str, Any]:
     }
 
 
-async def _create_jobs(bedrock: Any, count: int) -> list[str]:
+async def _create_jobs(bedrock: Any, count: int, prefix: str = "bench") -> list[str]:
     async with client("s3") as s3:
         with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             await s3.create_bucket(Bucket="bench-pass")
@@ -49,7 +49,7 @@ async def _create_jobs(bedrock: Any, count: int) -> list[str]:
     async def create(index: int) -> str:
         async with limit:
             response = await bedrock.create_model_invocation_job(
-                jobName=f"bench-{index}",
+                jobName=f"{prefix}-{index}",
                 roleArn=ROLE,
                 modelId="amazon.nova-lite-v1:0",
                 inputDataConfig={"s3InputDataConfig": {"s3Uri": "s3://bench-pass/in/a.jsonl"}},

@@ -33,3 +33,7 @@ def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
     assert cleanup["DeleteObjects"] == 1 and cleanup["requests, batched"] == 2
     assert figures["idle"][0]["jobs tracked"] == 100
     assert figures["export"][0]["records"] == 5000  # every record exported, checked in bench
+    polling, evented = figures["events"]
+    # A pass an interval for an hour, each one listing: 60 with polling, 12 with events.
+    calls = "Bedrock calls per hour, 10 jobs in progress"
+    assert (polling[calls], evented[calls]) == (60, 12)
