@@ -55,7 +55,8 @@ class EventConsumer:
         return self.rt.settings.events.sqs_queue_url
 
     async def run(self) -> None:
-        """Receives until the daemon stops; a failure waits, then it goes on."""
+        """Receives until the daemon stops; a failure waits, then it goes on, the client
+        opened again if it was this consumer's own."""
         if self.sqs is not None:
             await self._receive_until_stopped()
             return
@@ -64,9 +65,17 @@ class EventConsumer:
         # One attempt per call (the loop below retries) and a read timeout past the long poll.
         config = Config(retries={"total_max_attempts": 1}, read_timeout=WAIT_SECONDS + 20)
         endpoint = aws.sqs_endpoint_url or None
-        async with session.client("sqs", endpoint_url=endpoint, config=config) as sqs:
-            self.sqs = sqs
-            await self._receive_until_stopped()
+        while not self.rt.stopping.is_set():
+            try:
+                async with session.client("sqs", endpoint_url=endpoint, config=config) as sqs:
+                    self.sqs = sqs
+                    await self._receive_until_stopped()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the client could not be made: never the end of events
+                self.failures += 1
+                log.exception("events_client_failed", retry_in=RETRY_MAX_SECONDS)
+                await self._pause(RETRY_MAX_SECONDS)
 
     async def _receive_until_stopped(self) -> None:
         log.info("events_consumer_started", queue_url=self.queue_url)

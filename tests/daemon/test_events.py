@@ -19,6 +19,7 @@ from batch_poller.runtime import Runtime
 from batch_poller.supervisor import Supervisor, pass_interval
 from batch_poller.views import status_document
 from tests.daemon_fixtures import FakeClock
+from tests.helpers import BUCKET, create_job, make_records, put_input
 
 
 @pytest.fixture
@@ -201,3 +202,23 @@ async def _until(condition: Any) -> None:
     """Until the consumer's own counts say so: it has no event of its own to wait on."""
     while not condition():  # noqa: ASYNC110 - a state of another task, bounded by wait_for
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(("prefix", "adopted"), [("nightly-", True), ("other-", False)])
+async def test_an_unknown_job_is_tracked_when_asked_and_its_name_fits(
+    runtime: Runtime, bedrock: Any, s3: Any, sqs: Any, queue: str, prefix: str, adopted: bool
+) -> None:
+    events = runtime.settings.events.model_copy(
+        update={"track_unknown_jobs": True, "job_name_prefix": prefix}
+    )
+    runtime.settings = runtime.settings.model_copy(update={"events": events})
+    uri = await put_input(s3, "orphan/input.jsonl", make_records(2))
+    arn = await create_job(bedrock, uri, name="nightly-7", output_uri=f"s3://{BUCKET}/out/")
+    consumer = consumer_of(runtime, sqs)
+
+    while await consumer.receive_once():  # the emulator's "Submitted" event
+        pass
+
+    tracked = await runtime.store.get_job(arn)
+    assert (tracked is not None) is adopted
+    assert consumer.counts.refused == ({} if adopted else {"unknown_job": 1})
