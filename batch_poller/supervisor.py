@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from batch_poller.aws.bedrock import BedrockJob
+from batch_poller.clock import sleep_until_set
 from batch_poller.config import Settings
 from batch_poller.domain import Step
 from batch_poller.events.counts import EventCounts
@@ -390,13 +391,4 @@ class Supervisor:
         task.add_done_callback(self._passes.discard)
 
     async def _sleep(self, seconds: float) -> None:
-        waits = [
-            asyncio.ensure_future(self.rt.clock.sleep(seconds)),
-            asyncio.ensure_future(self._wake.wait()),
-            asyncio.ensure_future(self.rt.stopping.wait()),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits:
-                waiter.cancel()
+        await sleep_until_set(self.rt.clock, seconds, self._wake, self.rt.stopping)

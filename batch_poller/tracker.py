@@ -7,7 +7,6 @@ and every step is safe to run twice.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from enum import StrEnum
 
@@ -17,6 +16,7 @@ from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.aws.limits import ConcurrencyLimit
 from batch_poller.cleanup import clean_job, needed_locations
+from batch_poller.clock import sleep_until_set
 from batch_poller.domain import (
     BedrockStatus,
     JobStatus,
@@ -212,11 +212,7 @@ class JobTracker:
 
     async def _pause(self, seconds: float) -> None:
         """Waits between attempts, unless the daemon is stopping."""
-        sleeper = asyncio.ensure_future(self.rt.clock.sleep(seconds))
-        stopper = asyncio.ensure_future(self.rt.stopping.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        stopper.cancel()
+        await sleep_until_set(self.rt.clock, seconds, self.rt.stopping)
         if self.rt.stopping.is_set():
             raise Interrupted("stopped between fetch attempts")
 

@@ -15,6 +15,7 @@ import aioboto3
 import structlog
 from botocore.config import Config
 
+from batch_poller.clock import sleep_until_set
 from batch_poller.events.counts import EventCounts
 from batch_poller.events.hints import Hint, NotAHint, Refusal, read_hint
 from batch_poller.runtime import Runtime
@@ -177,11 +178,7 @@ class EventConsumer:
         log.warning("event_ignored", reason=refusal.value, detail=why, message_id=message_id)
 
     async def _pause(self, seconds: float) -> None:
-        sleeper = asyncio.ensure_future(self.rt.clock.sleep(seconds))
-        stopper = asyncio.ensure_future(self.rt.stopping.wait())
-        await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        sleeper.cancel()
-        stopper.cancel()
+        await sleep_until_set(self.rt.clock, seconds, self.rt.stopping)
 
 
 def _is_aws_error(error: Exception) -> bool:

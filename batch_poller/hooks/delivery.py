@@ -16,6 +16,7 @@ from datetime import timedelta
 import orjson
 import structlog
 
+from batch_poller.clock import sleep_until_set
 from batch_poller.config import CommandHookSettings, HooksSettings, WebhookSettings
 from batch_poller.hooks.command import CommandSender
 from batch_poller.hooks.event import Attempt, HookEvent, Sender, backoff_seconds
@@ -258,10 +259,5 @@ class _Worker:
         """Until woken (an event was written here), the time has passed, or the stop."""
         if seconds <= 0:
             return
-        sleeper = asyncio.ensure_future(self.rt.clock.sleep(seconds))
-        waker = asyncio.ensure_future(self.wake.wait())
-        stopper = asyncio.ensure_future(self.rt.stopping.wait())
-        await asyncio.wait({sleeper, waker, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        for future in (sleeper, waker, stopper):
-            future.cancel()
+        await sleep_until_set(self.rt.clock, seconds, self.wake, self.rt.stopping)
         self.wake.clear()
