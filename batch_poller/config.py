@@ -242,7 +242,7 @@ class EventsSettings(Section):
     checked within seconds of its change, and the passes become the safety net."""
 
     # The queue's URL; empty: no events, polling alone.
-    sqs_queue_url: str = ""
+    sqs_queue_url: str = Field("", pattern=r"^(https?://[^\s/]+/\S+)?$")
     # With events on, a pass runs this often (and at once after an event).
     fallback_interval_seconds: float = Field(300.0, gt=0, le=86_400)
     # Start tracking a job an event names that the daemon does not know (submitted by another

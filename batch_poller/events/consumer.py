@@ -15,6 +15,7 @@ import aioboto3
 import structlog
 from botocore.config import Config
 
+from batch_poller.aws.errors import AwsError
 from batch_poller.clock import sleep_until_set
 from batch_poller.events.counts import EventCounts
 from batch_poller.events.hints import Hint, NotAHint, Refusal, read_hint
@@ -73,8 +74,9 @@ class EventConsumer:
                     await self._receive_until_stopped()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the client could not be made: never the end of events
+            except Exception as error:  # the client could not be made: never the end of events
                 self.failures += 1
+                self.counts.receiving(str(error), self.rt.clock.now())
                 log.exception("events_client_failed", retry_in=RETRY_MAX_SECONDS)
                 await self._pause(RETRY_MAX_SECONDS)
 
@@ -85,11 +87,13 @@ class EventConsumer:
             try:
                 await self.receive_once()
                 in_a_row = 0
+                self.counts.receiving(None, self.rt.clock.now())
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # SQS, the store, or a bug: never the end of events
                 in_a_row += 1
                 self.failures += 1
+                self.counts.receiving(str(error), self.rt.clock.now())
                 wait = min(RETRY_BASE_SECONDS * 2 ** (in_a_row - 1), RETRY_MAX_SECONDS)
                 event = "events_store_unavailable" if isinstance(error, StoreError) else None
                 if event is None and not _is_aws_error(error):
@@ -152,18 +156,24 @@ class EventConsumer:
             self.wake()
 
     async def _adopted(self, hint: Hint) -> bool:
-        """Tracks a job nobody tracked, when the settings say to adopt it."""
+        """Tracks a job nobody tracked, when the settings say to adopt it. Its name is the one
+        Bedrock gives, not the event's: a forged event cannot pass a job off as another's."""
         events = self.rt.settings.events
         if not events.track_unknown_jobs:
             return False
-        if not (hint.job_name or "").startswith(events.job_name_prefix):
+        try:
+            remote = await self.rt.bedrock.get_job(hint.arn)
+        except AwsError as error:
+            log.warning("event_job_not_tracked", job_arn=hint.arn, error=str(error))
+            return False
+        if not (remote.name or "").startswith(events.job_name_prefix):
             return False
         try:
             await track_jobs(self.rt, [hint.arn])
         except TrackError as error:
             log.warning("event_job_not_tracked", job_arn=hint.arn, error=str(error))
             return False
-        log.info("event_job_tracked", job_arn=hint.arn, job_name=hint.job_name)
+        log.info("event_job_tracked", job_arn=hint.arn, job_name=remote.name)
         return True
 
     def _accepted(self, hint: Hint) -> None:

@@ -189,6 +189,7 @@ async def test_an_sqs_outage_is_survived(runtime: Runtime, sqs: Any, submit: Any
     task = asyncio.create_task(consumer.run())
     try:
         await asyncio.wait_for(_until(lambda: consumer.failures >= 2), 30)
+        failing = consumer.counts.as_dict()
         await sqs.create_queue(QueueName=missing)  # the queue is back
         await sqs.send_message(QueueUrl=url, MessageBody=_forged(arn, "InProgress"))
         await asyncio.wait_for(_until(lambda: consumer.counts.accepted == 1), 60)
@@ -196,6 +197,9 @@ async def test_an_sqs_outage_is_survived(runtime: Runtime, sqs: Any, submit: Any
         runtime.stopping.set()
         await asyncio.wait_for(task, 30)
     assert not task.cancelled() and task.exception() is None
+    # The status said so while it lasted, and no longer does.
+    assert failing["state"] == "failing" and failing["last_error"] and failing["failing_since"]
+    assert consumer.counts.as_dict()["state"] == "receiving"
 
 
 async def _until(condition: Any) -> None:
@@ -222,3 +226,27 @@ async def test_an_unknown_job_is_tracked_when_asked_and_its_name_fits(
     tracked = await runtime.store.get_job(arn)
     assert (tracked is not None) is adopted
     assert consumer.counts.refused == ({} if adopted else {"unknown_job": 1})
+
+
+async def test_a_forged_name_cannot_pass_a_job_off_as_one_to_adopt(
+    runtime: Runtime, bedrock: Any, s3: Any, sqs: Any, queue: str
+) -> None:
+    """The prefix is checked against the name Bedrock gives the job, not the event's."""
+    events = runtime.settings.events.model_copy(
+        update={"track_unknown_jobs": True, "job_name_prefix": "nightly-"}
+    )
+    runtime.settings = runtime.settings.model_copy(update={"events": events})
+    uri = await put_input(s3, "theirs/input.jsonl", make_records(2))
+    arn = await create_job(bedrock, uri, name="someone-elses", output_uri=f"s3://{BUCKET}/out/")
+    consumer = consumer_of(runtime, sqs)
+    while await consumer.receive_once():  # the emulator's own event, its real name
+        pass
+    forged = json.loads(_forged(arn, "Completed"))
+    forged["detail"]["batchJobName"] = "nightly-forged"
+    await sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(forged))
+
+    while await consumer.receive_once():
+        pass
+
+    assert await runtime.store.get_job(arn) is None
+    assert consumer.counts.refused == {"unknown_job": 2}

@@ -157,3 +157,11 @@ def test_database_url_in_state_directory(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_database_url_in_current_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     assert default_database_url() == f"sqlite:///{tmp_path}/batch-poller.db"
+
+
+@pytest.mark.parametrize("url", ["not a url", "sqs://queue", "https://"])
+def test_an_events_queue_url_must_be_one(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match=r"events\.sqs_queue_url"):
+        load_settings(write(tmp_path, f'[events]\nsqs_queue_url = "{url}"\n'))
+    fine = "https://sqs.us-east-1.amazonaws.com/123456789012/batch-poller-events"
+    assert load_settings(write(tmp_path, f'[events]\nsqs_queue_url = "{fine}"\n')).events.enabled
