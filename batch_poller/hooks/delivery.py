@@ -97,7 +97,6 @@ class Deliverer:
     async def deliver_once(self) -> None:
         """Sends what is due now to every hook, then returns (`run --once`): a failed attempt
         waits for its retry time, at a later run."""
-        self.outbox.routes = routes_of(self.rt.settings.hooks.all())
         workers = [
             _Worker(self.rt, hook, self._make_sender(hook)) for hook in self.rt.settings.hooks.all()
         ]
