@@ -7,13 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import aioboto3
 from botocore.config import Config
 
 from batch_poller.aws.bedrock import Bedrock
 from batch_poller.aws.errors import RetryPolicy
 from batch_poller.aws.limits import RateLimiter
 from batch_poller.aws.s3 import S3
+from batch_poller.aws.session import aws_session
 from batch_poller.clock import Clock, SystemClock
 from batch_poller.config import Settings
 from batch_poller.logging import set_process_field
@@ -54,7 +54,7 @@ async def open_runtime(
     if store is None:
         store = await open_configured_store(settings)
     try:
-        session = aioboto3.Session(region_name=settings.aws.region)
+        session = aws_session(settings.aws.region)
         config = _client_config(settings)
         metrics = Metrics()
         identity = store.tenancy.identity

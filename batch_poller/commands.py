@@ -28,7 +28,7 @@ from batch_poller.store import (
 from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.supervisor import JobHeld
 from batch_poller.tracking import TrackError, track_jobs
-from batch_poller.views import job_document, job_summary, why_folders_are_kept
+from batch_poller.views import job_document, job_summary, records_shown, why_folders_are_kept
 
 
 async def track(
@@ -83,9 +83,10 @@ async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_js
             job.job_name or job.job_id,
             row["status"],
             row["bedrock_status"] or "-",
+            records_shown(job),
             *(
                 str(row[c]) if row[c] is not None else "-"
-                for c in ("total_records", "success_records", "error_records", "cost")
+                for c in ("success_records", "error_records", "cost")
             ),
             row["cleanup"],
             row["last_checked_at"] or "never",

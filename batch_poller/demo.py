@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aioboto3
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.aws.s3 import S3Uri
+from batch_poller.aws.session import aws_session
 from batch_poller.config import HttpSettings, Settings
 from batch_poller.domain import JobStatus
 from batch_poller.emulator.server import EMULATOR_CREDENTIALS, Endpoints, running_emulator
@@ -95,7 +95,7 @@ DEMO_JOBS = [
 
 
 async def submit_demo_jobs(endpoints: Endpoints, region: str) -> list[str]:
-    session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
+    session = aws_session(region, **EMULATOR_CREDENTIALS)
     async with (
         session.client("s3", endpoint_url=endpoints.s3) as s3,
         session.client("bedrock", endpoint_url=endpoints.bedrock) as bedrock,

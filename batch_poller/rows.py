@@ -15,6 +15,18 @@ from batch_poller.domain import BedrockStatus, GroupStatus, JobStatus
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """Bedrock's record counts of a job: processed so far, of how many. Either may be
+    unknown (a job still validating, a region or API version that does not report them)."""
+
+    processed: int | None = None
+    total: int | None = None
+
+
+NO_PROGRESS = Progress()
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """What the daemon knows about a job when it starts tracking it."""
 
@@ -30,6 +42,7 @@ class NewJob:
     s3_folder: str | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
+    progress: Progress = NO_PROGRESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,8 @@ class JobRow:
     fetch_retry_at: datetime | None = None
     group_name: str | None = None
     group_compiled_at: datetime | None = None
+    progress_processed: int | None = None
+    progress_total: int | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[Any, Any]) -> JobRow:

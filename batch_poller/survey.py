@@ -12,6 +12,7 @@ import structlog
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.domain import BedrockStatus, Step
+from batch_poller.rows import Progress
 from batch_poller.runtime import Runtime
 
 log = structlog.get_logger("batch_poller.supervisor")
@@ -63,9 +64,9 @@ class Survey:
             else:
                 log.warning("listing_failed", detail="checking jobs one by one", error=str(error))
             return {}, set()
-        by_status: dict[BedrockStatus, list[str]] = {}
+        by_status: dict[BedrockStatus, dict[str, Progress]] = {}
         for arn, summary in found.items():
             if summary.status is pending[arn].bedrock_status:
-                by_status.setdefault(summary.status, []).append(arn)
+                by_status.setdefault(summary.status, {})[arn] = summary.progress
         unchanged = await store.record_unchanged(by_status, self.rt.clock.now())
         return found, unchanged

@@ -121,6 +121,7 @@ class JobTracker:
             message=remote.message,
             completed_at=remote.ended_at,
             now=self.rt.clock.now(),
+            progress=remote.progress,
         )
         if remote.status is not job.bedrock_status:
             level = "error" if status is JobStatus.FAILED else "info"

@@ -105,6 +105,7 @@ async def track_jobs(
                 s3_folder=input_prefix,
                 submitted_at=remote.submitted_at,
                 completed_at=remote.ended_at,
+                progress=remote.progress,
             ),
             rt.clock.now(),
         )

@@ -28,6 +28,8 @@ TABLE_COLUMNS = (
     "last_checked_at",
     "reason",
     "group_name",
+    "progress_processed",
+    "progress_total",
 )
 
 
@@ -44,6 +46,17 @@ def job_document(job: JobRow) -> dict[str, Any]:
     row["auto_processing"] = auto_processing(job)
     row["reason"] = failure_reason(job)
     return row
+
+
+def records_shown(job: JobRow) -> str:
+    """The records of a job in one cell: those stored, or while it runs Bedrock's progress
+    (processed of total), or `-` when neither is known."""
+    if job.total_records is not None:
+        return str(job.total_records)
+    if job.progress_total is not None:
+        done = "?" if job.progress_processed is None else str(job.progress_processed)
+        return f"{done}/{job.progress_total}"
+    return "-"
 
 
 def failure_reason(job: JobRow) -> str | None:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from botocore.config import Config
 
+from batch_poller.aws.session import aws_session as daemon_session
 from batch_poller.emulator.control import EmulatorControl
 from batch_poller.emulator.process import EmulatorProcess
 from batch_poller.emulator.server import Endpoints
@@ -64,7 +65,7 @@ async def control(endpoints: Endpoints, session_control: EmulatorControl) -> Emu
 
 @pytest.fixture(scope="session")
 def aws_session() -> aioboto3.Session:
-    return aioboto3.Session(region_name=REGION)
+    return daemon_session(REGION)
 
 
 @pytest.fixture(scope="session")

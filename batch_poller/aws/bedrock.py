@@ -9,6 +9,7 @@ from typing import Any
 
 from batch_poller.aws.errors import RetryPolicy
 from batch_poller.domain import BedrockStatus, job_id_from_arn
+from batch_poller.rows import NO_PROGRESS, Progress
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class BedrockJob:
     ended_at: datetime | None
     input_uri: str | None
     output_uri: str | None
+    progress: Progress = NO_PROGRESS
 
     @property
     def output_folder(self) -> str | None:
@@ -47,7 +49,18 @@ class BedrockJob:
             ended_at=data.get("endTime"),
             input_uri=input_config.get("s3Uri"),
             output_uri=output_config.get("s3Uri"),
+            progress=Progress(
+                processed=_count(data.get("processedRecordCount")),
+                total=_count(data.get("totalRecordCount")),
+            ),
         )
+
+
+def _count(value: Any) -> int | None:
+    # A count the daemon cannot use (missing, negative, not a number) is an unknown count.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 class Bedrock:

@@ -9,10 +9,10 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import aioboto3
 from aiohttp import web
 from moto.server import ThreadedMotoServer
 
+from batch_poller.aws.session import aws_session
 from batch_poller.emulator.app import build_app
 from batch_poller.emulator.clock import EmulatorClock
 from batch_poller.emulator.control import EmulatorControl
@@ -44,7 +44,7 @@ async def running_emulator(
     try:
         moto_host, moto_port = moto.get_host_and_port()
         s3_url = f"http://{_url_host(moto_host)}:{moto_port}"
-        session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
+        session = aws_session(region, **EMULATOR_CREDENTIALS)
         async with (
             session.client("s3", endpoint_url=s3_url) as s3,
             session.client("sqs", endpoint_url=s3_url) as sqs,
@@ -106,7 +106,7 @@ async def serve_until_signalled(
 
 
 async def _create_events_queue(endpoints: Endpoints, region: str, name: str) -> None:
-    session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
+    session = aws_session(region, **EMULATOR_CREDENTIALS)
     async with session.client("sqs", endpoint_url=endpoints.s3) as sqs:
         queue_url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
     async with EmulatorControl(endpoints.bedrock) as control:

@@ -11,11 +11,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import aioboto3
 import structlog
 from botocore.config import Config
 
 from batch_poller.aws.errors import AwsError
+from batch_poller.aws.session import aws_session
 from batch_poller.clock import sleep_until_set
 from batch_poller.events.counts import EventCounts
 from batch_poller.events.hints import Hint, NotAHint, Refusal, read_hint
@@ -63,7 +63,7 @@ class EventConsumer:
             await self._receive_until_stopped()
             return
         aws = self.rt.settings.aws
-        session = aioboto3.Session(region_name=aws.region)
+        session = aws_session(aws.region)
         # One attempt per call (the loop below retries) and a read timeout past the long poll.
         config = Config(retries={"total_max_attempts": 1}, read_timeout=WAIT_SECONDS + 20)
         endpoint = aws.sqs_endpoint_url or None

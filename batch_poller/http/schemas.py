@@ -49,6 +49,9 @@ _SUMMARY_PROPERTIES: dict[str, Any] = {
     "auto_processing": {"type": "boolean"},
     "last_checked_at": _TIME,
     "group_name": _nullable("string"),
+    # Bedrock's count while the job runs: records processed so far, of how many.
+    "progress_processed": {"type": ["integer", "null"], "minimum": 0},
+    "progress_total": {"type": ["integer", "null"], "minimum": 0},
 }
 _JOB_PROPERTIES: dict[str, Any] = {
     **_SUMMARY_PROPERTIES,

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.identity import Identity
-from batch_poller.rows import NewJob
+from batch_poller.rows import NO_PROGRESS, NewJob
 from batch_poller.store.database_file import DatabaseFile, DatabaseFileGone, refuse_linked_file
 from batch_poller.store.engine import SessionLimits, dialect_insert, make_engine, sqlite_file
 from batch_poller.store.errors import StoreError, store_operation
@@ -98,7 +98,7 @@ class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
     @store_operation("track a job")
     async def track_job(self, job: NewJob, now: datetime) -> bool:
         """Start tracking a job; True if it was new. Never rewinds a known job."""
-        values = {
+        values: dict[str, object] = {
             "batch_job_arn": job.arn,
             "job_id": job.job_id if job.job_id is not None else job_id_from_arn(job.arn),
             "job_name": _text(job.job_name),
@@ -114,6 +114,9 @@ class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
             "created_at": now,
             "updated_at": now,
         }
+        if job.progress != NO_PROGRESS:
+            values["progress_processed"] = job.progress.processed
+            values["progress_total"] = job.progress.total
 
         async def write(conn: AsyncConnection) -> bool:
             stmt = dialect_insert(conn.dialect.name, _JOBS).values(values)

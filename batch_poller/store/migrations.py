@@ -243,6 +243,16 @@ def _m7_groups_and_outbox(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _m8_progress(conn: Connection) -> None:
+    """Bedrock's record counts of a running job: its progress."""
+    _add_columns(
+        conn,
+        "bedrock_batch_jobs",
+        Column("progress_processed", Integer),
+        Column("progress_total", Integer),
+    )
+
+
 MIGRATIONS: Sequence[Migration] = (
     _m1_initial,
     _m2_cleanup_accounting,
@@ -251,6 +261,7 @@ MIGRATIONS: Sequence[Migration] = (
     _m5_fetch_retries_and_raw_bytes,
     _m6_replicas,
     _m7_groups_and_outbox,
+    _m8_progress,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "tables.SCHEMA_VERSION must follow MIGRATIONS"
 

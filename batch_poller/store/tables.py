@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -99,6 +99,9 @@ bedrock_batch_jobs = Table(
     # compiled: the job's folders wait for it.
     Column("group_name", Text),
     Column("group_compiled_at", UTCDateTime),
+    # Bedrock's own count of the records it has processed, of how many, while the job runs.
+    Column("progress_processed", Integer),
+    Column("progress_total", Integer),
     Index("ix_bedrock_batch_jobs_status_checked", "status", "last_checked_at"),
     Index("ix_bedrock_batch_jobs_job_id", "job_id"),
     Index("ix_bedrock_batch_jobs_claimed_by", "claimed_by"),

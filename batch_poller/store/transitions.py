@@ -5,15 +5,15 @@ worked on keeps it."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import RESULTS_STORED, BedrockStatus, JobStatus, Step
-from batch_poller.rows import RecordTotals
+from batch_poller.rows import Progress, RecordTotals
 from batch_poller.store.errors import store_operation
 from batch_poller.store.groups import reopen, settled
 from batch_poller.store.guards import Tenancy, free_or_held_by, guarded_update
@@ -24,6 +24,20 @@ from batch_poller.store.text import stored_text
 from batch_poller.store.transactions import Transactions
 
 _C = _JOBS.c
+
+# A job's progress, set by the listing's counts after its unchanged check was written.
+_SET_PROGRESS = (
+    update(_JOBS)
+    .where(_C.batch_job_arn == bindparam("arn"))
+    .values(
+        progress_processed=bindparam("progress_processed"),
+        progress_total=bindparam("progress_total"),
+    )
+)
+
+
+def _progress_values(progress: Progress) -> dict[str, int | None]:
+    return {"progress_processed": progress.processed, "progress_total": progress.total}
 
 
 class JobTransitions:
@@ -43,6 +57,7 @@ class JobTransitions:
         message: str | None,
         completed_at: datetime | None,
         now: datetime,
+        progress: Progress | None = None,
     ) -> None:
         values: dict[str, Any] = {
             "last_checked_at": now,
@@ -50,6 +65,8 @@ class JobTransitions:
             "status": status.value,
             "message": message,
         }
+        if progress is not None:
+            values.update(_progress_values(progress))
         if completed_at is not None:
             values["completed_at"] = completed_at
         await self._transition(arn, Step.CHECK, now, values, settles=status is JobStatus.FAILED)
@@ -103,11 +120,12 @@ class JobTransitions:
 
     @store_operation("record checks")
     async def record_unchanged(
-        self, unchanged: Mapping[BedrockStatus, Sequence[str]], now: datetime
+        self, unchanged: Mapping[BedrockStatus, Mapping[str, Progress]], now: datetime
     ) -> set[str]:
         """One check of many jobs that a listing showed unchanged, one statement per status,
         without taking their leases: each is written only if it still needs its check, still
-        has that status and nobody else holds it. Returns the jobs written."""
+        has that status and nobody else holds it; then their progress, in one executemany.
+        Returns the jobs written."""
 
         async def write(conn: AsyncConnection) -> set[str]:
             written: set[str] = set()
@@ -123,6 +141,14 @@ class JobTransitions:
                     .returning(_C.batch_job_arn)
                 )
                 written.update((await conn.execute(stmt)).scalars())
+            progress = [
+                {"arn": arn, **_progress_values(counts)}
+                for by_arn in unchanged.values()
+                for arn, counts in by_arn.items()
+                if arn in written
+            ]
+            if progress:
+                await conn.execute(_SET_PROGRESS, progress)
             return written
 
         return await self.tx.write(write)

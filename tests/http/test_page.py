@@ -85,6 +85,27 @@ async def test_the_page_shows_a_finished_job_and_pauses_with_the_token(
     assert not supervisor.paused
 
 
+async def test_a_running_job_shows_its_progress_as_processed_of_total(
+    browser: Any, admin: Admin, control: Any, submit: Any, supervisor: Any
+) -> None:
+    arn = await submit(40)
+    for _ in range(20):  # on the emulator's clock, until Bedrock counts some of its records
+        if (await control.job(arn)).get("processedRecordCount"):
+            break
+        await control.advance_clock(0.5)
+    await supervisor.run_pass()
+    processed = (await supervisor.rt.store.get_job(arn)).progress_processed
+    page = await browser.new_page()
+
+    await page.goto(admin.server.url + "/")
+    row = page.locator("#job-rows tr", has_text="IN_PROGRESS")
+    await row.wait_for()
+    cells = [await c.inner_text() for c in await row.locator("td").all()]
+
+    assert 0 < processed < 40
+    assert cells[3] == f"{processed}/40"
+
+
 async def test_a_failed_job_says_why_under_its_status(
     browser: Any, admin: Admin, control: Any, submit: Any, supervisor: Any
 ) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from store_testlib import NOW, arn
 
 from batch_poller.domain import BedrockStatus, JobStatus, Step
+from batch_poller.rows import Progress
 from batch_poller.store import (
     JobStore,
     LeaseLost,
@@ -294,14 +295,20 @@ async def test_record_unchanged_writes_only_free_jobs_still_at_that_status(
     async with leased(store, arn(3), NOW):  # this process's own lease does not stop it
         written = await store.record_unchanged(
             {
-                BedrockStatus.IN_PROGRESS: [arn(1), arn(2), arn(3), stopping],
+                BedrockStatus.IN_PROGRESS: {
+                    job: Progress(processed=n, total=10)
+                    for n, job in enumerate((arn(1), arn(2), arn(3), stopping))
+                },
                 # Bedrock's status is unchanged, but the job needs its fetch, not a check.
-                BedrockStatus.COMPLETED: [fetching],
+                BedrockStatus.COMPLETED: {fetching: Progress(processed=10, total=10)},
             },
             LATER,
         )
     assert written == {arn(1), arn(3)}
     checked = {j.batch_job_arn: j.last_checked_at for j in await store.list_jobs()}
     assert checked == {arn(1): LATER, arn(2): None, arn(3): LATER, stopping: NOW, fetching: None}
+    progress = {j.batch_job_arn: j.progress_processed for j in await store.list_jobs()}
+    # Only the jobs whose check was written have their progress written with it.
+    assert progress == {arn(1): 0, arn(2): None, arn(3): 2, stopping: None, fetching: None}
     held = await store.get_job(arn(2))
     assert held is not None and held.claimed_by == other

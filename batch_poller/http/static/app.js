@@ -136,7 +136,7 @@ function renderJobs(jobs) {
       jobCell(job),
       statusCell(job),
       cell(job.auto_processing ? "yes" : "no", "Auto"),
-      cell(job.total_records, "Records", "num"),
+      cell(records(job), "Records", "num"),
       cell(job.success_records, "OK", "num"),
       cell(job.error_records, "Errors", "num"),
       cell(money(job.cost), "Cost", "num"),
@@ -145,6 +145,13 @@ function renderJobs(jobs) {
     );
     rows.append(tr);
   }
+}
+
+// Stored records, or Bedrock's progress while the job runs ("120/250").
+function records(job) {
+  if (job.total_records !== null) return job.total_records;
+  if (job.progress_total === null) return null;
+  return `${job.progress_processed ?? "?"}/${job.progress_total}`;
 }
 
 function money(cost) {
