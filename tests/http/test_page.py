@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from batch_poller.events.consumer import EventConsumer
 from batch_poller.store import StoreError
 from tests.http.conftest import TOKEN, Admin
 
@@ -104,6 +105,33 @@ async def test_a_running_job_shows_its_progress_as_processed_of_total(
 
     assert 0 < processed < 40
     assert cells[3] == f"{processed}/40"
+
+
+async def test_the_page_counts_the_events_received(
+    browser: Any, admin: Admin, control: Any, submit: Any, supervisor: Any, sqs: Any
+) -> None:
+    queue = (await sqs.create_queue(QueueName="page-events"))["QueueUrl"]
+    await control.configure(events_queue_url=queue)
+    rt = supervisor.rt
+    events = rt.settings.events.model_copy(update={"sqs_queue_url": queue})
+    rt.settings = rt.settings.model_copy(update={"events": events})
+    arn = await submit(3)
+    await control.finish(arn, "Completed")  # Bedrock's event, on the queue
+    await sqs.send_message(QueueUrl=queue, MessageBody="not an event")
+    consumer = EventConsumer(rt, lambda: None, sqs, wait_seconds=0)
+    while await consumer.receive_once():
+        pass
+    supervisor.events = consumer.counts
+    page = await browser.new_page()
+
+    await page.goto(admin.server.url + "/")
+    line = page.locator("#events")
+    await line.wait_for()
+
+    counts = consumer.counts  # one event for each change of the job, and the stray message
+    assert counts.accepted >= 1 and counts.received == counts.accepted + 1
+    expected = f"Events: {counts.received} received, {counts.accepted} accepted, 1 ignored; last"
+    assert (await line.inner_text()).startswith(expected)
 
 
 async def test_a_failed_job_says_why_under_its_status(

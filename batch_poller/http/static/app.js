@@ -56,6 +56,20 @@ function renderStatus(status) {
   health.textContent = health.hidden ? "" :
     `Passes are failing: ${status.failed_passes} in a row, since ${when(status.failing_since)}. ` +
     `Last error: ${status.last_error}`;
+  renderEvents(status.events);
+}
+
+// The event consumer, when [events] sqs_queue_url is set: what it received, and whether it can.
+function renderEvents(events) {
+  const line = $("events");
+  line.hidden = events === null;
+  if (events === null) return;
+  const ignored = Object.values(events.ignored).reduce((sum, n) => sum + n, 0);
+  line.textContent = events.state === "failing" ?
+    `Events: receiving fails since ${when(events.failing_since)}: ${events.last_error}` :
+    `Events: ${events.received} received, ${events.accepted} accepted, ${ignored} ignored; ` +
+    `last ${when(events.last_event_at)}`;
+  line.setAttribute("role", events.state === "failing" ? "alert" : "status");
 }
 
 function cell(text, label, className) {
