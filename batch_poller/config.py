@@ -10,6 +10,7 @@ import ipaddress
 import os
 import shutil
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -246,9 +247,18 @@ class EventsSettings(Section):
     # With events on, a pass runs this often (and at once after an event).
     fallback_interval_seconds: float = Field(300.0, gt=0, le=86_400)
     # Start tracking a job an event names that the daemon does not know (submitted by another
-    # tool), when its name starts with job_name_prefix.
+    # tool), when its name starts with job_name_prefix and it carries job_tag ("key=value", or
+    # "key" for any value; one ListTagsForResource per such job).
     track_unknown_jobs: bool = False
     job_name_prefix: str = ""
+    job_tag: str = Field("", pattern=r"^([^=\s][^=]*(=.*)?)?$")
+
+    def tag_matches(self, tags: Mapping[str, str]) -> bool:
+        """Whether a job's tags carry job_tag (always, when none is set)."""
+        if not self.job_tag:
+            return True
+        key, has_value, value = self.job_tag.partition("=")
+        return key in tags and (not has_value or tags[key] == value)
 
     @property
     def enabled(self) -> bool:

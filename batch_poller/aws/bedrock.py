@@ -75,6 +75,13 @@ class Bedrock:
         )
         return BedrockJob.from_api(data)
 
+    async def job_tags(self, arn: str) -> dict[str, str]:
+        data = await self._retry.run(
+            "ListTagsForResource",
+            lambda: self._client.list_tags_for_resource(resourceARN=arn),
+        )
+        return {tag["key"]: tag["value"] for tag in data.get("tags", [])}
+
     async def list_jobs(
         self, submitted_after: datetime | None = None, page_size: int = 1000
     ) -> AsyncIterator[BedrockJob]:

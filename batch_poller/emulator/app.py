@@ -1,5 +1,5 @@
-"""The emulator's HTTP face: Bedrock's four batch operations, and a control API under
-/_emulator for tests, the demo and the benchmark."""
+"""The emulator's HTTP face: Bedrock's batch operations and a job's tags, and a control API
+under /_emulator for tests, the demo and the benchmark."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from batch_poller.domain import BedrockStatus
+from batch_poller.domain import JOB_ARN_PATTERN, BedrockStatus
 from batch_poller.emulator.lifecycle import EmulatedJob
 from batch_poller.emulator.protocol import (
     ApiError,
@@ -36,6 +36,7 @@ def build_app(registry: JobRegistry) -> web.Application:
     app.router.add_post("/model-invocation-job/{job:.+}/stop", _stop, name="StopModelInvocationJob")
     app.router.add_get("/model-invocation-job/{job:.+}", _get, name="GetModelInvocationJob")
     app.router.add_get("/model-invocation-jobs", _list, name="ListModelInvocationJobs")
+    app.router.add_post("/listTagsForResource", _list_tags, name="ListTagsForResource")
     app.router.add_post("/_emulator/reset", _reset)
     app.router.add_get("/_emulator/settings", _get_settings)
     app.router.add_put("/_emulator/settings", _put_settings)
@@ -54,6 +55,7 @@ OPERATIONS = frozenset(
         "CreateModelInvocationJob",
         "GetModelInvocationJob",
         "ListModelInvocationJobs",
+        "ListTagsForResource",
         "StopModelInvocationJob",
     }
 )
@@ -111,6 +113,15 @@ async def _create(request: web.Request) -> web.Response:
 
 async def _get(request: web.Request) -> web.Response:
     return web.json_response(job_document(await _job_for_call(request)))
+
+
+async def _list_tags(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    arn = body.get("resourceARN") if isinstance(body, dict) else None
+    if not isinstance(arn, str) or not JOB_ARN_PATTERN.match(arn):
+        raise invalid(f"resourceARN: {arn!r} is not a batch inference job's ARN")
+    job = request.app[REGISTRY].find(arn)
+    return web.json_response({"tags": [{"key": k, "value": v} for k, v in job.tags.items()]})
 
 
 async def _stop(request: web.Request) -> web.Response:

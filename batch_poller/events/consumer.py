@@ -163,10 +163,13 @@ class EventConsumer:
             return False
         try:
             remote = await self.rt.bedrock.get_job(hint.arn)
+            if not (remote.name or "").startswith(events.job_name_prefix):
+                return False
+            # Tags are read only for a job whose name fits: a call per candidate, not per event.
+            if events.job_tag and not events.tag_matches(await self.rt.bedrock.job_tags(hint.arn)):
+                return False
         except AwsError as error:
             log.warning("event_job_not_tracked", job_arn=hint.arn, error=str(error))
-            return False
-        if not (remote.name or "").startswith(events.job_name_prefix):
             return False
         try:
             await track_jobs(self.rt, [hint.arn])

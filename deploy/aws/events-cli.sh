@@ -31,7 +31,7 @@ aws events put-targets --region "$REGION" --rule batch-poller-bedrock-batch \
 
 aws iam create-policy --policy-name batch-poller --policy-document "$(cat <<JSON
 {"Version":"2012-10-17","Statement":[
- {"Effect":"Allow","Action":["bedrock:GetModelInvocationJob","bedrock:ListModelInvocationJobs"],"Resource":"*"},
+ {"Effect":"Allow","Action":["bedrock:GetModelInvocationJob","bedrock:ListModelInvocationJobs","bedrock:ListTagsForResource"],"Resource":"*"},
  {"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:$PARTITION:s3:::$BUCKET"},
  {"Effect":"Allow","Action":["s3:GetObject","s3:DeleteObject"],"Resource":"arn:$PARTITION:s3:::$BUCKET/$PREFIX*"},
  {"Effect":"Allow","Action":["sqs:ReceiveMessage","sqs:DeleteMessage","sqs:GetQueueAttributes"],"Resource":"$QUEUE_ARN"}]}

@@ -228,6 +228,43 @@ async def test_an_unknown_job_is_tracked_when_asked_and_its_name_fits(
     assert consumer.counts.refused == ({} if adopted else {"unknown_job": 1})
 
 
+@pytest.mark.parametrize(
+    ("job_tag", "adopted"),
+    [("team=search", {"search"}), ("team", {"search", "ads"}), ("team=ads", {"ads"})],
+)
+async def test_an_unknown_job_is_tracked_only_with_the_tag_asked_for(
+    runtime: Runtime,
+    bedrock: Any,
+    s3: Any,
+    sqs: Any,
+    queue: str,
+    control: Any,
+    job_tag: str,
+    adopted: set[str],
+) -> None:
+    events = runtime.settings.events.model_copy(
+        update={"track_unknown_jobs": True, "job_tag": job_tag}
+    )
+    runtime.settings = runtime.settings.model_copy(update={"events": events})
+    uri = await put_input(s3, "tagged/input.jsonl", make_records(2))
+    arns = {
+        team: await create_job(
+            bedrock, uri, name=f"by-{team}", tags=tags, output_uri=f"s3://{BUCKET}/out/"
+        )
+        for team, tags in (("search", {"team": "search"}), ("ads", {"team": "ads"}), ("none", {}))
+    }
+    consumer = consumer_of(runtime, sqs)
+    before = (await control.calls()).get("ListTagsForResource", 0)
+
+    while await consumer.receive_once():
+        pass
+
+    tracked = {team for team, arn in arns.items() if await runtime.store.get_job(arn)}
+    assert tracked == adopted
+    # One read of the tags for each job whose name fits (each has had one event).
+    assert (await control.calls())["ListTagsForResource"] - before == 3
+
+
 async def test_a_forged_name_cannot_pass_a_job_off_as_one_to_adopt(
     runtime: Runtime, bedrock: Any, s3: Any, sqs: Any, queue: str
 ) -> None:

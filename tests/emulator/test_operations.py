@@ -151,6 +151,22 @@ async def test_a_malformed_identifier_is_a_validation_error(
     assert "jobIdentifier" in str(raised.value)
 
 
+async def test_a_job_s_tags_are_listed_by_its_arn(bedrock: Any, input_uri: str) -> None:
+    arn = await create_job(bedrock, input_uri, tags={"team": "search", "cost-centre": "42"})
+
+    listed = await bedrock.list_tags_for_resource(resourceARN=arn)
+
+    assert sorted((t["key"], t["value"]) for t in listed["tags"]) == [
+        ("cost-centre", "42"),
+        ("team", "search"),
+    ]
+    with pytest.raises(bedrock.exceptions.ResourceNotFoundException):
+        await bedrock.list_tags_for_resource(resourceARN=arn[:-12] + "abcdefabcdef")
+    with pytest.raises(bedrock.exceptions.ValidationException) as raised:
+        await bedrock.list_tags_for_resource(resourceARN="arn:aws:s3:::not-a-job-at-all")
+    assert "resourceARN" in str(raised.value)
+
+
 async def test_stop_of_an_unknown_job_is_resource_not_found(bedrock: Any, endpoints: Any) -> None:
     with pytest.raises(bedrock.exceptions.ResourceNotFoundException):
         await bedrock.stop_model_invocation_job(jobIdentifier="abcdefabcdef")

@@ -165,3 +165,27 @@ def test_an_events_queue_url_must_be_one(tmp_path: Path, url: str) -> None:
         load_settings(write(tmp_path, f'[events]\nsqs_queue_url = "{url}"\n'))
     fine = "https://sqs.us-east-1.amazonaws.com/123456789012/batch-poller-events"
     assert load_settings(write(tmp_path, f'[events]\nsqs_queue_url = "{fine}"\n')).events.enabled
+
+
+@pytest.mark.parametrize("tag", ["=search", " team=search", "\tteam"])
+def test_an_events_job_tag_needs_a_key(tmp_path: Path, tag: str) -> None:
+    with pytest.raises(ConfigError, match=r"events\.job_tag"):
+        load_settings(write(tmp_path, f'[events]\njob_tag = "{tag}"\n'))
+
+
+@pytest.mark.parametrize(
+    ("tag", "tags", "matches"),
+    [
+        ("", {}, True),
+        ("team", {"team": ""}, True),
+        ("team", {"other": "x"}, False),
+        ("team=search", {"team": "search"}, True),
+        ("team=search", {"team": "ads"}, False),
+        ("url=a=b", {"url": "a=b"}, True),
+    ],
+)
+def test_an_events_job_tag_matches_key_and_value(
+    tmp_path: Path, tag: str, tags: dict[str, str], matches: bool
+) -> None:
+    events = load_settings(write(tmp_path, f'[events]\njob_tag = "{tag}"\n')).events
+    assert events.tag_matches(tags) is matches
