@@ -8,6 +8,7 @@ and the consumer starts again. The state always comes from Bedrock, on the ordin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -124,9 +125,10 @@ class EventConsumer:
         for message in messages:
             self.counts.received += 1
             try:
-                hints.append(read_hint(message.get("Body", "")))
+                hint = read_hint(message.get("Body", ""))
+                hints.append(dataclasses.replace(hint, message_id=message.get("MessageId")))
             except NotAHint as refused:
-                self._refused(refused.refusal, str(refused), message)
+                self._refused(refused.refusal, str(refused), message.get("MessageId"))
         if hints:
             await self._take(hints)
         # Deleted only now: a crash before this line gets them again, and a hint twice is a
@@ -151,7 +153,7 @@ class EventConsumer:
                 tracked.add(hint.arn)
                 self._accepted(hint)
             else:
-                self._refused(Refusal.UNKNOWN_JOB, f"{hint.arn} is not tracked", None)
+                self._refused(Refusal.UNKNOWN_JOB, f"{hint.arn} is not tracked", hint.message_id)
         if tracked:
             self.wake()
 
@@ -182,12 +184,16 @@ class EventConsumer:
     def _accepted(self, hint: Hint) -> None:
         self.counts.accepted += 1
         self.rt.metrics.events.labels("accepted").inc()
-        log.info("event_hint", job_arn=hint.arn, bedrock_status=hint.status.value)
+        log.info(
+            "event_hint",
+            job_arn=hint.arn,
+            bedrock_status=hint.status.value,
+            message_id=hint.message_id,
+        )
 
-    def _refused(self, refusal: Refusal, why: str, message: dict[str, Any] | None) -> None:
+    def _refused(self, refusal: Refusal, why: str, message_id: str | None) -> None:
         self.counts.refused[refusal.value] = self.counts.refused.get(refusal.value, 0) + 1
         self.rt.metrics.events.labels(refusal.value).inc()
-        message_id = None if message is None else message.get("MessageId")
         log.warning("event_ignored", reason=refusal.value, detail=why, message_id=message_id)
 
     async def _pause(self, seconds: float) -> None:

@@ -40,6 +40,8 @@ class Hint:
     status: BedrockStatus
     job_name: str | None
     at: datetime
+    # The SQS message it came in, for the log lines about it.
+    message_id: str | None = None
 
 
 class NotAHint(ValueError):

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from batch_poller.domain import JobStatus
 from batch_poller.emulator.events import model_arn
@@ -159,12 +160,16 @@ async def test_forged_duplicated_and_malformed_messages_change_nothing_they_shou
         await sqs.send_message(QueueUrl=queue, MessageBody=body)
     consumer = consumer_of(runtime, sqs)
 
-    while await consumer.receive_once():
-        pass
+    with capture_logs() as logs:
+        while await consumer.receive_once():
+            pass
     await supervisor.run_pass()
 
     job = await runtime.store.get_job(arn)
     assert job is not None and job.status is JobStatus.IN_PROGRESS
+    # Each refusal names the SQS message it refused.
+    ignored = [entry for entry in logs if entry["event"] == "event_ignored"]
+    assert len(ignored) == 5 and all(entry["message_id"] for entry in ignored)
     assert job.results_fetched_at is None
     assert consumer.counts.received == len(bodies)
     assert consumer.counts.accepted == 2
