@@ -98,7 +98,9 @@ def checked_prefix(
         # S3 keys are literal: `job-1/../` is neither job-1's folder nor its parent.
         raise CleanupRefused(f"{uri} has a '.' or '..' segment, which S3 does not resolve")
     if managed_prefixes and not any(_within(prefix, m) for m in managed_prefixes):
-        raise CleanupRefused(f"{uri} is outside [cleanup] managed_prefixes")
+        raise CleanupRefused(
+            f"{uri} is outside [cleanup] managed_prefixes (checked: {', '.join(managed_prefixes)})"
+        )
     for arn, other in others:
         try:
             other_prefix = S3Uri.parse(other)

@@ -10,7 +10,8 @@ from typing import Any
 
 from batch_poller import __version__
 from batch_poller.cli_errors import CommandError
-from batch_poller.config import EX_CONFIG, ConfigError, Settings, load_settings
+from batch_poller.config import EX_CONFIG, LOG_LEVELS, ConfigError, Settings, load_settings
+from batch_poller.extras import require_extra
 from batch_poller.logging import configure_logging
 
 EXIT_ERROR = 1
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.command(args, settings)
     except CommandError as error:
         print(f"batch-poller: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return error.exit_code
     except Exception as error:
         failure = _database_failure(args.command_name, error)
         if failure is None:
@@ -77,7 +78,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"batch-poller {__version__}")
     parser.add_argument("--config", metavar="FILE", help="TOML settings file")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="the log's least level, in any case (default: [logging] level, INFO)",
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     def add(
@@ -343,12 +349,14 @@ def _db_upgrade(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings | None) -> int:
+    require_extra("moto", "emulator", "the demo (it runs the local emulator)")
     from batch_poller.demo import run_demo
 
     return _arun(run_demo(keep=args.keep, serve=args.serve, port=args.port))
 
 
 def _emulate(args: argparse.Namespace, settings: Settings | None) -> int:
+    require_extra("moto", "emulator", "the emulator")
     from batch_poller.emulator.server import serve_until_signalled
 
     asyncio.run(

@@ -2,4 +2,6 @@
 
 
 class CommandError(Exception):
-    """A refusal with a message for the user; the command exits 1."""
+    """A refusal with a message for the user; the command exits with `exit_code`."""
+
+    exit_code = 1

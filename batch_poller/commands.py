@@ -259,7 +259,8 @@ async def open_command_store(settings: Settings, *, reading: bool = False) -> Jo
     if reading and (missing := missing_sqlite_file(database.url)) is not None:
         raise CommandError(
             f"no database at {missing}: nothing has been tracked with this configuration "
-            "([database] url)"
+            "([database] url; with no config file, from --config, $BATCH_POLLER_CONFIG or "
+            "/etc/batch-poller/config.toml, it is batch-poller.db in the current folder)"
         )
     try:
         return await open_configured_store(settings)

@@ -6,16 +6,28 @@ it exists. Environment keys are BATCH_POLLER_<SECTION>__<KEY>.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import re
 import shutil
 import tomllib
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,9 +36,20 @@ from pydantic_settings import (
 )
 
 from batch_poller.config_errors import describe_settings_error, shown_input
+from batch_poller.database_url import database_url_problem
 from batch_poller.masking import mask_endpoint_url, mask_url, mask_webhook_url
 
 SYSTEM_CONFIG = Path("/etc/batch-poller/config.toml")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# A level in any letter case: `level = "debug"` is what people write.
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR"],
+    BeforeValidator(
+        lambda level: (
+            level.upper() if isinstance(level, str) and level.upper() in LOG_LEVELS else level
+        )
+    ),
+]
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's unit does not restart on it
 
 
@@ -36,6 +59,13 @@ class ConfigError(Exception):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# An AWS region's name: us-east-1, eu-central-2, us-gov-west-1, ...
+REGION_PATTERN = r"[a-z]{2,}(-[a-z]+)+-[0-9]+"
+# A bucket or a folder in one, as cleanup compares them: s3://bucket/ or s3://bucket/prefix/
+# (the final / matters: s3://b/data would also take s3://b/data-other/).
+MANAGED_PREFIX = re.compile(r"s3://[^/\s]+/([^/]+/)*")
 
 
 class AwsSettings(Section):
@@ -48,6 +78,13 @@ class AwsSettings(Section):
     # 0 turns it off.
     max_calls_per_second: float = Field(10.0, ge=0, le=10_000)
 
+    @field_validator("region")
+    @classmethod
+    def _region(cls, region: str) -> str:
+        if not re.fullmatch(REGION_PATTERN, region):
+            raise ValueError("not an AWS region's name, such as us-east-1 or eu-central-1")
+        return region
+
 
 def default_database_url() -> str:
     """The service's state directory under systemd, else the current directory."""
@@ -58,6 +95,15 @@ def default_database_url() -> str:
 
 class DatabaseSettings(Section):
     url: str = Field(default_factory=default_database_url)
+
+    @field_validator("url")
+    @classmethod
+    def _usable(cls, url: str) -> str:
+        problem = database_url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
+        return url
+
     # At start, a database that is busy or down is waited for: the first wait, doubling up to
     # the cap, until it answers.
     connect_retry_base_seconds: float = Field(1.0, gt=0, le=3600)
@@ -103,6 +149,21 @@ class CleanupSettings(Section):
     enabled: bool = True
     # When set, only prefixes under one of these s3:// URIs are ever deleted.
     managed_prefixes: list[str] = Field(default_factory=list)
+
+    @field_validator("managed_prefixes")
+    @classmethod
+    def _folders(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            if MANAGED_PREFIX.fullmatch(prefix):
+                continue
+            hint = ""
+            if MANAGED_PREFIX.fullmatch(prefix + "/"):
+                hint = f": did you mean {prefix + '/'!r}?"
+            raise ValueError(
+                f"{prefix!r} is not an s3://bucket/prefix/ URI (a bucket, or a folder in one, "
+                f"ending in /){hint}"
+            )
+        return prefixes
 
 
 class ModelPrice(Section):
@@ -266,7 +327,7 @@ class EventsSettings(Section):
 
 
 class LoggingSettings(Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: LogLevel = "INFO"
     # auto: journald when systemd connected our output to the journal, console on a terminal,
     # JSON lines otherwise.
     format: Literal["auto", "console", "json", "journald"] = "auto"
@@ -290,17 +351,20 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
 
     def admin_token(self) -> str:
-        """The admin token: from the variable, else from the token file; '' when neither."""
+        """The admin token: from the variable, else from the token file, else from systemd's
+        credential `admin-token` (LoadCredential=); '' when none is set."""
         token = self.http.admin_token.get_secret_value()
-        if token or not self.http.admin_token_file:
+        if token:
             return token.strip()
+        source, path = "[http] admin_token_file", self.http.admin_token_file
+        if not path:
+            source, path = "the credential admin-token", _credential("admin-token")
+        if not path:
+            return ""
         try:
-            return Path(self.http.admin_token_file).read_text().strip()
+            return Path(path).read_text().strip()
         except OSError as error:
-            raise ConfigError(
-                f"cannot read [http] admin_token_file {self.http.admin_token_file}: "
-                f"{error.strerror}"
-            ) from None
+            raise ConfigError(f"cannot read {source} {path}: {error.strerror}") from None
 
     @classmethod
     def settings_customise_sources(
@@ -337,6 +401,13 @@ class SeedVariables(PydanticBaseSettingsSource):
             if name in os.environ:
                 values.setdefault(section, {})[key] = os.environ[name]
         return values
+
+
+def _credential(name: str) -> str:
+    """The path of a credential systemd passed with LoadCredential=, or '' without it."""
+    folder = os.environ.get("CREDENTIALS_DIRECTORY", "")
+    path = Path(folder) / name
+    return str(path) if folder and path.is_file() else ""
 
 
 def config_path(explicit: str | None) -> Path | None:
@@ -396,28 +467,65 @@ def _source_of(loc: tuple[int | str, ...], path: Path | None) -> str:
 
 
 def _describe(error: ValidationError, path: Path | None) -> str:
-    first = error.errors()[0]
+    errors = error.errors()
+    # A misspelt key is also a missing one: the unknown key says what happened.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(part) for part in first["loc"])
     where = _source_of(first["loc"], path)
     if first["type"] == "extra_forbidden":
-        return f"unknown setting {key!r} (from {where})"
+        return f"unknown setting {key!r}{_nearest_key(first['loc'])} (from {where})"
     value = first.get("input")
     if isinstance(value, dict):  # a whole table refused by its own check: the message says why
         return f"setting {key} is invalid: {first['msg']} (from {where})"
     shown = shown_input(key, value)
-    return f"setting {key}={shown} is invalid: {first['msg']} (from {where})"
+    why = first["msg"].removeprefix("Value error, ")
+    return f"setting {key}={shown} is invalid: {why} (from {where})"
+
+
+def _nearest_key(loc: tuple[int | str, ...]) -> str:
+    """`: did you mean 'poller.interval_seconds'?` for a misspelt key, or nothing."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        inner = _model_in(field.annotation) if field is not None else None
+        if inner is None:
+            return ""
+        model = inner
+    near = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    if not near:
+        return ""
+    parents = [str(p) for p in loc[:-1] if not isinstance(p, int)]
+    return f": did you mean {'.'.join([*parents, near[0]])!r}?"
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The settings table a field holds: its own model, or the model of its list's items."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
     """The settings as a TOML document, e.g. for `batch-poller config show`."""
     data = settings.model_dump(mode="json")
     data["http"]["admin_token"] = settings.http.admin_token.get_secret_value()
+    # A masked value fed back would change the setting: it is left out, with a comment.
+    hidden: dict[tuple[str, str], str] = {}
     if mask_secrets:
-        data["database"]["url"] = mask_url(data["database"]["url"])
+        masks: list[tuple[str, str, Callable[[str], str]]] = [("database", "url", mask_url)]
         for endpoint in ("bedrock_endpoint_url", "s3_endpoint_url", "sqs_endpoint_url"):
-            data["aws"][endpoint] = mask_endpoint_url(data["aws"][endpoint])
+            masks.append(("aws", endpoint, mask_endpoint_url))
+        for section, key, mask in masks:
+            if (masked := mask(data[section][key])) != data[section][key]:
+                hidden[section, key] = f"# {key} is set and not shown: {masked}"
         if data["http"]["admin_token"]:
-            data["http"]["admin_token"] = "***"
+            hidden["http", "admin_token"] = "# admin_token is set and not shown"
     lines: list[str] = []
     for section, values in data.items():
         if section == "pricing":
@@ -429,7 +537,7 @@ def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
             lines += _hook_tables(settings.hooks, values, mask_secrets)
             continue
         lines.append(f"\n[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines += [hidden.get((section, k)) or f"{k} = {_toml_value(v)}" for k, v in values.items()]
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

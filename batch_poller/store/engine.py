@@ -14,16 +14,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from batch_poller.database_url import ASYNC_DRIVERS
 from batch_poller.masking import mask_url
-
-# Users write plain URLs; the store only ever talks through the async drivers.
-_DRIVERS = {
-    "sqlite": "sqlite+aiosqlite",
-    "sqlite+aiosqlite": "sqlite+aiosqlite",
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-    "postgresql+asyncpg": "postgresql+asyncpg",
-}
 
 _SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
@@ -85,7 +77,7 @@ def to_async_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError:
         raise ValueError(f"cannot parse database URL {mask_url(url)!r}") from None
-    driver = _DRIVERS.get(parsed.drivername)
+    driver = ASYNC_DRIVERS.get(parsed.drivername)
     if driver is None:
         shown = mask_url(url)
         raise ValueError(

@@ -47,6 +47,7 @@ async def test_a_refused_cleanup_stays_pending_and_is_retried_on_later_passes(
     assert refused.cleanup_completed_at is None
     assert refused.cleanup_attempts == 2
     assert refused.last_error is not None and "managed_prefixes" in refused.last_error
+    assert "(checked: s3://elsewhere/)" in refused.last_error
     assert len(await list_keys(s3, "jobs/job-1/")) == 1
 
     allowed = cleanup.model_copy(update={"managed_prefixes": [f"s3://{BUCKET}/"]})

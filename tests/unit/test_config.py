@@ -90,12 +90,18 @@ def error_of(path: str | None) -> str:
 
 def test_unknown_key(tmp_path: Path) -> None:
     path = write(tmp_path, "[poller]\nintervall_seconds = 10\n")
-    assert error_of(path) == f"unknown setting 'poller.intervall_seconds' (from config file {path})"
+    assert (
+        error_of(path) == "unknown setting 'poller.intervall_seconds': did you mean "
+        f"'poller.interval_seconds'? (from config file {path})"
+    )
 
 
 def test_unknown_section(tmp_path: Path) -> None:
     path = write(tmp_path, "[poler]\ninterval_seconds = 10\n")
-    assert error_of(path) == f"unknown setting 'poler' (from config file {path})"
+    assert (
+        error_of(path)
+        == f"unknown setting 'poler': did you mean 'poller'? (from config file {path})"
+    )
 
 
 def test_wrong_type(tmp_path: Path) -> None:

@@ -1,0 +1,107 @@
+"""What `config check` and every start refuse before anything runs: one line naming the key,
+the value, what is wrong and, where it can tell, what was meant."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from batch_poller import config
+from batch_poller.config import ConfigError, load_settings, render_toml
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("BATCH_POLLER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "absent" / "config.toml")
+
+
+def _load(tmp_path: Path, text: str) -> config.Settings:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return load_settings(str(path))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('[database]\nurl = "mysql://db/jobs"', "database.url='mysql://db/jobs' is invalid: the "),
+        ('[database]\nurl = "jobs.db"', "it is not a URL: sqlite:///path/to/file.db"),
+        ('[aws]\nregion = ""', "aws.region='' is invalid: not an AWS region's name"),
+        ('[aws]\nregion = "US East"', "aws.region='US East' is invalid"),
+        (
+            '[cleanup]\nmanaged_prefixes = ["s3://bucket/batch"]',
+            "did you mean 's3://bucket/batch/'?",
+        ),
+        ('[cleanup]\nmanaged_prefixes = ["bucket/batch/"]', "is not an s3://bucket/prefix/ URI"),
+        ('[cleanup]\nmanaged_prefixes = ["s3:///batch/"]', "is not an s3://bucket/prefix/ URI"),
+        ('[logging]\nlevel = "verbose"', "logging.level='verbose' is invalid"),
+        ("[poller]\nintervl = 3", "unknown setting 'poller.intervl': did you mean "),
+        ("[pollr]\nenabled = true", "unknown setting 'pollr': did you mean 'poller'?"),
+        ('[[hooks.command]]\nname = "a"\nagrv = ["true"]', "did you mean 'hooks.command.argv'?"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_refused_in_one_line(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _load(tmp_path, text)
+    message = str(refused.value)
+    assert words in message and "\n" not in message
+    assert message.endswith(f"(from config file {tmp_path / 'config.toml'})")
+
+
+def test_a_log_level_is_taken_in_any_letter_case(tmp_path: Path) -> None:
+    assert _load(tmp_path, '[logging]\nlevel = "debug"').logging.level == "DEBUG"
+    assert _load(tmp_path, '[logging]\nlevel = "Warning"').logging.level == "WARNING"
+
+
+def test_postgresql_without_its_driver_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = '[database]\nurl = "postgresql://poller@127.0.0.1/test"'
+    assert _load(tmp_path, text).database.url.startswith("postgresql://")
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as on a host without the extra
+
+    with pytest.raises(ConfigError, match=r"pip install 'batch-poller\[postgres\]'"):
+        _load(tmp_path, text)
+
+
+def test_config_show_leaves_out_what_it_masks_so_feeding_it_back_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    settings = _load(
+        tmp_path,
+        '[database]\nurl = "postgresql://poller:hunter2@db/jobs"\n'
+        '[aws]\ns3_endpoint_url = "http://AKIAX:secret@proxy:8080/"\n'
+        '[http]\nadmin_token = "t0ken"\n',
+    )
+
+    shown = render_toml(settings, mask_secrets=True)
+
+    assert "hunter2" not in shown and "secret" not in shown.replace("not shown", "")
+    assert "t0ken" not in shown and '***"' not in shown
+    assert "# admin_token is set and not shown" in shown
+    assert "# url is set and not shown: postgresql://poller:***@db/jobs" in shown
+    fed_back = _load(tmp_path, shown)
+    assert fed_back.http.admin_token.get_secret_value() == ""  # left out, not changed to ***
+    assert fed_back.database.url != "postgresql://poller:***@db/jobs"
+
+
+def test_the_admin_token_comes_from_systemd_s_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "admin-token").write_text("from-systemd\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+
+    assert _load(tmp_path, "").admin_token() == "from-systemd"
+    # A token set in the settings comes first.
+    assert _load(tmp_path, '[http]\nadmin_token = "mine"').admin_token() == "mine"
