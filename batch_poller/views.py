@@ -39,6 +39,17 @@ def job_summary(job: JobRow) -> dict[str, Any]:
     return {column: row[column] for column in TABLE_COLUMNS}
 
 
+def job_list_item(job: JobRow) -> dict[str, Any]:
+    """A job in the API's list: the columns of `jobs`, and Bedrock's message and the daemon's
+    last error, so a failed job can show both when they differ."""
+    row = job_document(job)
+    return {
+        **{column: row[column] for column in TABLE_COLUMNS},
+        "message": row["message"],
+        "last_error": row["last_error"],
+    }
+
+
 def job_document(job: JobRow) -> dict[str, Any]:
     """Every column of a job, JSON-ready, plus its cleanup state."""
     row = {key: _plain(value) for key, value in dataclasses.asdict(job).items()}

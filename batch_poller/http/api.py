@@ -3,29 +3,41 @@ change things only through the same calls the CLI makes."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib import resources
 from typing import Any, TypeVar
 
 import orjson
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
-from batch_poller.domain import Step, next_step, parse_group_status, parse_job_status
+from batch_poller.domain import JobStatus, Step, next_step, parse_group_status, parse_job_status
 from batch_poller.export import exported
 from batch_poller.hooks.documents import group_document
 from batch_poller.http.errors import ApiError, bad_request, conflict, not_found
 from batch_poller.http.openapi import openapi_document
-from batch_poller.http.schemas import MAX_OFFSET
+from batch_poller.http.schemas import MAX_ACTIVITY_HOURS, MAX_OFFSET, MAX_SEARCH
+from batch_poller.ingest import Interrupted
 from batch_poller.rows import GroupRow, JobRow
-from batch_poller.store import GroupError, RecordScope
+from batch_poller.store import GroupError, LeaseLost, RecordScope, StaleTransition, StoreError
 from batch_poller.supervisor import JobHeld, Supervisor
 from batch_poller.tracker import Outcome
 from batch_poller.tracking import TrackError, track_jobs
-from batch_poller.views import job_document, job_summary, status_document, why_folders_are_kept
+from batch_poller.views import (
+    job_document,
+    job_list_item,
+    job_summary,
+    status_document,
+    why_folders_are_kept,
+)
+
+log = structlog.get_logger("batch_poller.http")
 
 
 @dataclass
@@ -49,14 +61,17 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/batch/poller/stop", poller_stop)
     r.add_post("/api/batch/poller/start", poller_start)
     r.add_post("/api/batch/process-completed", process_completed)
+    r.add_get("/api/batch/activity", activity)
     r.add_get("/api/batch/jobs", list_jobs)
     r.add_post("/api/batch/jobs", track_job)
     # A job ARN holds a "/": the pattern takes it whole, encoded or not.
     r.add_post("/api/batch/jobs/{job:.+}/cleanup", cleanup_job)
+    r.add_post("/api/batch/jobs/{job:.+}/retry", retry_job)
     r.add_get("/api/batch/jobs/{job:.+}/records", job_records)
-    # Not a path that ends in /cleanup or /records: those are the resources above, so a GET of
-    # the first is 405.
-    r.add_get("/api/batch/jobs/{job:.+(?<!/cleanup)(?<!/records)}", get_job)
+    r.add_get("/api/batch/jobs/{job:.+}/errors", job_errors)
+    # Not a path that ends in /cleanup, /retry, /records or /errors: those are the resources
+    # above, so a GET of the first two is 405.
+    r.add_get("/api/batch/jobs/{job:.+(?<!/cleanup)(?<!/retry)(?<!/records)(?<!/errors)}", get_job)
     r.add_get("/api/batch/records/{record_id}", records_by_id)
     r.add_get("/api/batch/groups", list_groups)
     r.add_get("/api/batch/groups/{group}", get_group)
@@ -166,20 +181,39 @@ async def process_completed(request: web.Request) -> web.Response:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    status, limit, offset = _list_query(request, parse_job_status)
+    """A page of jobs, and `total`: how many match the status and the search `q`."""
+    status, limit, offset = _list_query(request, parse_job_status, "q")
+    search = _search(request.query)
     store = _context(request).supervisor.rt.store
-    jobs = await store.list_jobs(status, limit=limit, offset=offset)
-    return _page("jobs", [job_summary(j) for j in jobs], limit, offset)
+    jobs = await store.list_jobs(status, limit=limit, offset=offset, search=search)
+    total = await store.count_jobs(status, search=search)
+    items = [job_list_item(j) for j in jobs]
+    return _json(
+        {"jobs": items, "limit": limit, "offset": offset, "count": len(items), "total": total}
+    )
+
+
+def _search(query: Any) -> str | None:
+    """The text a job's name or id must hold: `q`, blanks around it dropped; none when empty."""
+    text = query.get("q", "").strip()
+    if len(text) > MAX_SEARCH:
+        raise bad_request(f"q: at most {MAX_SEARCH} characters, not {len(text)}")
+    return text or None
+
+
+def _only(query: Any, *names: str) -> None:
+    unknown = set(query) - set(names)
+    if unknown:
+        raise bad_request(f"unknown query parameter {sorted(unknown)[0]!r}")
 
 
 def _list_query(
-    request: web.Request, parse_status: Callable[[str], T]
+    request: web.Request, parse_status: Callable[[str], T], *more: str
 ) -> tuple[T | None, int, int]:
-    """A list's query: an optional status (any case), a limit and an offset; nothing else."""
+    """A list's query: an optional status (any case), a limit and an offset, and the names in
+    `more` (read by the caller); nothing else."""
     query = request.query
-    unknown = set(query) - {"status", "limit", "offset"}
-    if unknown:
-        raise bad_request(f"unknown query parameter {sorted(unknown)[0]!r}")
+    _only(query, "status", "limit", "offset", *more)
     status = None
     if "status" in query:
         try:
@@ -212,11 +246,23 @@ async def records_by_id(request: web.Request) -> web.Response:
     return await _records_page(request, RecordScope(record_id=request.match_info["record_id"]))
 
 
+async def job_errors(request: web.Request) -> web.Response:
+    """The job's error records counted by error code, the most frequent first."""
+    _only(request.query)
+    job = await _job(request)
+    counts = await _context(request).supervisor.rt.store.error_code_counts(job.batch_job_arn)
+    return _json(
+        {
+            "batch_job_arn": job.batch_job_arn,
+            "errors": [{"error_code": code, "count": count} for code, count in counts],
+            "total": sum(count for _, count in counts),
+        }
+    )
+
+
 async def _records_page(request: web.Request, scope: RecordScope) -> web.Response:
     query = request.query
-    unknown = set(query) - {"cursor", "limit", "outcome", "error_code"}
-    if unknown:
-        raise bad_request(f"unknown query parameter {sorted(unknown)[0]!r}")
+    _only(query, "cursor", "limit", "outcome", "error_code")
     outcome = query.get("outcome")
     if outcome is not None and outcome not in ("ok", "error"):
         raise bad_request(f"outcome: {outcome!r} is not ok or error")
@@ -305,6 +351,91 @@ async def cleanup_job(request: web.Request) -> web.Response:
         if outcome is not Outcome.CLEANED:
             raise conflict(f"cleanup refused: {job.last_error}")
     return _json(job_document(job))
+
+
+async def retry_job(request: web.Request) -> web.Response:
+    """Fetches a RESULT_FETCH_FAILED job's results again now (then cleans it up, as a pass
+    would), under a lease like any pass."""
+    job = await _job(request)
+    if job.status is not JobStatus.RESULT_FETCH_FAILED:
+        raise conflict(
+            f"{job.batch_job_arn} is {job.status.value}: only a RESULT_FETCH_FAILED job's fetch "
+            "is retried"
+        )
+    supervisor = _context(request).supervisor
+    try:
+        outcomes = await _fetch_again(supervisor, job)
+    except JobHeld as held:
+        raise conflict(str(held)) from None
+    except (LeaseLost, StaleTransition) as lost:
+        raise conflict(f"another process took the job over: {lost}") from None
+    except Interrupted:
+        raise conflict("the daemon is stopping: the fetch waits for its next start") from None
+    job = await _job(request)
+    if Outcome.FETCH_FAILED in outcomes:
+        raise conflict(f"the fetch failed again: {job.last_error}")
+    return _json(job_document(job))
+
+
+async def _fetch_again(supervisor: Supervisor, job: JobRow) -> list[Outcome]:
+    """The job's fetch, with its lease kept while it runs and given up after."""
+    arn = job.batch_job_arn
+    store = supervisor.rt.store
+    claimed = await store.leases.claim(
+        1,
+        supervisor.rt.clock.now(),
+        check_interval_seconds=0,
+        retry_failed_fetch=True,
+        steps=(Step.FETCH,),
+        only=arn,
+        exclude=supervisor.in_flight,
+    )
+    if not claimed:
+        raise JobHeld(await store.get_job(arn) or job)
+    # In flight, so that no pass of this process claims it meanwhile.
+    supervisor.in_flight.add(arn)
+    keeper = asyncio.create_task(supervisor.keep_leases({arn}))
+    try:
+        return await supervisor.tracker.advance(claimed[0], retry_failed_fetch=True)
+    finally:
+        keeper.cancel()
+        supervisor.in_flight.discard(arn)
+        try:
+            await store.leases.release([arn])
+        except StoreError as error:
+            # The lease runs out by itself; the job only waits for it.
+            log.warning("lease_release_failed", job_arn=arn, error=str(error))
+
+
+# -- activity ------------------------------------------------------------------------------------
+
+
+async def activity(request: web.Request) -> web.Response:
+    """The last `hours` hours, this one included, hour by hour: records stored, jobs finished
+    at Bedrock (and how many of them failed)."""
+    query = request.query
+    _only(query, "hours")
+    hours = _int_param(query, "hours", 24, 1, MAX_ACTIVITY_HOURS)
+    rt = _context(request).supervisor.rt
+    now = rt.clock.now()
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    buckets = await rt.store.activity_by_hour(start, hours)
+    return _json(
+        {
+            "hours": hours,
+            "start": start.isoformat(),
+            "end": (start + timedelta(hours=hours)).isoformat(),
+            "buckets": [
+                {
+                    "start": bucket.start.isoformat(),
+                    "records_stored": bucket.records_stored,
+                    "jobs_finished": bucket.jobs_finished,
+                    "jobs_failed": bucket.jobs_failed,
+                }
+                for bucket in buckets
+            ],
+        }
+    )
 
 
 # -- groups --------------------------------------------------------------------------------------

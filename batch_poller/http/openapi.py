@@ -7,7 +7,7 @@ from typing import Any
 
 from batch_poller import __version__
 from batch_poller.domain import GroupStatus, JobStatus
-from batch_poller.http.schemas import MAX_OFFSET, SCHEMAS
+from batch_poller.http.schemas import MAX_ACTIVITY_HOURS, MAX_OFFSET, MAX_SEARCH, SCHEMAS
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -84,7 +84,22 @@ _LIST_PARAMS = [
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
     },
 ]
-
+_JOB_LIST_PARAMS = [
+    *_LIST_PARAMS,
+    {
+        "name": "q",
+        "in": "query",
+        "description": "Text in the job's name or id, any case (% and _ are plain characters), "
+        "or its whole ARN",
+        "schema": {"type": "string", "maxLength": MAX_SEARCH},
+    },
+]
+_HOURS_PARAM = {
+    "name": "hours",
+    "in": "query",
+    "description": "How many hours, the current one included",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ACTIVITY_HOURS, "default": 24},
+}
 
 _GROUP_PARAM = {
     "name": "group",
@@ -182,10 +197,10 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/batch/jobs": {
                 "get": _op(
-                    "Tracked jobs, newest first",
+                    "Tracked jobs, newest first; a status, a search, and how many match",
                     _json("JobPage", "A page of jobs"),
                     400,
-                    params=_LIST_PARAMS,
+                    params=_JOB_LIST_PARAMS,
                 ),
                 "post": _op(
                     "Track a job, in a group if named",
@@ -208,6 +223,34 @@ def openapi_document() -> dict[str, Any]:
                     400,
                     404,
                     params=[_JOB_PARAM, *_RECORD_PARAMS],
+                )
+            },
+            "/api/batch/jobs/{job}/errors": {
+                "get": _op(
+                    "The job's error records counted by error code, the most frequent first",
+                    _json("ErrorCounts", "Counts by error code"),
+                    400,
+                    404,
+                    params=[_JOB_PARAM],
+                )
+            },
+            "/api/batch/jobs/{job}/retry": {
+                "post": _op(
+                    "Fetch a RESULT_FETCH_FAILED job's results again now (then clean it up, as "
+                    "a pass would)",
+                    _json("Job", "The job, its results stored"),
+                    404,
+                    409,
+                    guarded=True,
+                    params=[_JOB_PARAM],
+                )
+            },
+            "/api/batch/activity": {
+                "get": _op(
+                    "Records stored and jobs finished, hour by hour, the current hour last",
+                    _json("Activity", "Hour by hour"),
+                    400,
+                    params=[_HOURS_PARAM],
                 )
             },
             "/api/batch/records/{record_id}": {

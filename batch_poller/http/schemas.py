@@ -17,6 +17,9 @@ from batch_poller.export import EXPORTED_FIELDS
 from batch_poller.tracker import Outcome
 
 MAX_OFFSET = 10**9
+# The longest text a job search takes, and the most hours the activity covers (a week).
+MAX_SEARCH = 200
+MAX_ACTIVITY_HOURS = 168
 # The domain's ARN pattern in the JSON Schema dialect: no named groups, $ for \Z.
 ARN_PATTERN = re.sub(r"\(\?P<\w+>", "(", JOB_ARN_PATTERN.pattern).replace(r"\Z", "$")
 GROUP_PATTERN = GROUP_NAME_PATTERN.pattern.replace(r"\Z", "$")
@@ -75,6 +78,12 @@ _JOB_PROPERTIES: dict[str, Any] = {
     "group_compiled_at": _TIME,
 }
 _COUNT = {"type": "integer", "minimum": 0}
+_LIST_ITEM_PROPERTIES: dict[str, Any] = {
+    **_SUMMARY_PROPERTIES,
+    # Both reasons a failed job may have: Bedrock's, and the daemon's own.
+    "message": _nullable("string"),
+    "last_error": _nullable("string"),
+}
 _RECORD_COUNTS = {
     "type": "object",
     "required": ["total", "ok", "error"],
@@ -196,14 +205,65 @@ SCHEMAS: dict[str, Any] = {
         "required": list(_JOB_PROPERTIES),
         "properties": _JOB_PROPERTIES,
     },
+    "JobListItem": {
+        "type": "object",
+        "required": list(_LIST_ITEM_PROPERTIES),
+        "properties": _LIST_ITEM_PROPERTIES,
+    },
     "JobPage": {
         "type": "object",
-        "required": ["jobs", "limit", "offset", "count"],
+        "required": ["jobs", "limit", "offset", "count", "total"],
         "properties": {
-            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobSummary"}},
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobListItem"}},
             "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
             "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
-            "count": _COUNT,
+            "count": {**_COUNT, "description": "The jobs on this page"},
+            "total": {**_COUNT, "description": "The jobs that match the status and q"},
+        },
+    },
+    "ErrorCounts": {
+        "type": "object",
+        "required": ["batch_job_arn", "errors", "total"],
+        "properties": {
+            "batch_job_arn": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["error_code", "count"],
+                    "properties": {"error_code": _nullable("string"), "count": _COUNT},
+                },
+            },
+            "total": {**_COUNT, "description": "The job's error records"},
+        },
+    },
+    "Activity": {
+        "type": "object",
+        "required": ["hours", "start", "end", "buckets"],
+        "properties": {
+            "hours": {"type": "integer", "minimum": 1, "maximum": MAX_ACTIVITY_HOURS},
+            "start": {"type": "string", "format": "date-time"},
+            "end": {"type": "string", "format": "date-time"},
+            "buckets": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["start", "records_stored", "jobs_finished", "jobs_failed"],
+                    "properties": {
+                        "start": {"type": "string", "format": "date-time"},
+                        "records_stored": {
+                            **_COUNT,
+                            "description": "The records of the jobs whose results were stored "
+                            "in this hour",
+                        },
+                        "jobs_finished": {
+                            **_COUNT,
+                            "description": "The jobs that ended at Bedrock in this hour",
+                        },
+                        "jobs_failed": {**_COUNT, "description": "Those of them that failed"},
+                    },
+                },
+            },
         },
     },
     "Record": {

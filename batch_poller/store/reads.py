@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import JobStatus, Step
@@ -15,7 +15,10 @@ from batch_poller.rows import JobRow
 from batch_poller.store.errors import store_operation
 from batch_poller.store.steps import due_work, needs, needs_any
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
+from batch_poller.store.text import stored_text
 from batch_poller.store.transactions import Transactions
+
+HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,35 @@ class Activity:
     completed_since: int
     failed_since: int
     cleanups_pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class HourActivity:
+    """One hour of the work done: the records of the jobs whose results were stored in it, and
+    the jobs that ended at Bedrock in it (those that failed among them)."""
+
+    start: datetime
+    records_stored: int = 0
+    jobs_finished: int = 0
+    jobs_failed: int = 0
+
+
+def _job_filter(status: JobStatus | None, search: str | None) -> list[ColumnElement[bool]]:
+    """A status, and text found in the job's name or id (any case; % and _ are plain
+    characters), or its whole ARN."""
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(_JOBS.c.status == status.value)
+    if search:
+        text = stored_text(search)
+        conditions.append(
+            or_(
+                _JOBS.c.job_name.icontains(text, autoescape=True),
+                _JOBS.c.job_id.icontains(text, autoescape=True),
+                _JOBS.c.batch_job_arn == text,
+            )
+        )
+    return conditions
 
 
 class JobReads:
@@ -39,15 +71,31 @@ class JobReads:
 
     @store_operation("list jobs")
     async def list_jobs(
-        self, status: JobStatus | None = None, limit: int = 100, offset: int = 0
+        self,
+        status: JobStatus | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        search: str | None = None,
     ) -> list[JobRow]:
-        """Newest first (by submission, else by when we started tracking)."""
-        query = select(_JOBS)
-        if status is not None:
-            query = query.where(_JOBS.c.status == status.value)
+        """Newest first (by submission, else by when we started tracking); `search`: text in
+        the job's name or id, or its ARN."""
+        query = select(_JOBS).where(*_job_filter(status, search))
         newest = func.coalesce(_JOBS.c.submitted_at, _JOBS.c.created_at)
         query = query.order_by(newest.desc(), _JOBS.c.batch_job_arn).limit(limit).offset(offset)
         return await self._select_jobs(query)
+
+    @store_operation("count jobs")
+    async def count_jobs(
+        self, status: JobStatus | None = None, *, search: str | None = None
+    ) -> int:
+        """How many jobs list_jobs has to page through with the same filter."""
+        query = select(func.count()).select_from(_JOBS).where(*_job_filter(status, search))
+
+        async def read(conn: AsyncConnection) -> int:
+            return int((await conn.execute(query)).scalar_one())
+
+        return await self.tx.read(read)
 
     @store_operation("select jobs by step")
     async def jobs_needing(self, step: Step, limit: int | None = None) -> list[JobRow]:
@@ -107,6 +155,36 @@ class JobReads:
         async def read(conn: AsyncConnection) -> Activity:
             pending, completed, failed_since, cleanups = (await conn.execute(query)).one()
             return Activity(int(pending), int(completed), int(failed_since), int(cleanups))
+
+        return await self.tx.read(read)
+
+    @store_operation("count work by hour")
+    async def activity_by_hour(self, start: datetime, hours: int) -> list[HourActivity]:
+        """`hours` hours from `start`, one after the other: the records of the jobs whose
+        results were stored in each, and the jobs that ended at Bedrock in each. Only the jobs
+        table is read (a job's records are counted in the hour its fetch finished), and the
+        rows are put in their hours here, the same way on every database."""
+        end = start + hours * HOUR
+        c = _JOBS.c
+        stored = select(c.results_fetched_at, c.total_records).where(
+            c.results_fetched_at >= start, c.results_fetched_at < end
+        )
+        finished = select(c.completed_at, c.status).where(
+            c.completed_at >= start, c.completed_at < end
+        )
+
+        async def read(conn: AsyncConnection) -> list[HourActivity]:
+            records = [0] * hours
+            jobs = [0] * hours
+            failed = [0] * hours
+            for at, total in await conn.execute(stored):
+                records[(at - start) // HOUR] += total or 0
+            for at, status in await conn.execute(finished):
+                jobs[(at - start) // HOUR] += 1
+                failed[(at - start) // HOUR] += status == JobStatus.FAILED.value
+            return [
+                HourActivity(start + n * HOUR, records[n], jobs[n], failed[n]) for n in range(hours)
+            ]
 
         return await self.tx.read(read)
 

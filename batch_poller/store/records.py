@@ -161,6 +161,22 @@ class RecordStore:
 
         return await self.tx.read(read)
 
+    @store_operation("count error codes")
+    async def error_code_counts(self, arn: str) -> list[tuple[str | None, int]]:
+        """The job's error records by error code (None: an error without one), the most
+        frequent first, then by code (sorted here: the databases collate text differently)."""
+        query = (
+            select(_RECORDS.c.error_code, func.count())
+            .where(_RECORDS.c.batch_job_arn == arn, _RECORDS.c.outcome == "error")
+            .group_by(_RECORDS.c.error_code)
+        )
+
+        async def read(conn: AsyncConnection) -> list[tuple[str | None, int]]:
+            counts = [(code, int(n)) for code, n in await conn.execute(query)]
+            return sorted(counts, key=lambda item: (-item[1], item[0] is None, item[0] or ""))
+
+        return await self.tx.read(read)
+
     @store_operation("read unreadable lines")
     async def unreadable_lines(self, arn: str, codes: Sequence[str]) -> list[RecordRow]:
         """The job's records with these error codes (lines kept because they were not

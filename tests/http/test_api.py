@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -9,8 +10,10 @@ import pytest
 from batch_poller.domain import JobStatus
 from batch_poller.runtime import Runtime
 from batch_poller.supervisor import Supervisor
-from tests.helpers import BUCKET, create_job, make_records, put_input
+from tests.daemon_fixtures import BACKENDS
+from tests.helpers import BUCKET, create_job, make_records, put_input, read_object
 from tests.http.conftest import BEARER, Admin, AdminFactory, every_page
+from tests.http.jobs import insert_job, job_arn
 
 UNKNOWN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/abcdefabcdef"
 
@@ -23,6 +26,7 @@ READS = [
     "/api/openapi.json",
     "/api/batch/poller/status",
     "/api/batch/jobs",
+    "/api/batch/activity",
 ]
 CHANGES = [
     ("/api/batch/poller/stop", None),
@@ -30,6 +34,7 @@ CHANGES = [
     ("/api/batch/process-completed", None),
     ("/api/batch/jobs", {"batch_job_arn": UNKNOWN}),
     (f"/api/batch/jobs/{UNKNOWN}/cleanup", {}),
+    (f"/api/batch/jobs/{UNKNOWN}/retry", None),
 ]
 
 
@@ -312,3 +317,174 @@ async def test_the_page_is_sent_with_protective_headers(admin: Admin) -> None:
     assert "default-src 'self'" in headers["Content-Security-Policy"]
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+@BACKENDS
+async def test_job_list_searches_names_and_ids_and_counts_every_match(
+    admin: Admin, runtime: Runtime
+) -> None:
+    now = runtime.clock.now()
+    store = runtime.store
+    names = ["Nightly-Report", "nightly_eval", "nightlyXeval", "100%-sample", "1000-sample", "a/b"]
+    for n, name in enumerate(names, start=1):
+        await insert_job(store, n, now, name=name)
+    await insert_job(store, 9, now, name="nightly-failed", status=JobStatus.FAILED)
+
+    async def found(query: str) -> tuple[list[str | None], int, int]:
+        code, page = await admin.call("GET", f"/api/batch/jobs?{query}")
+        assert code == 200, page
+        return [job["job_name"] for job in page["jobs"]], page["count"], page["total"]
+
+    any_case = await found("q=NIGHTLY&limit=2")
+    underscore = await found("q=nightly_")  # "_" is itself, not any one character
+    percent = await found("q=100%25")  # "%" is itself, not anything
+    slash = await found("q=A%2FB")  # and so is LIKE's escape character
+    by_id = await found(f"q={job_arn(3)[-5:]}")
+    by_arn = await found(f"q={job_arn(4)}")
+    failed = await found("status=failed&q=night")
+    nothing = await found("q=nightly&offset=100")
+
+    assert any_case == (["Nightly-Report", "nightly_eval"], 2, 4)
+    assert underscore == (["nightly_eval"], 1, 1)
+    assert percent == (["100%-sample"], 1, 1)
+    assert slash == (["a/b"], 1, 1)
+    assert by_id == (["nightlyXeval"], 1, 1)
+    assert by_arn == (["100%-sample"], 1, 1)
+    assert failed == (["nightly-failed"], 1, 1)
+    assert nothing == ([], 0, 4)
+
+
+@BACKENDS
+@pytest.mark.parametrize(
+    ("query", "code", "words"),
+    [
+        ("q=" + "x" * 201, 400, "q: at most 200"),
+        ("q=%00%FF%ED%A0%80", 200, ""),  # a NUL, bytes that are not UTF-8: nothing matches
+        ("q=%5C%25%5F", 200, ""),  # an escape character before % and _
+        ("q=%2F%25%2F_", 200, ""),  # the one LIKE escapes with
+        ("q=+++", 200, ""),  # blanks only: no search
+        ("limit=99999999999999999999", 400, "limit"),
+        ("offset=1000000000", 200, ""),
+        ("status=%FF", 400, "status"),
+        ("q=a&q=b", 200, ""),
+    ],
+)
+async def test_hostile_job_list_queries_get_an_answer_or_a_clear_refusal(
+    admin: Admin, runtime: Runtime, query: str, code: int, words: str
+) -> None:
+    await insert_job(runtime.store, 1, runtime.clock.now(), name="plain")
+
+    status, answer = await admin.call("GET", f"/api/batch/jobs?{query}")
+
+    assert status == code, answer
+    if code == 400:
+        assert answer["detail"].startswith(words)
+    else:
+        assert answer["count"] == len(answer["jobs"]) <= answer["total"] <= 1
+
+
+@BACKENDS
+async def test_a_jobs_errors_are_counted_by_code(
+    admin: Admin, control: Any, submit: Any, supervisor: Supervisor
+) -> None:
+    arn = await submit(12, tags={"emulator:error-rate": "0.25"})
+    clean = await submit(2)
+    for finished in (arn, clean):
+        await control.finish(finished, "Completed")
+    await supervisor.run_pass()
+
+    code, counts = await admin.call("GET", f"/api/batch/jobs/{arn.rsplit('/', 1)[1]}/errors")
+    none = await admin.call("GET", f"/api/batch/jobs/{clean}/errors")
+    unknown = await admin.call("GET", f"/api/batch/jobs/{UNKNOWN}/errors")
+    asked_more = await admin.call("GET", f"/api/batch/jobs/{arn}/errors?limit=3")
+
+    assert code == 200
+    assert counts == {
+        "batch_job_arn": arn,
+        "errors": [{"error_code": "400", "count": 3}],
+        "total": 3,
+    }
+    assert none == (200, {"batch_job_arn": clean, "errors": [], "total": 0})
+    assert unknown[0] == 404
+    assert asked_more[0] == 400 and "limit" in asked_more[1]["detail"]
+
+
+@BACKENDS
+async def test_activity_counts_records_stored_and_jobs_finished_hour_by_hour(
+    admin: Admin, runtime: Runtime
+) -> None:
+    now = runtime.clock.now() + timedelta(minutes=25)  # 12:25, in the current hour
+    runtime.clock.current = now  # type: ignore[attr-defined]
+    hour = timedelta(hours=1)
+    store = runtime.store
+    await insert_job(
+        store, 1, now, status=JobStatus.COMPLETED, total_records=40,
+        results_fetched_at=now - timedelta(minutes=5), completed_at=now - timedelta(minutes=20),
+    )  # fmt: skip
+    await insert_job(
+        store, 2, now, status=JobStatus.COMPLETED, total_records=7,
+        results_fetched_at=now - 3 * hour, completed_at=now - 3 * hour,
+    )  # fmt: skip
+    await insert_job(store, 3, now, status=JobStatus.FAILED, completed_at=now - 3 * hour)
+    await insert_job(
+        store, 4, now, status=JobStatus.COMPLETED, total_records=99,
+        results_fetched_at=now - 25 * hour, completed_at=now - 25 * hour,
+    )  # fmt: skip
+
+    code, day = await admin.call("GET", "/api/batch/activity")
+    _, two_hours = await admin.call("GET", "/api/batch/activity?hours=2")
+
+    assert code == 200 and day["hours"] == 24 and len(day["buckets"]) == 24
+    current = day["buckets"][-1]
+    assert current["start"] == "2026-01-15T12:00:00+00:00" == two_hours["buckets"][-1]["start"]
+    assert day["end"] == "2026-01-15T13:00:00+00:00"
+    assert day["start"] == "2026-01-14T13:00:00+00:00"
+    assert (current["records_stored"], current["jobs_finished"], current["jobs_failed"]) == (
+        40, 1, 0,
+    )  # fmt: skip
+    three_ago = day["buckets"][-4]
+    assert three_ago["start"] == "2026-01-15T09:00:00+00:00"
+    assert (three_ago["records_stored"], three_ago["jobs_finished"]) == (7, 2)
+    assert three_ago["jobs_failed"] == 1
+    assert sum(b["records_stored"] for b in day["buckets"]) == 47  # not the one 25 h ago
+    assert len(two_hours["buckets"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [("hours=0", "hours"), ("hours=169", "hours"), ("hours=%C2%B2", "hours"), ("days=1", "days")],
+)
+async def test_bad_activity_queries(admin: Admin, query: str, words: str) -> None:
+    code, answer = await admin.call("GET", f"/api/batch/activity?{query}")
+
+    assert code == 400 and words in answer["detail"]
+
+
+async def test_a_failed_fetch_is_retried_for_one_job(
+    admin: Admin, control: Any, submit: Any, supervisor: Supervisor, s3: Any
+) -> None:
+    arn = await submit(6)
+    await control.finish(arn, "Completed")
+    manifest_key = f"out/{arn.rsplit('/', 1)[1]}/manifest.json.out"
+    manifest = await read_object(s3, manifest_key)
+    await s3.delete_object(Bucket=BUCKET, Key=manifest_key)
+    await supervisor.run_pass()
+    path = f"/api/batch/jobs/{arn}/retry"
+
+    again = await admin.call("POST", path, auth=BEARER)
+    await s3.put_object(Bucket=BUCKET, Key=manifest_key, Body=manifest)
+    code, job = await admin.call("POST", path, auth=BEARER)
+    done = await admin.call("POST", path, auth=BEARER)
+
+    assert again[0] == 409 and "the fetch failed again" in again[1]["detail"]
+    assert "no manifest" in again[1]["detail"]
+    assert code == 200 and job["status"] == "COMPLETED" and job["total_records"] == 6
+    assert job["cleanup"] == "done" and job["claimed_by"] is None
+    assert done[0] == 409 and "only a RESULT_FETCH_FAILED job" in done[1]["detail"]
+    assert supervisor.in_flight == set()
+
+
+async def test_a_get_on_the_retry_path_is_405(admin: Admin) -> None:
+    code, answer = await admin.call("GET", "/api/batch/jobs/abcdefabcdef/retry")
+
+    assert code == 405 and answer["error"] == "method not allowed"

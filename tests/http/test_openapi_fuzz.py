@@ -73,7 +73,7 @@ async def test_generated_requests_get_documented_answers(
     code, output = await run_schemathesis(admin, tmp_path, f"Authorization: {BEARER}")
 
     assert code == 0, output
-    assert "19 selected / 19 total" in output, output
+    assert "22 selected / 22 total" in output, output
 
 
 async def test_without_the_token_answers_are_documented_too(admin: Admin, tmp_path: Path) -> None:
@@ -117,6 +117,9 @@ async def test_a_real_job_conforms_to_the_documented_schemas(admin: Admin, with_
             _validate(url, "/api/batch/process-completed", "POST"),
             _validate(url, "/healthz", "GET"),
             _validate(url, "/api/batch/jobs/{job}/records", "GET", path_parameters=job),
+            _validate(url, "/api/batch/jobs/{job}/errors", "GET", path_parameters=job),
+            _validate(url, "/api/batch/activity", "GET"),
+            _validate(url, "/api/batch/jobs", "GET", query={"q": "job", "status": "COMPLETED"}),
             _validate(url, "/api/batch/records/{record_id}", "GET", path_parameters=record),
             _validate(url, "/api/batch/groups", "GET"),
             _validate(url, "/api/batch/groups/{group}", "GET", path_parameters=group),
@@ -127,4 +130,4 @@ async def test_a_real_job_conforms_to_the_documented_schemas(admin: Admin, with_
         ]
     )
 
-    assert statuses == [200] * 13
+    assert statuses == [200] * 16
