@@ -11,6 +11,7 @@ from typing import Any
 from batch_poller import __version__
 from batch_poller.cli_errors import CommandError
 from batch_poller.config import EX_CONFIG, LOG_LEVELS, ConfigError, Settings, load_settings
+from batch_poller.domain import JobStatus
 from batch_poller.extras import require_extra
 from batch_poller.logging import configure_logging
 
@@ -110,9 +111,16 @@ def _parser() -> argparse.ArgumentParser:
         "--seal", action="store_true", help="then seal the group: it takes no more jobs"
     )
 
-    jobs = add("jobs", _jobs, "list tracked jobs")
-    jobs.add_argument("--status", help="only jobs with this status")
-    jobs.add_argument("--limit", type=int, default=100)
+    jobs = add("jobs", _jobs, "list tracked jobs, newest first")
+    jobs.add_argument(
+        "--status",
+        metavar="STATUS",
+        help=f"only jobs with this status: {', '.join(status.value for status in JobStatus)}",
+    )
+    jobs.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    jobs.add_argument(
+        "--wide", action="store_true", help="every column, whatever the terminal's width"
+    )
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
 
     show = add("show", _show, "show one tracked job")
@@ -233,7 +241,9 @@ def _track(args: argparse.Namespace, settings: Settings | None) -> int:
 def _jobs(args: argparse.Namespace, settings: Settings | None) -> int:
     from batch_poller.commands import list_jobs
 
-    return _arun(list_jobs(_need(settings), args.status, args.limit, as_json=args.json))
+    return _arun(
+        list_jobs(_need(settings), args.status, args.limit, as_json=args.json, wide=args.wide)
+    )
 
 
 def _show(args: argparse.Namespace, settings: Settings | None) -> int:
@@ -249,7 +259,7 @@ def _process_completed(args: argparse.Namespace, settings: Settings | None) -> i
         return _arun(remote_process_completed(_need(settings), as_json=args.json))
     from batch_poller.commands import process_completed
 
-    return _arun(process_completed(_need(settings)))
+    return _arun(process_completed(_need(settings), as_json=args.json))
 
 
 def _export(args: argparse.Namespace, settings: Settings | None) -> int:
@@ -329,7 +339,7 @@ def _cleanup(args: argparse.Namespace, settings: Settings | None) -> int:
         from batch_poller.remote import remote_cleanup
 
         return _arun(remote_cleanup(_need(settings), args.job, force=args.force, as_json=args.json))
-    return _arun(cleanup_job(_need(settings), args.job, force=args.force))
+    return _arun(cleanup_job(_need(settings), args.job, force=args.force, as_json=args.json))
 
 
 def _config(args: argparse.Namespace, settings: Settings | None) -> int:

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from batch_poller.app import build_supervisor, open_configured_store, open_runtime
 from batch_poller.cli_errors import CommandError
+from batch_poller.clock import SystemClock
 from batch_poller.config import Settings
 from batch_poller.domain import JobStatus, Step, next_step, parse_job_status
 from batch_poller.export import ExportError, ExportFormat, write_export, write_parquet
 from batch_poller.masking import mask_url
+from batch_poller.rows import JobRow
 from batch_poller.store import (
     JobStore,
     RecordScope,
@@ -27,8 +28,9 @@ from batch_poller.store import (
 )
 from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.supervisor import JobHeld
+from batch_poller.terminal import ago, job_details, jobs_table, print_table
 from batch_poller.tracking import TrackError, track_jobs
-from batch_poller.views import job_document, job_summary, records_shown, why_folders_are_kept
+from batch_poller.views import job_document, job_summary, why_folders_are_kept
 
 
 async def track(
@@ -53,7 +55,9 @@ async def track(
     return 0
 
 
-async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_json: bool) -> int:
+async def list_jobs(
+    settings: Settings, status: str | None, limit: int, *, as_json: bool, wide: bool = False
+) -> int:
     wanted = _status(status)
     store = await open_command_store(settings, reading=True)
     try:
@@ -64,60 +68,32 @@ async def list_jobs(settings: Settings, status: str | None, limit: int, *, as_js
         for job in jobs:
             print(json.dumps(job_summary(job)))
         return 0
-    table = Table(title=f"{len(jobs)} tracked jobs")
-    for column in (
-        "job",
-        "status",
-        "bedrock",
-        "records",
-        "ok",
-        "errors",
-        "cost",
-        "cleanup",
-        "last checked",
-    ):
-        table.add_column(column)
-    for job in jobs:
-        row = job_summary(job)
-        table.add_row(
-            job.job_name or job.job_id,
-            row["status"],
-            row["bedrock_status"] or "-",
-            records_shown(job),
-            *(
-                str(row[c]) if row[c] is not None else "-"
-                for c in ("success_records", "error_records", "cost")
-            ),
-            row["cleanup"],
-            row["last_checked_at"] or "never",
-        )
-    Console().print(table)
+    now = SystemClock().now()
+    title = f"{len(jobs)} tracked jobs" + (f" ({wanted.value})" if wanted else "")
+    print_table(jobs_table(jobs, now, title=title, wide=wide), wide=wide)
     return 0
 
 
 async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
     store = await open_command_store(settings, reading=True)
     try:
-        job = await store.get_job(job_ref)
+        job = await find_job(store, job_ref)
     finally:
         await store.close()
-    if job is None:
-        raise CommandError(f"no tracked job {job_ref!r}")
     document = job_document(job)
     if as_json:
         print(json.dumps(document, indent=2))
         return 0
-    table = Table(show_header=False, title=job.batch_job_arn)
-    for key, value in document.items():
-        table.add_row(key, "-" if value is None else str(value))
-    Console().print(table)
+    print_table(job_details(job, SystemClock().now()))
     return 0
 
 
-async def process_completed(settings: Settings) -> int:
+async def process_completed(settings: Settings, *, as_json: bool = False) -> int:
     async with open_runtime(settings, store=await open_command_store(settings)) as rt:
         report = await build_supervisor(rt).run_pass(check_all=False, retry_failed=True)
-    print(json.dumps(report.as_dict()))
+    counts = report.as_dict()
+    done = ", ".join(f"{n} {what}" for what, n in counts.items() if what != "jobs" and n)
+    _say(as_json, f"one pass: {counts['jobs']} jobs ({done or 'nothing to do'})", **counts)
     for held in report.held:
         # Without this a pass that found its jobs leased would say only {"jobs": 0}.
         until = "until it runs out" if held.until is None else f"until {held.until.isoformat()}"
@@ -128,13 +104,20 @@ async def process_completed(settings: Settings) -> int:
     return 0
 
 
-async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) -> int:
+async def cleanup_job(
+    settings: Settings, job_ref: str, *, force: bool = False, as_json: bool = False
+) -> int:
     async with open_runtime(settings, store=await open_command_store(settings)) as rt:
-        job = await rt.store.get_job(job_ref)
-        if job is None:
-            raise CommandError(f"no tracked job {job_ref!r}")
+        job = await find_job(rt.store, job_ref)
+        now = rt.clock.now()
         if job.cleanup_completed_at is not None:
-            print(f"{job.batch_job_arn}: already cleaned up")
+            _say(
+                as_json,
+                f"{job.batch_job_arn}: already cleaned up {ago(job.cleanup_completed_at, now)}",
+                job=job.batch_job_arn,
+                outcome="already_cleaned",
+                bytes_freed=job.bytes_freed,
+            )
             return 0
         if next_step(job) is not Step.CLEAN:
             raise CommandError(why_folders_are_kept(job))
@@ -142,12 +125,23 @@ async def cleanup_job(settings: Settings, job_ref: str, *, force: bool = False) 
             outcome = await build_supervisor(rt).clean_now(job, force=force)
         except JobHeld as held:
             raise CommandError(str(held)) from None
-        job = await rt.store.get_job(job.batch_job_arn)
-    assert job is not None
-    if job.cleanup_completed_at is None:
-        raise CommandError(f"cleanup of {job.batch_job_arn} failed: {job.last_error}")
-    print(f"{job.batch_job_arn}: {outcome.value}, {job.bytes_freed} bytes freed")
+        cleaned = await rt.store.get_job(job.batch_job_arn)
+    assert cleaned is not None
+    if cleaned.cleanup_completed_at is None:
+        raise CommandError(f"cleanup of {cleaned.batch_job_arn} failed: {cleaned.last_error}")
+    _say(
+        as_json,
+        f"{cleaned.batch_job_arn}: {outcome.value}, {cleaned.bytes_freed or 0:,} bytes freed",
+        job=cleaned.batch_job_arn,
+        outcome=outcome.value,
+        bytes_freed=cleaned.bytes_freed,
+    )
     return 0
+
+
+def _say(as_json: bool, line: str, **document: object) -> None:
+    """A command's answer: one line for a person, or one JSON object with --json."""
+    print(json.dumps(document) if as_json else line)
 
 
 async def export_records(
@@ -171,9 +165,7 @@ async def export_records(
     store = await open_command_store(settings, reading=True)
     try:
         if job_ref is not None:
-            job = await store.get_job(job_ref)
-            if job is None:
-                raise CommandError(f"no tracked job {job_ref!r}")
+            job = await find_job(store, job_ref)
             scope, what = RecordScope(job=job.batch_job_arn), job.batch_job_arn
         elif group is not None:
             found = await store.get_group(group)
@@ -247,6 +239,22 @@ async def upgrade_database(settings: Settings) -> int:
         await store.close()
     print(f"database schema at version {version}")
     return 0
+
+
+async def find_job(store: JobStore, job_ref: str) -> JobRow:
+    """The job an ARN, a job id or a job name names; else a refusal naming near names."""
+    job = await store.get_job(job_ref)
+    if job is not None:
+        return job
+    named = await store.jobs_named(job_ref)
+    if len(named) == 1:
+        return named[0]
+    if named:
+        ids = ", ".join(j.job_id for j in named)
+        raise CommandError(f"{len(named)} jobs are named {job_ref!r}: name one by its id ({ids})")
+    near = difflib.get_close_matches(job_ref, await store.job_names(), n=3)
+    hint = f": did you mean {' or '.join(repr(name) for name in near)}?" if near else ""
+    raise CommandError(f"no tracked job {job_ref!r} (by ARN, id or name){hint}")
 
 
 async def open_command_store(settings: Settings, *, reading: bool = False) -> JobStore:

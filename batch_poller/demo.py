@@ -30,6 +30,7 @@ from batch_poller.emulator.server import EMULATOR_CREDENTIALS, Endpoints, runnin
 from batch_poller.http.server import start_http
 from batch_poller.rows import GroupRow, JobRow
 from batch_poller.runtime import Runtime
+from batch_poller.terminal import compact_table, job_label, money, short_count, size
 from batch_poller.tracking import track_jobs
 
 EMULATOR_ENVIRONMENT = {
@@ -175,25 +176,30 @@ async def watch(rt: Runtime, arns: list[str], console: Console) -> list[JobRow]:
 
 
 def summary(jobs: list[JobRow]) -> Table:
-    table = Table(title="What batch-poller did")
-    for column in ("job", "status", "records", "ok", "errors", "tokens in/out", "cost", "freed"):
-        table.add_column(column)
+    """What happened to each demo job, in 80 columns."""
+    table = compact_table("What batch-poller did")
+    table.add_column("job", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for header in ("records", "errors", "tokens", "cost", "freed"):
+        table.add_column(header, no_wrap=True, justify="right", min_width=len(header))
     for job in jobs:
+        tokens = None
+        if job.input_tokens is not None or job.output_tokens is not None:
+            tokens = (job.input_tokens or 0) + (job.output_tokens or 0)
         table.add_row(
-            job.job_name or job.job_id,
+            job_label(job),
             job.status.value,
             _or_dash(job.total_records),
-            _or_dash(job.success_records),
             _or_dash(job.error_records),
-            f"{_or_dash(job.input_tokens)}/{_or_dash(job.output_tokens)}",
-            "-" if job.cost is None else f"${job.cost:.6f}",
-            "-" if job.bytes_freed is None else f"{job.bytes_freed:,} B",
+            short_count(tokens),
+            money(job.cost),
+            size(job.bytes_freed),
         )
     return table
 
 
 def group_line(group: GroupRow) -> str:
-    cost = "-" if group.cost is None else f"${group.cost:.6f}"
+    cost = money(group.cost)
     return (
         f"Group {group.name}: {group.status.value} ({group.jobs} jobs, {group.failed_jobs} "
         f"failed; {_or_dash(group.total_records)} records, {_or_dash(group.error_records)} "

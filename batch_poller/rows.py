@@ -43,6 +43,8 @@ class NewJob:
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
     progress: Progress = NO_PROGRESS
+    # When Bedrock was read for it, if it was: that read is the job's first check.
+    checked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

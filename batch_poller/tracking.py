@@ -106,6 +106,7 @@ async def track_jobs(
                 submitted_at=remote.submitted_at,
                 completed_at=remote.ended_at,
                 progress=remote.progress,
+                checked_at=rt.clock.now(),
             ),
             rt.clock.now(),
         )

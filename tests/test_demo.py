@@ -13,12 +13,14 @@ def test_the_demo_settles_every_job_and_reports_them() -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "COLUMNS": "160"},
+        env={**os.environ, "COLUMNS": "80"},  # a pipe's width, and tmux's by default
     )
 
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Status page: http://127.0.0.1:" in out
+    summary = out[out.index("What batch-poller did") :].splitlines()
+    assert max(len(line.rstrip()) for line in summary[:8]) <= 80 and "…" not in out
     for name, status in (
         ("tickets-nova", "COMPLETED"),
         ("tickets-claude", "COMPLETED"),

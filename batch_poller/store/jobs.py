@@ -7,12 +7,12 @@ from __future__ import annotations
 import gc
 from datetime import datetime, timedelta
 
-from sqlalchemy import false, or_, update
+from sqlalchemy import false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from batch_poller.domain import JobStatus, job_id_from_arn
 from batch_poller.identity import Identity
-from batch_poller.rows import NO_PROGRESS, NewJob
+from batch_poller.rows import NO_PROGRESS, JobRow, NewJob
 from batch_poller.store.database_file import DatabaseFile, DatabaseFileGone, refuse_linked_file
 from batch_poller.store.engine import SessionLimits, dialect_insert, make_engine, sqlite_file
 from batch_poller.store.errors import StoreError, store_operation
@@ -111,6 +111,7 @@ class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
             "output_s3_prefix": job.output_s3_prefix,
             "submitted_at": job.submitted_at,
             "completed_at": job.completed_at,
+            "last_checked_at": job.checked_at,
             "created_at": now,
             "updated_at": now,
         }
@@ -139,6 +140,24 @@ class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
         if inserted and job.status is JobStatus.FAILED:
             self.outbox.announce()
         return inserted
+
+    @store_operation("find jobs by name")
+    async def jobs_named(self, name: str, limit: int = 10) -> list[JobRow]:
+        """Jobs with exactly this name: Bedrock's names are unique per account and region, but
+        the database may hold several accounts' jobs."""
+        query = select(_JOBS).where(_JOBS.c.job_name == name)
+        return await self._select_jobs(query.order_by(_JOBS.c.batch_job_arn).limit(limit))
+
+    @store_operation("list job names")
+    async def job_names(self, limit: int = 10_000) -> list[str]:
+        """The names of the newest jobs: what a mistyped name is compared with."""
+        named = select(_JOBS.c.job_name).where(_JOBS.c.job_name.is_not(None))
+        query = named.order_by(_JOBS.c.created_at.desc()).limit(limit)
+
+        async def read(conn: AsyncConnection) -> list[str]:
+            return [name for name in (await conn.execute(query)).scalars() if name]
+
+        return await self.tx.read(read)
 
 
 async def open_store(

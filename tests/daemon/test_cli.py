@@ -111,7 +111,7 @@ async def test_show_and_cleanup_of_an_unknown_job_fail_clearly(
     for command in ("show", "cleanup"):
         code, _, err = await cli(capsys, config, command, "abcdefabcdef")
         assert code == 1
-        assert "no tracked job 'abcdefabcdef'" in err
+        assert "no tracked job 'abcdefabcdef' (by ARN, id or name)" in err
 
 
 async def test_jobs_refuses_an_unknown_status(capsys: Any, config: Path, endpoints: Any) -> None:
@@ -155,7 +155,7 @@ async def test_process_completed_retries_failed_fetches(
     assert failed["status"] == "RESULT_FETCH_FAILED" and failed["results_fetch_attempts"] == 3
 
     await s3.put_object(Bucket=BUCKET, Key=folder + "manifest.json.out", Body=manifest)
-    code, out, _ = await cli(capsys, config, "process-completed")
+    code, out, _ = await cli(capsys, config, "process-completed", "--json")
 
     report = json.loads(out)
     assert code == 0 and report["fetched"] == 1 and report["cleaned"] == 1
@@ -172,7 +172,7 @@ async def test_process_completed_names_the_jobs_another_process_holds(
         now = rt.clock.now()
         owner = await lease_to_another(rt.store, job, now)
 
-    code, out, err = await cli(capsys, config, "process-completed")
+    code, out, err = await cli(capsys, config, "process-completed", "--json")
 
     assert code == 0 and json.loads(out)["jobs"] == 0 and json.loads(out)["held"] == 1
     assert f"{job} left alone: leased by {owner} until 20" in err

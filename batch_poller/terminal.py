@@ -1,0 +1,187 @@
+"""How the command line shows jobs: a table that fits 80 columns (a job's name or id, a
+status that is never cut, counts, relative times), and every column with `--wide`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Literal
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from batch_poller.rows import JobRow
+from batch_poller.views import cleanup_state, job_document, records_shown
+
+# A longer name is shown by the job's id instead: as unique, and 12 characters.
+_NAME_WIDTH = 16
+
+
+_COLUMNS: tuple[tuple[str, Literal["left", "right"]], ...] = (
+    ("status", "left"),
+    ("records", "right"),
+    ("errors", "right"),
+    ("cost", "right"),
+    ("cleanup", "left"),
+    ("checked", "left"),
+)
+
+
+def ago(when: datetime | None, now: datetime) -> str:
+    """`12 s ago`, `3 min ago`, `5 h ago`, `2 days ago`; `in 3 min` for a time to come."""
+    if when is None:
+        return "never"
+    seconds = round((now - when).total_seconds())
+    size = abs(seconds)
+    if size < 90:
+        span = f"{size} s"
+    elif size < 90 * 60:
+        span = f"{round(size / 60)} min"
+    elif size < 48 * 3600:
+        span = f"{round(size / 3600)} h"
+    else:
+        span = f"{round(size / 86400)} days"
+    return f"{span} ago" if seconds >= 0 else f"in {span}"
+
+
+def plain_time(when: datetime | None) -> str:
+    """A time to the second, in UTC: `2026-11-29 21:13:54Z`."""
+    if when is None:
+        return "-"
+    return when.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def money(cost: Decimal | None) -> str:
+    """A cost with enough digits to be non-zero: $12.35, $0.0042, $0.000041 (two significant
+    digits below a dollar)."""
+    if cost is None:
+        return "-"
+    digits = 2 if cost == 0 or abs(cost) >= 1 else max(2, -cost.adjusted() + 1)
+    shown = cost.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+    return f"${shown:,}"
+
+
+def size(count: int | None) -> str:
+    """Bytes in the units people read: 812 B, 88.7 kB, 1.2 MB, 3.0 GB."""
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def short_count(count: int | None) -> str:
+    """812, 3.4k, 1.2M: a count in at most five characters."""
+    if count is None:
+        return "-"
+    if count < 1000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1000:.1f}k"
+    return f"{count / 1_000_000:.1f}M"
+
+
+def job_label(job: JobRow) -> str:
+    """The job's name when it has one that fits, else its id: both are taken by `show`."""
+    if job.job_name and len(job.job_name) <= _NAME_WIDTH:
+        return job.job_name
+    return job.job_id
+
+
+def compact_table(title: str) -> Table:
+    """A table without side borders, columns a space apart: the most a line can hold."""
+    return Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 0, 0, 0),
+        title_justify="left",
+    )
+
+
+def jobs_table(jobs: Sequence[JobRow], now: datetime, *, title: str, wide: bool = False) -> Table:
+    table = compact_table(title)
+    if wide:
+        return _wide_table(table, jobs)
+    table.add_column("job", no_wrap=True, overflow="ellipsis", max_width=_NAME_WIDTH)
+    for header, justify in _COLUMNS:
+        table.add_column(header, justify=justify, no_wrap=True, min_width=len(header))
+    for job in jobs:
+        table.add_row(
+            job_label(job),
+            job.status.value,
+            records_shown(job),
+            _count(job.error_records),
+            money(job.cost),
+            cleanup_state(job),
+            ago(job.last_checked_at, now),
+        )
+    return table
+
+
+def _wide_table(table: Table, jobs: Sequence[JobRow]) -> Table:
+    columns = (
+        "job id",
+        "name",
+        "status",
+        "bedrock",
+        "records",
+        "ok",
+        "errors",
+        "tokens in/out",
+        "cost",
+        "cleanup",
+        "freed",
+        "group",
+        "submitted",
+        "completed",
+        "checked",
+    )
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for job in jobs:
+        table.add_row(
+            job.job_id,
+            job.job_name or "-",
+            job.status.value,
+            job.bedrock_status.value if job.bedrock_status else "-",
+            records_shown(job),
+            _count(job.success_records),
+            _count(job.error_records),
+            f"{_count(job.input_tokens)}/{_count(job.output_tokens)}",
+            money(job.cost),
+            cleanup_state(job),
+            "-" if job.bytes_freed is None else f"{job.bytes_freed:,} B",
+            job.group_name or "-",
+            plain_time(job.submitted_at),
+            plain_time(job.completed_at),
+            plain_time(job.last_checked_at),
+        )
+    return table
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def job_details(job: JobRow, now: datetime) -> Table:
+    """`show`: every field of a job, times to the second with how long ago."""
+    table = Table(show_header=False, title=job.batch_job_arn, box=box.SIMPLE, pad_edge=False)
+    for key, value in job_document(job).items():
+        raw = getattr(job, key, None)
+        if isinstance(raw, datetime):
+            value = f"{plain_time(raw)} ({ago(raw, now)})"
+        elif key == "cost":
+            value = money(job.cost)
+        table.add_row(key, "-" if value is None else str(value))
+    return table
+
+
+def print_table(table: Table, *, wide: bool = False) -> None:
+    """On the terminal's width; `wide` tables are never squeezed (a pipe is 80 columns)."""
+    Console(width=10_000 if wide else None).print(table)
