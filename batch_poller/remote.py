@@ -67,7 +67,11 @@ async def remote_status(settings: Settings, *, as_json: bool) -> int:
 
 async def remote_pause(settings: Settings, *, resume: bool, as_json: bool) -> int:
     path = "/api/batch/poller/start" if resume else "/api/batch/poller/stop"
-    print_status(await call_daemon(settings, "POST", path), as_json=as_json)
+    status = await call_daemon(settings, "POST", path)
+    if as_json:
+        print(json.dumps(status))
+    else:
+        print(f"polling {status['state']}: {status['jobs_pending']} jobs pending")
     return 0
 
 
@@ -86,11 +90,14 @@ async def remote_process_completed(settings: Settings, *, as_json: bool) -> int:
 
 
 async def remote_cleanup(settings: Settings, job: str, *, force: bool, as_json: bool) -> int:
-    document = await call_daemon(
-        settings, "POST", f"/api/batch/jobs/{job}/cleanup", {"force": force}
-    )
-    if as_json:
-        print(json.dumps(document))
+    path = f"/api/batch/jobs/{job}"
+    before = await call_daemon(settings, "GET", path)
+    if before["cleanup"] == "done":
+        document = before
+        line = f"{before['batch_job_arn']}: already cleaned up at {before['cleanup_completed_at']}"
     else:
-        print(f"{document['batch_job_arn']}: cleaned, {document['bytes_freed']} bytes freed")
+        document = await call_daemon(settings, "POST", f"{path}/cleanup", {"force": force})
+        freed = document["bytes_freed"] or 0
+        line = f"{document['batch_job_arn']}: cleaned, {freed:,} bytes freed"
+    print(json.dumps(document) if as_json else line)
     return 0

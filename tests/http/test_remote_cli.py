@@ -75,6 +75,7 @@ async def test_the_remote_commands_steer_a_running_daemon(
         resumed = _cli(config, "resume")
         cleaned = _cli(config, "cleanup", arn, "--remote")
         again = _cli(config, "cleanup", arn, "--remote", "--json")
+        said_again = _cli(config, "cleanup", arn, "--remote")
         unknown = _cli(config, "cleanup", "abcdefabcdef", "--remote")
 
     assert status["state"] == "running" and status["version"]
@@ -89,10 +90,13 @@ async def test_the_remote_commands_steer_a_running_daemon(
     assert {"stopping", "daemon_stopped"} <= {entry["event"] for entry in entries}
     assert [e for e in entries if e.get("replica") != replica] == []
     assert paused["state"] == "paused"
-    assert resumed.returncode == 0 and "running" in resumed.stdout
+    assert resumed.returncode == 0 and resumed.stdout.startswith("polling running: ")
+    assert resumed.stdout.count("\n") == 1  # one line
     assert (processed["fetched"], processed["cleaned"]) == (1, 0)
     assert cleaned.returncode == 0 and "bytes freed" in cleaned.stdout
     assert json.loads(again.stdout)["cleanup"] == "done"
+    assert f"{arn}: already cleaned up at 20" in said_again.stdout
+    assert "bytes freed" not in said_again.stdout
     assert unknown.returncode == 1 and "no tracked job 'abcdefabcdef'" in unknown.stderr
 
 
