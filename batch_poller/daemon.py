@@ -149,7 +149,13 @@ class Daemon:
             interval = watchdog_interval()
             if interval is not None and self.notifier.enabled:
                 self._spawn(keep_watchdog_fed(self.notifier, interval, self._wedged))
-            log.info("daemon_started", config=str(self.config_file), pid=os.getpid())
+            log.info(
+                "daemon_started",
+                config=str(self.config_file),
+                pid=os.getpid(),
+                polling="paused" if supervisor.paused else "running",
+                events="on" if self.settings.events.enabled else "off",
+            )
             await loop_task
             await delivery_task
             self.notifier.stopping()

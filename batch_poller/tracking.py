@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.aws.errors import AwsError
 from batch_poller.cleanup import CleanupRefused, check_owned_input, checked_prefix
@@ -18,6 +20,8 @@ from batch_poller.domain import (
 from batch_poller.rows import NewJob
 from batch_poller.runtime import Runtime
 from batch_poller.store import GroupError
+
+log = structlog.get_logger("batch_poller")
 
 
 class TrackError(Exception):
@@ -112,6 +116,15 @@ async def track_jobs(
         )
         if not new:
             await _requeue_if_wrongly_failed(rt, remote)
+        elif status is JobStatus.FAILED:
+            # Logged like a failure the daemon sees happen: this one happened before it looked.
+            log.warning(
+                "job_failed",
+                job_arn=remote.arn,
+                bedrock_status=remote.status.value,
+                message=remote.message,
+                detail="it had failed already when it was tracked",
+            )
         results.append(Tracked(remote.arn, new, status, remote.status.value))
     if group is not None:
         try:

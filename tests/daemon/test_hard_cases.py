@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.domain import JobStatus, job_id_from_arn
@@ -233,3 +234,20 @@ async def test_tracking_again_requeues_a_job_failed_by_a_denied_check(
 
     job = await runtime.store.get_job(arn)
     assert job is not None and job.status is JobStatus.COMPLETED and job.total_records == 3
+
+
+async def test_a_job_that_had_failed_when_tracked_is_logged_like_any_failure(
+    runtime: Runtime, bedrock: Any, s3: Any, control: Any
+) -> None:
+    uri = await put_input(s3, "late/input.jsonl", make_records(2))
+    arn = await create_job(bedrock, uri, name="late", output_uri=f"s3://{BUCKET}/out/")
+    await control.finish(arn, "Failed", "The input file holds no valid record.")
+
+    with capture_logs() as logs:
+        await track_jobs(runtime, [arn])
+        await track_jobs(runtime, [arn])  # tracked again: not a new failure
+
+    failed = [entry for entry in logs if entry["event"] == "job_failed"]
+    assert len(failed) == 1 and failed[0]["log_level"] == "warning"
+    assert failed[0]["job_arn"] == arn
+    assert failed[0]["message"] == "The input file holds no valid record."

@@ -177,7 +177,8 @@ async def test_ready_status_watchdog_and_journal_fields(
     assert stored[0]["RECORDS"] == "5"
     assert stored[0]["SYSLOG_IDENTIFIER"] == "batch-poller"
     assert stored[0]["MESSAGE"].startswith("results_stored ")
-    assert _events(journal, "daemon_started")
+    started = _events(journal, "daemon_started")
+    assert [(e["POLLING"], e["EVENTS"]) for e in started] == [("running", "off")]
     assert daemon.log_path.read_text() == ""  # everything went to the journal
 
     daemon.signal(signal.SIGTERM)
