@@ -16,6 +16,7 @@ from batch_poller.extras import require_extra
 from batch_poller.logging import configure_logging
 
 EXIT_ERROR = 1
+JSON_HELP = "print JSON instead of text"
 Command = Callable[[argparse.Namespace, Settings | None], int]
 
 
@@ -98,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="one full pass, then exit")
 
     track = add("track", _track, "start tracking batch jobs")
-    track.add_argument("arns", nargs="+", metavar="JOB_ARN")
+    track.add_argument(
+        "arns", nargs="+", metavar="JOB_ARN", help="the jobs' ARNs, as Bedrock gave them"
+    )
     track.add_argument(
         "--input-prefix",
         metavar="S3_URI",
@@ -124,8 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--json", action="store_true", help="one JSON object per line")
 
     show = add("show", _show, "show one tracked job")
-    show.add_argument("job", metavar="JOB", help="job ARN or job id")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("job", metavar="JOB", help="job ARN, job id or job name")
+    show.add_argument("--json", action="store_true", help=JSON_HELP)
 
     process = add(
         "process-completed",
@@ -133,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         "one pass now, retrying failed fetches and pending cleanups",
     )
     process.add_argument("--remote", action="store_true", help="ask the running daemon")
-    process.add_argument("--json", action="store_true")
+    process.add_argument("--json", action="store_true", help=JSON_HELP)
 
     for name, command, what in (
         ("status", _status, "the running daemon's state"),
@@ -141,22 +144,22 @@ def _parser() -> argparse.ArgumentParser:
         ("resume", _resume, "resume the running daemon's polling"),
     ):
         remote = add(name, command, what)
-        remote.add_argument("--json", action="store_true")
+        remote.add_argument("--json", action="store_true", help=JSON_HELP)
 
     cleanup = add("cleanup", _cleanup, "delete a stored job's S3 folders now")
-    cleanup.add_argument("job", metavar="JOB", help="job ARN or job id")
+    cleanup.add_argument("job", metavar="JOB", help="job ARN, job id or job name")
     cleanup.add_argument(
         "--force",
         action="store_true",
         help="also when result lines too long to store exist only in S3",
     )
     cleanup.add_argument("--remote", action="store_true", help="ask the running daemon")
-    cleanup.add_argument("--json", action="store_true")
+    cleanup.add_argument("--json", action="store_true", help=JSON_HELP)
 
     export = add(
         "export", _export, "write stored records (a job's, a group's) as JSON lines, CSV, Parquet"
     )
-    export.add_argument("job", metavar="JOB", nargs="?", help="job ARN or job id")
+    export.add_argument("job", metavar="JOB", nargs="?", help="job ARN, job id or job name")
     export.add_argument("--group", metavar="NAME", help="the records of a group's jobs")
     export.add_argument("--record-id", metavar="ID", help="every stored record with this id")
     export.add_argument(
@@ -174,11 +177,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     groups.add_argument("name", nargs="?", metavar="NAME", help="the group (show, seal)")
     groups.add_argument("--status", help="only groups with this status (list)")
-    groups.add_argument("--limit", type=int, default=100)
-    groups.add_argument("--json", action="store_true")
+    groups.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    groups.add_argument("--json", action="store_true", help=JSON_HELP)
 
     hooks = add("hooks", _hooks, "events hooks gave up on: list them, or send them again")
-    hooks.add_argument("action", choices=["failed", "retry"])
+    hooks.add_argument(
+        "action", choices=["failed", "retry"], help="failed: list dead letters; retry: send again"
+    )
     hooks.add_argument(
         "deliveries",
         nargs="*",
@@ -191,14 +196,18 @@ def _parser() -> argparse.ArgumentParser:
     hooks.add_argument(
         "--to", metavar="NAME", help="send them to this configured hook instead (retry)"
     )
-    hooks.add_argument("--limit", type=int, default=100)
-    hooks.add_argument("--json", action="store_true")
+    hooks.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    hooks.add_argument("--json", action="store_true", help=JSON_HELP)
 
     config = add("config", _config, "check the configuration, or show the effective settings")
-    config.add_argument("action", choices=["check", "show"])
+    config.add_argument(
+        "action",
+        choices=["check", "show"],
+        help="check: refuse what cannot work (exit 78); show: the effective settings as TOML",
+    )
 
     db = add("db", _db_upgrade, "database schema")
-    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply missing migrations")
 
     demo = add("demo", _demo, "run the daemon on the local emulator with demo jobs", settings=False)
     demo.add_argument("--keep", metavar="DIR", help="keep the demo database in this folder")
@@ -213,7 +222,7 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     emulate.add_argument("--port", type=int, default=0, help="Bedrock emulator port (0: any free)")
     emulate.add_argument("--s3-port", type=int, default=0, help="S3/SQS server port (0: any free)")
-    emulate.add_argument("--region", default="us-east-1")
+    emulate.add_argument("--region", default="us-east-1", help="the region it says it is in")
     emulate.add_argument(
         "--events-queue", metavar="NAME", help="create this SQS queue and send job events to it"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 from pathlib import Path
@@ -10,8 +11,9 @@ from typing import Any
 import pytest
 
 from batch_poller.app import open_runtime
-from batch_poller.cli import main
+from batch_poller.cli import _parser, main
 from batch_poller.config import load_settings
+from batch_poller.domain import JobStatus
 from batch_poller.emulator.server import Endpoints
 from batch_poller.store.tables import SCHEMA_VERSION
 from batch_poller.views import TABLE_COLUMNS
@@ -203,3 +205,26 @@ async def test_a_bad_config_exits_78_with_one_line(
     assert code == 78
     assert message in err and str(path) in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command, sub in action.choices.items():
+                    walk(sub, command)
+            elif not action.help and not isinstance(action, argparse._HelpAction):
+                missing.append(f"{name} {action.option_strings or action.dest}")
+
+    walk(_parser(), "batch-poller")
+
+    assert missing == []
+
+
+def test_jobs_help_lists_the_statuses(capsys: Any) -> None:
+    with pytest.raises(SystemExit):
+        main(["jobs", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ", ".join(status.value for status in JobStatus) in text
