@@ -28,7 +28,7 @@ from batch_poller.store import (
 )
 from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.supervisor import JobHeld
-from batch_poller.terminal import ago, job_details, jobs_table, print_table
+from batch_poller.terminal import ago, job_details, jobs_table, print_table, waiting
 from batch_poller.tracking import TrackError, track_jobs
 from batch_poller.views import job_document, job_summary, why_folders_are_kept
 
@@ -43,7 +43,8 @@ async def track(
 ) -> int:
     async with open_runtime(settings, store=await open_command_store(settings)) as rt:
         try:
-            tracked = await track_jobs(rt, arns, input_prefix, group=group, seal=seal)
+            with waiting(f"reading {len(arns)} job(s) from Bedrock"):
+                tracked = await track_jobs(rt, arns, input_prefix, group=group, seal=seal)
         except TrackError as error:
             raise CommandError(str(error)) from None
         found = None if group is None else await rt.store.get_group(group)
@@ -90,7 +91,8 @@ async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
 
 async def process_completed(settings: Settings, *, as_json: bool = False) -> int:
     async with open_runtime(settings, store=await open_command_store(settings)) as rt:
-        report = await build_supervisor(rt).run_pass(check_all=False, retry_failed=True)
+        with waiting("one pass: checking, fetching and cleaning up"):
+            report = await build_supervisor(rt).run_pass(check_all=False, retry_failed=True)
     counts = report.as_dict()
     done = ", ".join(f"{n} {what}" for what, n in counts.items() if what != "jobs" and n)
     _say(as_json, f"one pass: {counts['jobs']} jobs ({done or 'nothing to do'})", **counts)

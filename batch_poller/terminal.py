@@ -3,7 +3,9 @@ status that is never cut, counts, relative times), and every column with `--wide
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
@@ -185,3 +187,14 @@ def job_details(job: JobRow, now: datetime) -> Table:
 def print_table(table: Table, *, wide: bool = False) -> None:
     """On the terminal's width; `wide` tables are never squeezed (a pipe is 80 columns)."""
     Console(width=10_000 if wide else None).print(table)
+
+
+@contextlib.contextmanager
+def waiting(message: str) -> Iterator[None]:
+    """A spinner on stderr while a command waits on the network, when stderr is a terminal:
+    a slow endpoint shows as a wait, not as a hang (retries are logged beside it)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    with Console(stderr=True).status(message):
+        yield

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import aiohttp
+import structlog
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -20,12 +21,14 @@ from botocore.exceptions import (
 )
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 
 T = TypeVar("T")
+log = structlog.get_logger("batch_poller")
 
 TRANSIENT_CODES = frozenset(
     {
@@ -134,6 +137,20 @@ async def call(
     return result
 
 
+def _log_retry(operation: str, state: RetryCallState) -> None:
+    """Each retry is said: a call that waits on an endpoint that does not answer is never a
+    silent wait."""
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else None
+    log.info(
+        "aws_call_retried",
+        operation=operation,
+        attempt=state.attempt_number,
+        error=str(error),
+        retry_in_seconds=None if wait is None else round(wait, 1),
+    )
+
+
 class RetryPolicy:
     """Exponential backoff with jitter for transient errors; `sleep` comes from the clock."""
 
@@ -162,6 +179,7 @@ class RetryPolicy:
             ),
             stop=stop_after_attempt(self.attempts),
             sleep=self.sleep,
+            before_sleep=lambda state: _log_retry(operation, state),
             reraise=True,
         )
         async for attempt in retrying:

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
+from structlog.testing import capture_logs
 
-from batch_poller.aws.errors import classify
+from batch_poller.aws.errors import RetryPolicy, classify
 from batch_poller.config import ResultsSettings
 from batch_poller.store import RecordRow, WriteReport
 from batch_poller.writing import IngestContext, Interrupted, write_batches
@@ -112,3 +113,25 @@ async def test_a_stop_ends_the_ingest_after_a_committed_batch() -> None:
         await write_batches(_Job(), _rows(10), _context(store, stopping))  # type: ignore[arg-type]
 
     assert len(store.batches) == 1
+
+
+async def test_every_retry_is_logged_with_its_error_and_wait() -> None:
+    answers: list[Any] = [_client_error("ThrottlingException") for _ in range(2)]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def call() -> str:
+        if answers:
+            raise answers.pop(0)
+        return "answered"
+
+    policy = RetryPolicy(sleep=sleep)
+    with capture_logs() as logs:
+        assert await policy.run("GetModelInvocationJob", call) == "answered"
+
+    retried = [entry for entry in logs if entry["event"] == "aws_call_retried"]
+    assert [entry["attempt"] for entry in retried] == [1, 2]
+    assert all("ThrottlingException" in entry["error"] for entry in retried)
+    assert [entry["retry_in_seconds"] for entry in retried] == [round(w, 1) for w in waits]
