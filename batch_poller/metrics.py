@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 
 from batch_poller import __version__
 from batch_poller.domain import JobStatus
@@ -70,6 +78,24 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.events_receiving = Gauge(
+            "batch_poller_events_receiving",
+            "1 while the event consumer's receives work, 0 while they fail (absent: events off)",
+            ["queue"],
+            registry=r,
+        )
+        self.last_successful_pass = Gauge(
+            "batch_poller_last_successful_pass_timestamp_seconds",
+            "When the last pass that ran to its end ended, as a Unix time",
+            registry=r,
+        )
+        self.pass_interval = Gauge(
+            "batch_poller_pass_interval_seconds",
+            "The time between passes now ([poller] interval, or the events' fallback interval)",
+            registry=r,
+        )
+        # The process's own CPU, memory and open files (process_*), as every exporter has them.
+        ProcessCollector(registry=r)
         self.replica = Info(
             "batch_poller_replica", "This process among those sharing the database", registry=r
         )

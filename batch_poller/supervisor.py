@@ -173,6 +173,7 @@ class Supervisor:
         seconds = time.monotonic() - started
         self.rt.metrics.passes.inc()
         self.rt.metrics.pass_seconds.observe(seconds)
+        self.rt.metrics.last_successful_pass.set(self.last_pass_at.timestamp())
         log.debug("pass_done", seconds=round(seconds, 3), **report.as_dict())
         if self.after_pass is not None:
             await self.after_pass(report)
@@ -370,6 +371,7 @@ class Supervisor:
                 self._start_pass(check_all=first)
                 first = False
             interval = pass_interval(self.rt.settings, events=self.events is not None)
+            self.rt.metrics.pass_interval.set(interval)
             self.next_pass_at = self.rt.clock.now() + timedelta(seconds=interval)
             await self._sleep(interval)
         if self._passes:

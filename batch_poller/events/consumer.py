@@ -77,7 +77,7 @@ class EventConsumer:
                 raise
             except Exception as error:  # the client could not be made: never the end of events
                 self.failures += 1
-                self.counts.receiving(str(error), self.rt.clock.now())
+                self._receiving(str(error))
                 log.exception("events_client_failed", retry_in=RETRY_MAX_SECONDS)
                 await self._pause(RETRY_MAX_SECONDS)
 
@@ -88,13 +88,13 @@ class EventConsumer:
             try:
                 await self.receive_once()
                 in_a_row = 0
-                self.counts.receiving(None, self.rt.clock.now())
+                self._receiving(None)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # SQS, the store, or a bug: never the end of events
                 in_a_row += 1
                 self.failures += 1
-                self.counts.receiving(str(error), self.rt.clock.now())
+                self._receiving(str(error))
                 wait = min(RETRY_BASE_SECONDS * 2 ** (in_a_row - 1), RETRY_MAX_SECONDS)
                 event = "events_store_unavailable" if isinstance(error, StoreError) else None
                 if event is None and not _is_aws_error(error):
@@ -180,6 +180,11 @@ class EventConsumer:
             return False
         log.info("event_job_tracked", job_arn=hint.arn, job_name=remote.name)
         return True
+
+    def _receiving(self, error: str | None) -> None:
+        self.counts.receiving(error, self.rt.clock.now())
+        queue = self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+        self.rt.metrics.events_receiving.labels(queue).set(0 if error else 1)
 
     def _accepted(self, hint: Hint) -> None:
         self.counts.accepted += 1

@@ -195,6 +195,7 @@ async def test_an_sqs_outage_is_survived(runtime: Runtime, sqs: Any, submit: Any
     try:
         await asyncio.wait_for(_until(lambda: consumer.failures >= 2), 30)
         failing = consumer.counts.as_dict()
+        failing_gauge = _receiving(runtime, missing)
         await sqs.create_queue(QueueName=missing)  # the queue is back
         await sqs.send_message(QueueUrl=url, MessageBody=_forged(arn, "InProgress"))
         await asyncio.wait_for(_until(lambda: consumer.counts.accepted == 1), 60)
@@ -205,6 +206,13 @@ async def test_an_sqs_outage_is_survived(runtime: Runtime, sqs: Any, submit: Any
     # The status said so while it lasted, and no longer does.
     assert failing["state"] == "failing" and failing["last_error"] and failing["failing_since"]
     assert consumer.counts.as_dict()["state"] == "receiving"
+    # And the gauge the "events stopped" alert reads (deploy/prometheus/alerts.yml).
+    assert (failing_gauge, _receiving(runtime, missing)) == (0, 1)
+
+
+def _receiving(runtime: Runtime, queue: str) -> float | None:
+    registry = runtime.metrics.registry
+    return registry.get_sample_value("batch_poller_events_receiving", {"queue": queue})
 
 
 async def _until(condition: Any) -> None:

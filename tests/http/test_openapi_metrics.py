@@ -80,6 +80,9 @@ async def test_metrics_after_a_real_lifecycle(
     assert 'batch_poller_build_info{python="' in text
     assert f'owner="{supervisor.owner}"' in text  # batch_poller_replica_info
     assert _sample(text, "batch_poller_leases_lost_total") == 0
+    ended = supervisor.last_pass_at.timestamp()
+    assert _sample(text, "batch_poller_last_successful_pass_timestamp_seconds") == ended
+    assert _sample(text, "process_resident_memory_bytes") > 0
 
 
 async def test_throttled_calls_are_counted_as_throttled(
