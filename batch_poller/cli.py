@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -205,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["check", "show"],
         help="check: refuse what cannot work (exit 78); show: the effective settings as TOML",
     )
+    config.add_argument("--json", action="store_true", help=JSON_HELP + " (secrets masked)")
 
     db = add("db", _db_upgrade, "database schema")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply missing migrations")
@@ -352,12 +354,17 @@ def _cleanup(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def _config(args: argparse.Namespace, settings: Settings | None) -> int:
-    from batch_poller.config import config_path, render_toml
+    from batch_poller.config import config_path, masked_document, render_toml
 
-    if args.action == "show":
+    source = config_path(args.config)
+    if args.action == "show" and args.json:
+        print(json.dumps(masked_document(_need(settings)), indent=2))
+    elif args.action == "show":
         print(render_toml(_need(settings), mask_secrets=True), end="")
+    elif args.json:
+        print(json.dumps({"valid": True, "file": None if source is None else str(source)}))
     else:
-        print(f"configuration is valid ({config_path(args.config) or 'defaults and environment'})")
+        print(f"configuration is valid ({source or 'defaults and environment'})")
     return 0
 
 

@@ -511,6 +511,20 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def masked_document(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-ready values, every secret replaced by a mask: `config show --json`,
+    for programs that read the settings (it is not a settings file: nothing feeds it back)."""
+    data = settings.model_dump(mode="json")
+    data["database"]["url"] = mask_url(data["database"]["url"])
+    for endpoint in ("bedrock_endpoint_url", "s3_endpoint_url", "sqs_endpoint_url"):
+        data["aws"][endpoint] = mask_endpoint_url(data["aws"][endpoint])
+    data["http"]["admin_token"] = "***" if settings.http.admin_token.get_secret_value() else ""
+    for hook, table in zip(settings.hooks.webhook, data["hooks"]["webhook"], strict=True):
+        table["secret"] = "***" if hook.secret.get_secret_value() else ""
+        table["url"] = mask_webhook_url(hook.url)
+    return data
+
+
 def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
     """The settings as a TOML document, e.g. for `batch-poller config show`."""
     data = settings.model_dump(mode="json")

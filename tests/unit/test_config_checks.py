@@ -3,6 +3,7 @@ the value, what is wrong and, where it can tell, what was meant."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from batch_poller import config
+from batch_poller.cli import main
 from batch_poller.config import ConfigError, load_settings, render_toml
 
 
@@ -105,3 +107,28 @@ def test_the_admin_token_comes_from_systemd_s_credential(
     assert _load(tmp_path, "").admin_token() == "from-systemd"
     # A token set in the settings comes first.
     assert _load(tmp_path, '[http]\nadmin_token = "mine"').admin_token() == "mine"
+
+
+def test_config_show_json_masks_every_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[database]\nurl = "sqlite:////tmp/x.db?password=hunter2"\n'
+        '[http]\nadmin_token = "t0ken"\n'
+        '[[hooks.webhook]]\nname = "crm"\nurl = "https://user:pw@crm.example/hook?token=abc"\n'
+        'secret = "s3cret"\n'
+    )
+
+    assert main(["--config", str(path), "config", "show", "--json"]) == 0
+    shown = capsys.readouterr().out
+    document = json.loads(shown)
+    assert main(["--config", str(path), "config", "check", "--json"]) == 0
+    checked = json.loads(capsys.readouterr().out)
+
+    for secret in ("hunter2", "t0ken", "s3cret", ":pw@", "abc"):
+        assert secret not in shown, secret
+    assert document["http"]["admin_token"] == "***"
+    assert document["hooks"]["webhook"][0]["secret"] == "***"
+    assert document["database"]["url"].startswith("sqlite:////tmp/x.db?password=")
+    assert checked == {"valid": True, "file": str(path)}
