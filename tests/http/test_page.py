@@ -82,7 +82,6 @@ async def test_the_page_shows_a_finished_job_and_pauses_with_the_token(
     await page.locator("#activity-chart rect.bar-records").wait_for()
     cells = [await c.inner_text() for c in await row.locator("td").all()]
     await page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-    await docs_screenshot(page, "status-page.png")
 
     assert cells[1:7] == ["COMPLETED", "no", "12", "9", "3", cells[6]]
     assert re.fullmatch(r"\$0\.\d*[1-9]\d*", cells[6])  # cents of a cent, never $0.00
@@ -262,7 +261,6 @@ async def test_the_page_reads_well_on_a_phone(
     await page.locator("#job-rows tr", has_text="COMPLETED").wait_for()
     await page.locator("#activity-chart rect.bar-records").wait_for()
     await page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
-    await docs_screenshot(page, "status-page-phone.png")
     page_width = await page.evaluate("document.documentElement.scrollWidth")
     header_shown = await page.evaluate("getComputedStyle(document.querySelector('thead')).display")
     chart_width = await page.evaluate(
@@ -343,10 +341,7 @@ async def test_the_detail_view_shows_fields_timeline_error_counts_and_pages_the_
     dialog = page.locator("#detail")
     await dialog.locator("#detail-errors tr[data-code='400']").wait_for()
     await dialog.locator("#detail-records tr[data-record]").first.wait_for()
-    await page.set_viewport_size({**DESKTOP, "height": 1700})  # the whole detail in view
     await page.screenshot(path=str(tmp_path / "detail.png"))
-    await docs_screenshot(page, "status-page-detail.png", full_page=False)
-    await page.set_viewport_size(DESKTOP)
 
     def field(name: str) -> Any:
         return dialog.locator(f"#detail-fields [data-field='{name}'] dd")
@@ -579,3 +574,62 @@ async def test_the_chart_has_a_bar_for_the_hour_with_stored_records(
     assert await jobs.count() >= 1 and await chart.locator("rect.bar-failed").count() == 1
     assert await chart.get_attribute("role") == "img"
     assert summary.startswith("In the last 24 hours: 12 records stored,")
+
+
+async def test_a_days_work_on_the_page_for_the_docs(
+    browser: Any, admin: Admin, control: Any, submit: Any, supervisor: Any, runtime: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The screenshots in docs/ (with BATCH_POLLER_DOCS_SCREENSHOT set): jobs from the emulator
+    and a day of earlier ones, the daemon's clock on the browser's."""
+    runtime.clock.current = datetime.now(UTC).replace(microsecond=0)
+    now = runtime.clock.now()
+    for n, hours_ago in enumerate((2, 3, 3, 5, 8, 9, 13, 17, 21), start=1):
+        at = now.replace(minute=n * 5) - timedelta(hours=hours_ago)
+        records = 40 * n
+        await insert_job(
+            runtime.store, 1000 + n, now, name=f"daily-report-{n}", status=JobStatus.COMPLETED,
+            submitted_at=at - timedelta(minutes=50), completed_at=at - timedelta(minutes=3),
+            results_fetched_at=at, cleanup_completed_at=at, total_records=records,
+            success_records=records - n % 3, error_records=n % 3, cost=Decimal("0.00061") * n,
+            input_tokens=300 * records, output_tokens=420 * records, bytes_freed=9100 * records,
+            last_checked_at=at,
+        )  # fmt: skip
+    nightly = await submit(24, tags={"emulator:error-rate": "0.2"})
+    for finished in (nightly, await submit(60)):
+        await control.finish(finished, "Completed")
+    failed = await submit(5)
+    await control.finish(failed, "Failed", message="The input file holds no valid record.")
+    await supervisor.run_pass()
+    running = await submit(80)
+    for _ in range(20):  # on the emulator's clock, until Bedrock counts some of its records
+        if (await control.job(running)).get("processedRecordCount"):
+            break
+        await control.advance_clock(0.5)
+    await supervisor.run_pass()
+    supervisor.next_pass_at = datetime.now(UTC) + timedelta(seconds=45)
+
+    page = await browser.new_page(viewport=DESKTOP)
+    await page.goto(admin.server.url + "/")
+    await page.locator("#job-rows tr", has_text="IN_PROGRESS").wait_for()
+    await page.locator("#activity-chart rect.bar-records").first.wait_for()
+    await page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+    await docs_screenshot(page, "status-page.png")
+    bars = await page.locator("#activity-chart rect.bar-records").count()
+
+    await page.click(f"#job-rows tr[data-job='{nightly}']")
+    await page.locator("#detail-records tr[data-record]").first.wait_for()
+    await page.locator("#detail-errors tr[data-code]").first.wait_for()
+    await page.set_viewport_size({**DESKTOP, "height": 1700})  # the whole detail in view
+    await page.screenshot(path=str(tmp_path / "detail.png"))
+    await docs_screenshot(page, "status-page-detail.png", full_page=False)
+
+    phone = await browser.new_page(viewport=PHONE, is_mobile=True)
+    await phone.goto(admin.server.url + "/")
+    await phone.locator("#job-rows tr", has_text="IN_PROGRESS").wait_for()
+    await phone.locator("#activity-chart rect.bar-records").first.wait_for()
+    await phone.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+    await docs_screenshot(phone, "status-page-phone.png")
+
+    assert bars == 9  # the hours with stored records: two jobs share one; this one
+    assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
