@@ -63,6 +63,8 @@ class JobReads:
 
     @store_operation("read a job")
     async def get_job(self, arn_or_job_id: str) -> JobRow | None:
+        # Asked for as the store keeps text: a NUL (which PostgreSQL refuses) finds nothing.
+        arn_or_job_id = stored_text(arn_or_job_id)
         key = _JOBS.c.batch_job_arn if arn_or_job_id.startswith("arn:") else _JOBS.c.job_id
         rows = await self._select_jobs(
             select(_JOBS).where(key == arn_or_job_id).order_by(_JOBS.c.batch_job_arn).limit(1)

@@ -488,3 +488,22 @@ async def test_a_get_on_the_retry_path_is_405(admin: Admin) -> None:
     code, answer = await admin.call("GET", "/api/batch/jobs/abcdefabcdef/retry")
 
     assert code == 405 and answer["error"] == "method not allowed"
+
+
+@BACKENDS
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/batch/jobs/a%00b"),
+        ("GET", "/api/batch/jobs/a%00b/errors"),
+        ("GET", "/api/batch/jobs/a%00b/records"),
+        ("POST", "/api/batch/jobs/a%00b/retry"),
+    ],
+)
+async def test_a_job_named_with_a_nul_is_unknown_on_every_database(
+    admin: Admin, method: str, path: str
+) -> None:
+    # PostgreSQL refuses a NUL in text: the name is asked for as the store keeps text.
+    code, answer = await admin.call(method, path, auth=BEARER)
+
+    assert code == 404 and answer["error"] == "not found"
