@@ -744,11 +744,12 @@ async function trackJob(event) {
   const answer = await send("POST", "/api/batch/jobs", body);
   if (answer === null) return;
   if (!answer.ok) {
-    show(refused(answer), false);
+    show(refused(answer), false, "track-message");
     return;
   }
-  show(answer.status === 201 ? `Now tracking ${answer.body.job_name || answer.body.job_id}.` :
-    `${answer.body.job_name || answer.body.job_id} was tracked already.`, true);
+  const name = answer.body.job_name || answer.body.job_id;
+  show(answer.status === 201 ? `Now tracking ${name}.` : `${name} was tracked already.`, true,
+    "track-message");
   $("track-form").reset();
   reloadJobs();
 }
