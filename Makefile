@@ -24,8 +24,8 @@ emulate: $(VENV)/.installed
 	$(BIN)/batch-poller emulate
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check batch_poller tests scripts bench
-	$(BIN)/ruff format --check batch_poller tests scripts bench
+	$(BIN)/ruff check batch_poller tests bench
+	$(BIN)/ruff format --check batch_poller tests bench
 	$(BIN)/mypy
 
 test: lint
@@ -46,7 +46,7 @@ soak: $(VENV)/.installed-test
 		$(BIN)/pytest -q -s -p no:cacheprovider tests/faults/test_kill_campaign.py
 
 screenshot: $(VENV)/.installed-test
-	$(BIN)/python scripts/screenshot_status_page.py
+	BATCH_POLLER_DOCS_SCREENSHOT=1 $(BIN)/pytest -q tests/http/test_page.py -k days_work_on_the_page
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
