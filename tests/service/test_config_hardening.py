@@ -65,8 +65,9 @@ def test_config_show_hides_credentials_in_endpoint_urls(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for secret in ("AKIA", "topsecret", "token123", "abc"):
         assert secret not in result.stdout
-    assert 'bedrock_endpoint_url = "http://***@bedrock.internal:8443/"' in result.stdout
-    assert 's3_endpoint_url = "https://***@s3.internal/?X-Amz-Security-Token=***"' in result.stdout
+    shown = result.stdout
+    assert "# bedrock_endpoint_url is set and not shown: http://***@bedrock.internal:8443/" in shown
+    assert "# s3_endpoint_url is set and not shown: https://***@s3.internal/?X-Amz-Se" in shown
 
 
 async def test_a_reload_refusing_an_invalid_token_does_not_log_it(
