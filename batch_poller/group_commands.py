@@ -15,6 +15,7 @@ from batch_poller.config import Settings
 from batch_poller.domain import parse_group_status
 from batch_poller.hooks.documents import group_document
 from batch_poller.store import GroupError
+from batch_poller.terminal import add_literal_row, literal
 from batch_poller.views import job_summary
 
 
@@ -33,12 +34,13 @@ async def list_groups(settings: Settings, status: str | None, limit: int, *, as_
         for document in documents:
             print(json.dumps(document))
         return 0
-    table = Table(title=f"{len(groups)} groups")
+    table = Table(title=literal(f"{len(groups)} groups"))
     for column in ("group", "status", "jobs", "records", "ok", "errors", "cost", "compiled"):
         table.add_column(column)
     for document in documents:
         records = document["records"]
-        table.add_row(
+        add_literal_row(
+            table,
             document["name"],
             document["status"],
             *(_cell(v) for v in (document["jobs"], records["total"], records["ok"])),
@@ -63,20 +65,21 @@ async def show_group(settings: Settings, name: str, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(document, indent=2))
         return 0
-    table = Table(show_header=False, title=f"group {group.name}")
+    table = Table(show_header=False, title=literal(f"group {group.name}"))
     for key, value in document.items():
         if key == "members":
             continue
         if key == "records":  # counted once compiled
             counts = f"{value['total']} ({value['ok']} ok, {value['error']} errors)"
             value = None if value["total"] is None else counts
-        table.add_row(key, _cell(value))
+        add_literal_row(table, key, _cell(value))
     Console().print(table)
-    jobs = Table(title=f"{len(members)} jobs")
+    jobs = Table(title=literal(f"{len(members)} jobs"))
     for column in ("job", "status", "records", "errors", "cleanup"):
         jobs.add_column(column)
     for job in document["members"]:
-        jobs.add_row(
+        add_literal_row(
+            jobs,
             job["job_name"] or job["job_id"],
             job["status"],
             _cell(job["total_records"]),

@@ -12,6 +12,7 @@ from batch_poller.clock import SystemClock
 from batch_poller.commands import open_command_store
 from batch_poller.config import Settings
 from batch_poller.store.outbox import DeliveryState
+from batch_poller.terminal import add_literal_row, literal
 
 
 async def failed_deliveries(
@@ -26,11 +27,12 @@ async def failed_deliveries(
         for delivery in dead:
             print(json.dumps(delivery.as_dict()))
         return 0
-    table = Table(title=f"{len(dead)} dead letters")
+    table = Table(title=literal(f"{len(dead)} dead letters"))
     for column in ("delivery", "hook", "event", "subject", "attempts", "last error"):
         table.add_column(column)
     for delivery in dead:
-        table.add_row(
+        add_literal_row(
+            table,
             str(delivery.id),
             delivery.hook,
             delivery.type,

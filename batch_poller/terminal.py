@@ -4,6 +4,7 @@ status that is never cut, counts, relative times), and every column with `--wide
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -13,12 +14,15 @@ from typing import Literal
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from batch_poller.rows import JobRow
 from batch_poller.views import cleanup_state, job_document, records_shown
 
-# A longer name is shown by the job's id instead: as unique, and 12 characters.
-_NAME_WIDTH = 16
+# A longer name is shown by the job's id instead: as unique, and 12 characters. With the
+# widest cells of the other columns (RESULT_FETCH_FAILED, 49.9k/50.0k, <$0.0001, 59m ago),
+# a row is then 80 characters at most.
+_NAME_WIDTH = 15
 
 
 _COLUMNS: tuple[tuple[str, Literal["left", "right"]], ...] = (
@@ -31,20 +35,36 @@ _COLUMNS: tuple[tuple[str, Literal["left", "right"]], ...] = (
 )
 
 
-def ago(when: datetime | None, now: datetime) -> str:
-    """`12 s ago`, `3 min ago`, `5 h ago`, `2 days ago`; `in 3 min` for a time to come."""
+# What a terminal would act on instead of showing: C0 and C1 controls (escape sequences, a
+# newline splitting a row, a carriage return hiding text), DEL, and the invisible characters
+# that reorder or hide text (bidirectional overrides, zero-width characters, the BOM).
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def literal(value: object) -> Text:
+    """A cell shown as it is: never read as rich markup, and every character that a terminal
+    would act on (or hide) shown as its escape, `\\x1b`. Names and messages come from Bedrock
+    and from whoever named the job."""
+    text = "-" if value is None else str(value)
+    return Text(_UNSHOWABLE.sub(lambda found: repr(found.group())[1:-1], text))
+
+
+def ago(when: datetime | None, now: datetime, *, compact: bool = False) -> str:
+    """`12 s ago`, `3 min ago`, `5 h ago`, `2 days ago`; `in 3 min` for a time to come.
+    `compact` for a table's column: `12s ago`, `3m ago`, `5h ago`, `2d ago`."""
     if when is None:
         return "never"
     seconds = round((now - when).total_seconds())
     size = abs(seconds)
+    units = ("s", "m", "h", "d") if compact else (" s", " min", " h", " days")
     if size < 90:
-        span = f"{size} s"
+        span = f"{size}{units[0]}"
     elif size < 90 * 60:
-        span = f"{round(size / 60)} min"
+        span = f"{round(size / 60)}{units[1]}"
     elif size < 48 * 3600:
-        span = f"{round(size / 3600)} h"
+        span = f"{round(size / 3600)}{units[2]}"
     else:
-        span = f"{round(size / 86400)} days"
+        span = f"{round(size / 86400)}{units[3]}"
     return f"{span} ago" if seconds >= 0 else f"in {span}"
 
 
@@ -78,27 +98,55 @@ def size(count: int | None) -> str:
 
 
 def short_count(count: int | None) -> str:
-    """812, 3.4k, 1.2M: a count in at most five characters."""
+    """812, 3.4k, 250k, 1.2M: a count in at most five characters, rounded down (49,999 is
+    49.9k: a job one record short of done does not look done)."""
     if count is None:
         return "-"
     if count < 1000:
         return str(count)
+    if count < 100_000:
+        return f"{count // 100 / 10:.1f}k"
     if count < 1_000_000:
-        return f"{count / 1000:.1f}k"
-    return f"{count / 1_000_000:.1f}M"
+        return f"{count // 1000}k"
+    return f"{count // 100_000 / 10:.1f}M"
 
 
 def job_label(job: JobRow) -> str:
-    """The job's name when it has one that fits, else its id: both are taken by `show`."""
-    if job.job_name and len(job.job_name) <= _NAME_WIDTH:
-        return job.job_name
+    """The job's name when it has one that fits and shows as itself, else its id: both are
+    taken by `show`."""
+    name = job.job_name
+    if name and name.strip() and len(name) <= _NAME_WIDTH and not _UNSHOWABLE.search(name):
+        return name
     return job.job_id
+
+
+def progress_cell(job: JobRow) -> str:
+    """Stored records, or while the job runs Bedrock's processed of total, in 11 characters."""
+    if job.total_records is not None:
+        return short_count(job.total_records)
+    if job.progress_total is not None:
+        done = "?" if job.progress_processed is None else short_count(job.progress_processed)
+        return f"{done}/{short_count(job.progress_total)}"
+    return "-"
+
+
+def compact_money(cost: Decimal | None) -> str:
+    """A cost in at most 8 characters: $0.00041, $12.35, $1.2k; below $0.0001 `<$0.0001`."""
+    if cost is not None and 0 < cost < Decimal("0.0001"):
+        return "<$0.0001"
+    if cost is not None and cost >= 1000:
+        return f"${cost / 1000:.1f}k"
+    return money(cost)
+
+
+def add_literal_row(table: Table, *cells: object) -> None:
+    table.add_row(*(literal(cell) for cell in cells))
 
 
 def compact_table(title: str) -> Table:
     """A table without side borders, columns a space apart: the most a line can hold."""
     return Table(
-        title=title,
+        title=literal(title),
         box=box.SIMPLE_HEAD,
         show_edge=False,
         padding=(0, 0, 0, 0),
@@ -114,14 +162,15 @@ def jobs_table(jobs: Sequence[JobRow], now: datetime, *, title: str, wide: bool 
     for header, justify in _COLUMNS:
         table.add_column(header, justify=justify, no_wrap=True, min_width=len(header))
     for job in jobs:
-        table.add_row(
+        add_literal_row(
+            table,
             job_label(job),
             job.status.value,
-            records_shown(job),
-            _count(job.error_records),
-            money(job.cost),
+            progress_cell(job),
+            short_count(job.error_records),
+            compact_money(job.cost),
             cleanup_state(job),
-            ago(job.last_checked_at, now),
+            ago(job.last_checked_at, now, compact=True),
         )
     return table
 
@@ -147,7 +196,8 @@ def _wide_table(table: Table, jobs: Sequence[JobRow]) -> Table:
     for column in columns:
         table.add_column(column, no_wrap=True)
     for job in jobs:
-        table.add_row(
+        add_literal_row(
+            table,
             job.job_id,
             job.job_name or "-",
             job.status.value,
@@ -173,14 +223,16 @@ def _count(value: int | None) -> str:
 
 def job_details(job: JobRow, now: datetime) -> Table:
     """`show`: every field of a job, times to the second with how long ago."""
-    table = Table(show_header=False, title=job.batch_job_arn, box=box.SIMPLE, pad_edge=False)
+    table = Table(show_header=False, title=literal(job.batch_job_arn), box=box.SIMPLE)
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")  # a long ARN or message wraps, never cut
     for key, value in job_document(job).items():
         raw = getattr(job, key, None)
         if isinstance(raw, datetime):
             value = f"{plain_time(raw)} ({ago(raw, now)})"
         elif key == "cost":
             value = money(job.cost)
-        table.add_row(key, "-" if value is None else str(value))
+        add_literal_row(table, key, value)
     return table
 
 

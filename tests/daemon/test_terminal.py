@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from batch_poller.domain import BedrockStatus, JobStatus
 from batch_poller.emulator.server import Endpoints
 from batch_poller.rows import NewJob, Progress
 from batch_poller.store import open_store
-from batch_poller.terminal import ago, money
+from batch_poller.terminal import ago, compact_money, money, short_count
 from tests.processes import write_config
 
 ARN = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/"
@@ -121,10 +122,65 @@ def test_relative_times_and_small_costs_read_well() -> None:
     assert ago(now - timedelta(hours=5), now) == "5 h ago"
     assert ago(now - timedelta(days=3), now) == "3 days ago"
     assert ago(now + timedelta(seconds=12), now) == "in 12 s"
-    from decimal import Decimal
-
+    assert ago(now - timedelta(minutes=59), now, compact=True) == "59m ago"
+    assert short_count(49_999) == "49.9k" and short_count(250_123) == "250k"
+    assert short_count(1_999_999) == "1.9M" and short_count(999) == "999"
+    assert compact_money(Decimal("1234.5")) == "$1.2k"
+    assert compact_money(Decimal("0.0000066")) == "<$0.0001"
     assert money(Decimal("0.0000412")) == "$0.000041"
     assert money(Decimal("0.0042")) == "$0.0042"
     assert money(Decimal("12.345")) == "$12.35"
     assert money(Decimal("0")) == "$0.00"
     assert money(None) == "-"
+
+
+@pytest.fixture
+async def hostile(tmp_path: Path, endpoints: Endpoints) -> Path:
+    """Jobs whose names and messages would act on a terminal, or on rich, if printed raw; and
+    the widest realistic cells."""
+    path = write_config(tmp_path, endpoints)
+    store = await open_store(f"sqlite:///{tmp_path / 'daemon.db'}")
+    now = datetime.now(UTC)
+    names = [
+        "[/red]",
+        "e\x1b[2Jz",
+        "[link=http://e]x",
+        "a\u202eb",
+        "  ",
+        "nightly-analysis-2026-11-28",
+    ]
+    for n, name in enumerate(names):
+        await store.track_job(
+            NewJob(
+                arn=f"{ARN}hst{n:09d}",
+                job_name=name,
+                status=JobStatus.RESULT_FETCH_FAILED if n == 1 else JobStatus.IN_PROGRESS,
+                bedrock_status=BedrockStatus.IN_PROGRESS,
+                message="bad input [/b] \x1b]0;PWN\x07",
+                progress=Progress(processed=49_999, total=50_000),
+                checked_at=now - timedelta(minutes=12),
+            ),
+            now,
+        )
+    await store.close()
+    return path
+
+
+async def test_names_and_messages_are_shown_as_they_are_never_acted_on(
+    capsys: Any, hostile: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+
+    listed = await _cli(capsys, hostile, "jobs")
+    wide = await _cli(capsys, hostile, "jobs", "--wide")
+    shown = await _cli(capsys, hostile, "show", "hst000000001")
+
+    for out in (listed, wide, shown):
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "[/red]" in listed and "[link=http://e]x" in wide  # markup shown, not rendered
+    assert "e\\x1b[2Jz" in shown and "bad input [/b] \\x1b]0;PWN\\x07" in shown
+    assert "hst000000001" in listed  # a name a terminal would act on is shown by the job's id
+    assert "hst000000004" in listed  # so is a blank one
+    lines = listed.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80 and "…" not in listed
+    assert "49.9k/50.0k" in listed and "12m ago" in listed
