@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -247,13 +248,7 @@ class WebhookSettings(HookSettings):
         secret = self.secret.get_secret_value()
         if secret or not self.secret_file:
             return secret
-        try:
-            return Path(self.secret_file).read_text().strip()
-        except OSError as error:
-            raise ConfigError(
-                f"cannot read [[hooks.webhook]] {self.name} secret_file {self.secret_file}: "
-                f"{error.strerror}"
-            ) from None
+        return read_secret_file(self.secret_file, f"[[hooks.webhook]] {self.name} secret_file")
 
 
 class CommandHookSettings(HookSettings):
@@ -359,12 +354,7 @@ class Settings(BaseSettings):
         source, path = "[http] admin_token_file", self.http.admin_token_file
         if not path:
             source, path = "the credential admin-token", _credential("admin-token")
-        if not path:
-            return ""
-        try:
-            return Path(path).read_text().strip()
-        except OSError as error:
-            raise ConfigError(f"cannot read {source} {path}: {error.strerror}") from None
+        return read_secret_file(path, source) if path else ""
 
     @classmethod
     def settings_customise_sources(
@@ -403,6 +393,21 @@ class SeedVariables(PydanticBaseSettingsSource):
         return values
 
 
+def read_secret_file(name: str, source: str) -> str:
+    """A secret kept in a file, stripped; a file that cannot be read is a configuration error
+    naming the setting. Only a regular file: a FIFO or a device would be read forever."""
+    path = Path(name)
+    try:
+        if not path.is_file():
+            reason = "not a regular file" if path.exists() else "No such file or directory"
+            raise ConfigError(f"cannot read {source} {name}: {reason}")
+        return path.read_text().strip()
+    except OSError as error:
+        raise ConfigError(f"cannot read {source} {name}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cannot read {source} {name}: not UTF-8 text") from None
+
+
 def _credential(name: str) -> str:
     """The path of a credential systemd passed with LoadCredential=, or '' without it."""
     folder = os.environ.get("CREDENTIALS_DIRECTORY", "")
@@ -411,17 +416,18 @@ def _credential(name: str) -> str:
 
 
 def config_path(explicit: str | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
+    if explicit is not None:
+        return _named(explicit, "--config")
     from_env = os.environ.get("BATCH_POLLER_CONFIG")
-    if from_env:
-        return Path(from_env)
+    if from_env is not None:
+        return _named(from_env, "$BATCH_POLLER_CONFIG")
     return SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None
 
 
 def load_settings(explicit_path: str | None = None) -> Settings:
     """The effective settings, or ConfigError with one line saying what is wrong and where."""
     path = config_path(explicit_path)
+    _refuse_unknown_sections_in_environment()
     data = read_toml(path) if path else {}
     try:
         settings = Settings(**data)
@@ -443,14 +449,49 @@ def load_settings(explicit_path: str | None = None) -> Settings:
     return settings
 
 
+def _refuse_unknown_sections_in_environment() -> None:
+    """BATCH_POLLER_DATABSE__URL would be ignored, and the daemon run on another database: a
+    section that does not exist is refused, with the one meant. (Keys of a known section are
+    checked by the model itself.)"""
+    prefix = "BATCH_POLLER_"
+    for name in os.environ:
+        upper = name.upper()
+        if not upper.startswith(prefix) or "__" not in upper:
+            continue
+        section, _, rest = upper[len(prefix) :].partition("__")
+        if section.lower() in Settings.model_fields:
+            continue
+        near = difflib.get_close_matches(section.lower(), list(Settings.model_fields), n=1)
+        hint = f": did you mean {prefix}{near[0].upper()}__{rest}?" if near else ""
+        raise ConfigError(f"unknown setting in environment {name}{hint}")
+
+
+def _named(name: str, source: str) -> Path:
+    if not name:
+        # Silently falling back to the defaults would run on another database.
+        raise ConfigError(f"{source} names no file (it is empty)")
+    return Path(name)
+
+
 def read_toml(path: Path) -> dict[str, Any]:
+    # Quoted only when it holds what a terminal would act on (an escape sequence, a newline).
+    shown = str(path) if str(path).isprintable() else repr(str(path))
     try:
+        if path.exists() and not path.is_file():
+            # A FIFO or a device would be read forever; a folder is a mistake.
+            raise ConfigError(f"config file {shown} is not a regular file")
         with path.open("rb") as file:
             return tomllib.load(file)
     except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+        raise ConfigError(f"cannot read config file {shown}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+        raise ConfigError(f"config file {shown} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {shown} is not UTF-8 text: {error.reason}") from None
+    except ValueError as error:  # an integer too long for Python to read
+        raise ConfigError(
+            f"config file {shown} holds a value that cannot be read: {error}"
+        ) from None
 
 
 def _source_of(loc: tuple[int | str, ...], path: Path | None) -> str:
@@ -586,5 +627,5 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    # A TOML basic string is a JSON string, but for DEL, which TOML wants escaped too.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")

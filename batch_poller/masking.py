@@ -14,18 +14,23 @@ def mask_url(url: str, *, hide_user: bool = False) -> str:
     """The URL with every credential replaced by ***: the password of `user:password@`, and
     query parameters such as `?password=` or `&sslpassword=`. Read as text, not parsed, so
     a malformed URL is masked too. `hide_user` hides the whole `user:password@` part."""
-    base, mark, query = url.partition("?")
-    scheme, sep, rest = base.partition("://") if "://" in base else ("", "", base)
-    user_info, at, host = rest.rpartition("@")
-    # The last '@' ends the credentials: a password may hold '@' or '/' unescaped. A path that
-    # begins with '/' (sqlite:////var/a@b.db) has none.
+    scheme, sep, rest = url.partition("://") if "://" in url else ("", "", url)
+    # The last '@' ends the credentials: a password may hold '@', '/' or '?' unescaped (a '@'
+    # in the query makes more hidden than needed, never less). A path that begins with '/'
+    # (sqlite:////var/a@b.db) has none.
+    user_info, at, after = rest.rpartition("@")
+    credentials = ""
     if at and not user_info.startswith("/"):
+        rest = after
         if hide_user:
-            rest = f"{HIDDEN}@{host}"
+            credentials = f"{HIDDEN}@"
         elif ":" in user_info:
-            rest = f"{user_info.partition(':')[0]}:{HIDDEN}@{host}"
+            credentials = f"{user_info.partition(':')[0]}:{HIDDEN}@"
+        else:
+            credentials = f"{user_info}@"
+    base, mark, query = rest.partition("?")
     masked_query = _QUERY_PARAMETER.sub(_mask_parameter, mark + query)
-    return f"{scheme}{sep}{rest}{masked_query}"
+    return f"{scheme}{sep}{credentials}{base}{masked_query}"
 
 
 def _mask_parameter(match: re.Match[str]) -> str:

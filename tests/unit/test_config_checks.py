@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -132,3 +133,88 @@ def test_config_show_json_masks_every_secret(
     assert document["hooks"]["webhook"][0]["secret"] == "***"
     assert document["database"]["url"].startswith("sqlite:////tmp/x.db?password=")
     assert checked == {"valid": True, "file": str(path)}
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\xff\xfe[aws]\n", "is not UTF-8 text"),
+        (b"[poller]\ninterval_seconds = " + b"9" * 5000 + b"\n", "holds a value that cannot be"),
+    ],
+)
+def test_a_config_file_that_cannot_be_read_is_one_line(
+    tmp_path: Path, content: bytes, words: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=words):
+        load_settings(str(path))
+
+
+def test_a_fifo_is_refused_not_read_forever(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_settings(str(fifo))
+    with pytest.raises(ConfigError, match=r"admin_token_file .*: not a regular file"):
+        _load(tmp_path, f'[http]\nadmin_token_file = "{fifo}"\n')
+
+
+def test_an_empty_config_name_is_refused_not_taken_for_the_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigError, match="--config names no file"):
+        load_settings("")
+    monkeypatch.setenv("BATCH_POLLER_CONFIG", "")
+    with pytest.raises(ConfigError, match=r"\$BATCH_POLLER_CONFIG names no file"):
+        load_settings()
+
+
+def test_config_show_writes_odd_characters_as_toml_reads_them(tmp_path: Path) -> None:
+    odd = 'a\u001b[2J\nb\u0000\u007fz"\\'
+    settings = _load(
+        tmp_path, f"[events]\njob_name_prefix = {json.dumps(odd)}\n".replace("\x7f", "\\u007f")
+    )
+    assert settings.events.job_name_prefix == odd
+
+    fed_back = _load(tmp_path, render_toml(settings, mask_secrets=True))
+
+    assert fed_back.events.job_name_prefix == odd
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("sqlite://relative.db", "SQLite needs a file"),
+        ("sqlite://", "SQLite needs a file"),
+        ("sqlite:///:memory:", "SQLite needs a file"),
+        ("SQLITE:////tmp/x.db", "the scheme 'SQLITE' is not"),
+        ("postgresql://poller@db:99999/jobs", "the port '99999' is not a number"),
+        ("postgresql://poller@[::1]:0/jobs", "the port '0' is not a number"),
+    ],
+)
+def test_a_database_url_the_start_would_refuse_is_refused_by_the_check(
+    tmp_path: Path, url: str, words: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        _load(tmp_path, f'[database]\nurl = "{url}"\n')
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite:///jobs.db", "sqlite:////var/lib/x.db?mode=rwc", "postgresql://u:p@[::1]:5432/db"],
+)
+def test_database_urls_the_store_takes_pass(tmp_path: Path, url: str) -> None:
+    assert _load(tmp_path, f'[database]\nurl = "{url}"\n').database.url == url
+
+
+def test_a_misspelt_section_in_the_environment_is_refused_with_the_one_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCH_POLLER_DATABSE__URL", "postgresql://u@db/x")
+    with pytest.raises(ConfigError) as refused:
+        _load(tmp_path, "")
+    assert str(refused.value) == (
+        "unknown setting in environment BATCH_POLLER_DATABSE__URL: "
+        "did you mean BATCH_POLLER_DATABASE__URL?"
+    )

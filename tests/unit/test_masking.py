@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch_poller.masking import mask_url
+from batch_poller.masking import mask_endpoint_url, mask_url, mask_webhook_url
 from batch_poller.store.engine import to_async_url
 
 
@@ -37,3 +37,18 @@ def test_an_unsupported_or_unparsable_url_is_refused_without_its_credentials(url
 
     assert "hunter2" not in str(refused.value)
     assert "***" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:pa?ss@127.0.0.1:5432/db", "postgresql://u:***@127.0.0.1:5432/db"),
+        ("postgresql://u:p?a@s/s@db/x?sslmode=require", "postgresql://u:***@db/x?sslmode=require"),
+        ("mysql://u:TOP?SECRET@h/d", "mysql://u:***@h/d"),
+        ("sqlite:////var/lib/a@b.db?mode=ro", "sqlite:////var/lib/a@b.db?mode=ro"),
+    ],
+)
+def test_a_password_holding_a_question_mark_is_masked_whole(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    assert mask_endpoint_url("http://AKIAXX:sec?ret@proxy:8080/") == "http://***@proxy:8080/"
+    assert "hook?pw" not in mask_webhook_url("https://hookuser:hook?pw@crm.example/h")
