@@ -41,7 +41,8 @@ async def track(
     group: str | None = None,
     seal: bool = False,
 ) -> int:
-    async with open_runtime(settings, store=await open_command_store(settings)) as rt:
+    store = await open_command_store(settings, create=True)
+    async with open_runtime(settings, store=store) as rt:
         try:
             with waiting(f"reading {len(arns)} job(s) from Bedrock"):
                 tracked = await track_jobs(rt, arns, input_prefix, group=group, seal=seal)
@@ -60,7 +61,7 @@ async def list_jobs(
     settings: Settings, status: str | None, limit: int, *, as_json: bool, wide: bool = False
 ) -> int:
     wanted = _status(status)
-    store = await open_command_store(settings, reading=True)
+    store = await open_command_store(settings)
     try:
         jobs = await store.list_jobs(wanted, limit=limit)
     finally:
@@ -76,7 +77,7 @@ async def list_jobs(
 
 
 async def show_job(settings: Settings, job_ref: str, *, as_json: bool) -> int:
-    store = await open_command_store(settings, reading=True)
+    store = await open_command_store(settings)
     try:
         job = await find_job(store, job_ref)
     finally:
@@ -164,7 +165,7 @@ async def export_records(
         raise CommandError("a parquet export is a file: name it with -o FILE")
     if output is not None:
         _check_export_target(output)
-    store = await open_command_store(settings, reading=True)
+    store = await open_command_store(settings)
     try:
         if job_ref is not None:
             job = await find_job(store, job_ref)
@@ -234,7 +235,7 @@ async def _export_to_file(rows: AsyncIterator[StoredRecord], fmt: ExportFormat, 
 
 
 async def upgrade_database(settings: Settings) -> int:
-    store = await open_command_store(settings)
+    store = await open_command_store(settings, create=True)
     try:
         version = await upgrade(store.engine)
     finally:
@@ -259,14 +260,15 @@ async def find_job(store: JobStore, job_ref: str) -> JobRow:
     raise CommandError(f"no tracked job {job_ref!r} (by ARN, id or name){hint}")
 
 
-async def open_command_store(settings: Settings, *, reading: bool = False) -> JobStore:
+async def open_command_store(settings: Settings, *, create: bool = False) -> JobStore:
     """The store with the configured lock waits; a database that cannot be opened is one line.
 
-    `reading`: a command that only reads refuses a SQLite file that is not there, instead of
-    creating an empty one and answering as if nothing were tracked.
+    Only a command that starts tracking (`track`, `db upgrade`) may `create` a SQLite file: any
+    other refuses a file that is not there, instead of creating an empty one and answering as
+    if nothing were tracked.
     """
     database = settings.database
-    if reading and (missing := missing_sqlite_file(database.url)) is not None:
+    if not create and (missing := missing_sqlite_file(database.url)) is not None:
         raise CommandError(
             f"no database at {missing}: nothing has been tracked with this configuration "
             "([database] url; with no config file, from --config, $BATCH_POLLER_CONFIG or "
@@ -277,6 +279,9 @@ async def open_command_store(settings: Settings, *, reading: bool = False) -> Jo
     except SQLAlchemyError as error:
         operation = f"cannot open the database {mask_url(database.url)}"
         raise CommandError(describe_database_error(operation, error)) from None
+    except OSError as error:  # a host that does not resolve, a port nobody listens on
+        reason = error.strerror or str(error)
+        raise CommandError(f"cannot open the database {mask_url(database.url)}: {reason}") from None
     except (ValueError, RuntimeError) as error:  # an unsupported URL, a newer schema
         raise CommandError(str(error)) from None
 

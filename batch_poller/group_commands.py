@@ -24,7 +24,7 @@ async def list_groups(settings: Settings, status: str | None, limit: int, *, as_
         wanted = None if status is None else parse_group_status(status)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    store = await open_command_store(settings, reading=True)
+    store = await open_command_store(settings)
     try:
         groups = await store.list_groups(wanted, limit=limit)
     finally:
@@ -53,7 +53,7 @@ async def list_groups(settings: Settings, status: str | None, limit: int, *, as_
 
 
 async def show_group(settings: Settings, name: str, *, as_json: bool) -> int:
-    store = await open_command_store(settings, reading=True)
+    store = await open_command_store(settings)
     try:
         group = await store.get_group(name)
         members = [] if group is None else await store.group_members(name)

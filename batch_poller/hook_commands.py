@@ -18,7 +18,7 @@ from batch_poller.terminal import add_literal_row, literal
 async def failed_deliveries(
     settings: Settings, hook: str | None, limit: int, *, as_json: bool
 ) -> int:
-    store = await open_command_store(settings, reading=True)
+    store = await open_command_store(settings)
     try:
         dead = await store.outbox.deliveries(DeliveryState.DEAD, hook=hook, limit=limit)
     finally:

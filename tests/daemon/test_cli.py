@@ -228,3 +228,29 @@ def test_jobs_help_lists_the_statuses(capsys: Any) -> None:
         main(["jobs", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert ", ".join(status.value for status in JobStatus) in text
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("cleanup", "x"), ("process-completed",), ("groups",), ("hooks", "failed"), ("export", "x")],
+)
+async def test_only_tracking_creates_a_database(
+    capsys: Any, config: Path, endpoints: Any, command: tuple[str, ...]
+) -> None:
+    database = config.parent / "daemon.db"
+
+    code, _, err = await cli(capsys, config, *command)
+
+    assert code == 1 and f"no database at {database}" in err
+    assert not database.exists()
+
+
+async def test_a_database_that_does_not_answer_is_one_line(capsys: Any, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[database]\nurl = "postgresql://poller:pw@127.0.0.1:9/jobs"\n')
+
+    code, out, err = await cli(capsys, config, "jobs")
+
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert err.startswith("batch-poller: cannot open the database postgresql://poller:***@")
+    assert err.count("\n") == 1
