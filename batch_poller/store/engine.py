@@ -66,7 +66,7 @@ SQLITE_BEGIN_IMMEDIATE = "batch_poller_begin_immediate"
 # opened while its folder or file system was read-only stays read-only for its whole life;
 # one that saw an I/O error or could not open a file may hold a broken file handle. Reopening
 # is cheap, so such a connection is discarded and the next checkout opens a fresh one.
-_SQLITE_DISCARD_CODES = frozenset(
+SQLITE_DISCARD_CODES = frozenset(
     {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN}
 )
 
@@ -208,7 +208,7 @@ def discard_broken_sqlite_connection(context: ExceptionContext) -> None:
     """Treats a connection that failed read-only, with an I/O error or unable to open a file as
     disconnected: the pool closes it and every connection opened before it, so none opened
     during a read-only episode outlives it."""
-    if sqlite_error_code(context.original_exception) in _SQLITE_DISCARD_CODES:
+    if sqlite_error_code(context.original_exception) in SQLITE_DISCARD_CODES:
         context.is_disconnect = True
 
 

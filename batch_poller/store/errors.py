@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
@@ -56,11 +57,11 @@ def database_message(error: BaseException) -> str:
 
 
 def is_database_failure(error: BaseException) -> bool:
-    """SQLAlchemy's errors, and what the drivers raise past it while connecting: a socket
-    refused or reset, asyncpg's own errors."""
-    return isinstance(error, SQLAlchemyError | OSError) or type(error).__module__.startswith(
-        "asyncpg"
-    )
+    """SQLAlchemy's errors, and what the drivers raise past it: a socket refused or reset
+    while connecting, asyncpg's own errors, sqlite3's from the bulk write (bulk.py)."""
+    return isinstance(error, SQLAlchemyError | OSError | sqlite3.Error) or type(
+        error
+    ).__module__.startswith("asyncpg")
 
 
 def store_operation(

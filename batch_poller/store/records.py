@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import Step
 from batch_poller.rows import RecordRow, RecordTotals
+from batch_poller.store.bulk import sqlite_upsert
 from batch_poller.store.engine import dialect_insert
 from batch_poller.store.errors import store_operation
 from batch_poller.store.guards import Tenancy, guarded_update
@@ -85,12 +86,14 @@ class RecordStore:
                 conflicts.append(row)
             else:
                 unique[row.record_id] = row
-        params = [_params(arn, now, r) for r in unique.values()]
 
         async def write(conn: AsyncConnection) -> set[str]:
             await guarded_update(conn, self.tenancy, arn, Step.FETCH, now, {})
-            if not params:
+            if not unique:
                 return set()
+            if conn.dialect.name == "sqlite":
+                return await sqlite_upsert(conn, arn, now, list(unique.values()))
+            params = [_params(arn, now, r) for r in unique.values()]
             stmt = dialect_insert(conn.dialect.name, _RECORDS)
             replaced = {c.name: stmt.excluded[c.name] for c in _RECORDS.c if not c.primary_key}
             same_line = and_(

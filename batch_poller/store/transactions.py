@@ -38,6 +38,8 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, OSError):
         # Refused or reset while connecting: the server is restarting or failing over.
         return True
+    if isinstance(error, sqlite3.Error):  # raised by the driver's own bulk write (bulk.py)
+        return sqlite_error_code(error) in _SQLITE_TRANSIENT
     if not isinstance(error, DBAPIError):
         # The driver's own error, not wrapped by SQLAlchemy (asyncpg while connecting).
         code = str(getattr(error, "sqlstate", None) or "")

@@ -113,8 +113,12 @@ async def test_ten_thousand_rows_in_a_few_statements(store: JobStore, job: str) 
     finally:
         event.remove(sync_engine, "before_cursor_execute", spy)
 
-    # Multi-row statements of many rows each, not one round trip per row.
-    assert 1 <= len(inserts) <= 10
+    if store.engine.dialect.name == "sqlite":
+        # One executemany through the driver itself, beside SQLAlchemy: it sees no INSERT.
+        assert inserts == []
+    else:
+        # Multi-row statements of many rows each, not one round trip per row.
+        assert 1 <= len(inserts) <= 10
     assert len(await store.record_ids(job)) == 10_000
     # Writing the same batch again stays at 10,000.
     await store.write_records(job, rows, NOW)
