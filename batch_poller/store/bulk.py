@@ -9,6 +9,7 @@ before them and the rows commit together, or not at all."""
 from __future__ import annotations
 
 import dataclasses
+import operator
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,6 +23,8 @@ from batch_poller.store.tables import batch_records as _RECORDS
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
 _COLUMNS = ("batch_job_arn", *_FIELDS, "stored_at")
+# A row's fields in one call, as a tuple: a getattr per field cost more than the write.
+_VALUES = operator.attrgetter(*_FIELDS)
 _KEY = ("batch_job_arn", "record_id")
 # A record written again from the same file and line replaces the stored one (a resumed
 # ingest); one whose id another line holds is left alone, and found afterwards.
@@ -42,13 +45,12 @@ def _tuples(
     stamp = _RECORDS.c.stored_at.type.bind_processor(dialect)
     stored_at = stamp(now) if stamp else now
     money = _RECORDS.c.cost.type.bind_processor(dialect)
-    cost_at = _FIELDS.index("cost")
-    out = []
-    for row in rows:
-        values = tuple(getattr(row, f) for f in _FIELDS)
-        if money is not None and values[cost_at] is not None:
-            values = (*values[:cost_at], money(values[cost_at]), *values[cost_at + 1 :])
-        out.append((arn, *values, stored_at))
+    cost_at = _FIELDS.index("cost") + 1
+    out = [(arn, *_VALUES(row), stored_at) for row in rows]
+    if money is not None:  # rare: only priced models have a cost
+        for n, values in enumerate(out):
+            if values[cost_at] is not None:
+                out[n] = (*values[:cost_at], money(values[cost_at]), *values[cost_at + 1 :])
     return out
 
 
