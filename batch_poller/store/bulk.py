@@ -86,3 +86,34 @@ async def sqlite_upsert(
         )
         written.update(rid for rid, file, line in found if origins[rid] == (file, line))
     return written
+
+
+_PG_STAGING = "batch_records_incoming"
+_PG_UPSERT = (
+    f"INSERT INTO batch_records ({', '.join(_COLUMNS)})"
+    f" SELECT {', '.join(_COLUMNS)} FROM {_PG_STAGING}"
+    f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _KEY)
+    + " WHERE batch_records.source_file IS NOT DISTINCT FROM excluded.source_file"
+    " AND batch_records.line_number IS NOT DISTINCT FROM excluded.line_number"
+    " RETURNING record_id"
+)
+
+
+async def postgres_upsert(
+    conn: AsyncConnection, arn: str, now: datetime, rows: Sequence[RecordRow]
+) -> set[str]:
+    """COPY into a staging table of this session, then one upsert from it; returns the record
+    ids written (RETURNING tells them: a row whose id another line holds is not among them).
+    The staging table empties itself when the transaction ends."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None, "an open connection has its driver's"
+    await driver.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {_PG_STAGING}"
+        " (LIKE batch_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    await driver.copy_records_to_table(
+        _PG_STAGING, records=_tuples(conn, arn, now, rows), columns=list(_COLUMNS)
+    )
+    written = await driver.fetch(_PG_UPSERT)
+    return {record["record_id"] for record in written}

@@ -10,13 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, func, select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import Step
 from batch_poller.rows import RecordRow, RecordTotals
-from batch_poller.store.bulk import sqlite_upsert
-from batch_poller.store.engine import dialect_insert
+from batch_poller.store.bulk import postgres_upsert, sqlite_upsert
 from batch_poller.store.errors import store_operation
 from batch_poller.store.guards import Tenancy, guarded_update
 from batch_poller.store.tables import batch_records as _RECORDS
@@ -56,13 +55,6 @@ def _origin(row: RecordRow) -> tuple[str | None, int | None]:
     return row.source_file, row.line_number
 
 
-def _params(arn: str, now: datetime, row: RecordRow) -> dict[str, Any]:
-    values = {f: getattr(row, f) for f in _RECORD_FIELDS}
-    values["batch_job_arn"] = arn
-    values["stored_at"] = now
-    return values
-
-
 class RecordStore:
     tx: Transactions
     tenancy: Tenancy
@@ -91,21 +83,8 @@ class RecordStore:
             await guarded_update(conn, self.tenancy, arn, Step.FETCH, now, {})
             if not unique:
                 return set()
-            if conn.dialect.name == "sqlite":
-                return await sqlite_upsert(conn, arn, now, list(unique.values()))
-            params = [_params(arn, now, r) for r in unique.values()]
-            stmt = dialect_insert(conn.dialect.name, _RECORDS)
-            replaced = {c.name: stmt.excluded[c.name] for c in _RECORDS.c if not c.primary_key}
-            same_line = and_(
-                _RECORDS.c.source_file.is_not_distinct_from(stmt.excluded.source_file),
-                _RECORDS.c.line_number.is_not_distinct_from(stmt.excluded.line_number),
-            )
-            upsert = stmt.on_conflict_do_update(
-                index_elements=[_RECORDS.c.batch_job_arn, _RECORDS.c.record_id],
-                set_=replaced,
-                where=same_line,
-            ).returning(_RECORDS.c.record_id)
-            return set((await conn.execute(upsert, params)).scalars())
+            upsert = sqlite_upsert if conn.dialect.name == "sqlite" else postgres_upsert
+            return await upsert(conn, arn, now, list(unique.values()))
 
         written = await self.tx.write(write)
         conflicts += [row for row in unique.values() if row.record_id not in written]
