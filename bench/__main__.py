@@ -61,9 +61,12 @@ async def run(plan: dict[str, Any], console: Console) -> dict[str, Any]:
     async with client("s3") as s3:
         results["ingestion"] = []
         for total, record, label, naive in plan["ingestion"]:
-            figures = await bench_ingestion(s3, total, record, label, plan["runs"], naive)
-            results["ingestion"].append(figures.row())
-            _show(console, "1. Ingestion, S3 to SQLite (medians)", results["ingestion"])
+            databases = ("sqlite", "postgresql") if record <= 1024 else ("sqlite",)
+            figures = await bench_ingestion(
+                s3, total, record, label, plan["runs"], naive, databases
+            )
+            results["ingestion"] += [f.row() for f in figures]
+            _show(console, "1. Ingestion, S3 to the database (medians)", results["ingestion"])
     results["passes"] = [await bench_pass(jobs, 50) for jobs in plan["passes"]]
     _show(console, "2. One pass over in-progress jobs, 50 ms per Bedrock call", results["passes"])
     results["cleanup"] = [await bench_cleanup(plan["cleanup"])]

@@ -1,26 +1,36 @@
-"""1. Ingestion of a generated `.jsonl.out` from S3 into SQLite, beside the parse-only and
-store-only limits and the naive reference."""
+"""1. Ingestion of a generated `.jsonl.out` from S3 into SQLite and PostgreSQL, beside the
+machine's limits (parse-only: orjson over the same lines; store-only: the same rows prebuilt as
+tuples and written by the plain driver, sqlite3 executemany or PostgreSQL COPY) and the naive
+reference."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import operator
+import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import asyncpg
+import orjson
 
 from batch_poller.aws.s3 import LineSplitter
 from batch_poller.config import ResultsSettings
 from batch_poller.domain import BedrockStatus, JobStatus
 from batch_poller.ingest import IngestContext, ingest_job
 from batch_poller.records import parse_line
-from batch_poller.store import NewJob, RecordRow, open_store
+from batch_poller.store import JobStore, NewJob, RecordRow, open_store
 from bench.data import write_output
 from bench.measure import measured, median
 
@@ -37,8 +47,13 @@ class _Clock:
         await asyncio.sleep(seconds)
 
 
+PG_URL = os.environ.get("BATCH_POLLER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+COPY_BATCH = 20_000  # rows a transaction for the store-only limits: large, as the limit allows
+
+
 @dataclass
 class IngestFigures:
+    database: str
     size_label: str
     record_bytes: int
     records: int
@@ -56,15 +71,16 @@ class IngestFigures:
 
     def row(self) -> dict[str, Any]:
         return {
+            "database": self.database,
             "size": self.size_label,
             "record": f"{self.record_bytes // 1024} KB",
             "records": self.records,
             "ingest rec/s": round(self.ingest_rps),
             "MB/s": round(self.ingest_mbps, 1),
             "peak RSS growth MB": round(self.ingest_rss_mb, 1),
-            "parse-only rec/s": round(self.parse_rps),
-            "store-only rec/s": round(self.store_rps) if self.store_rps else "n/a",
-            "ingest / slower limit": round(self.ingest_rps / self.limit, 2),
+            "parse-only (orjson) rec/s": round(self.parse_rps),
+            "store-only (driver) rec/s": round(self.store_rps) if self.store_rps else "n/a",
+            "ingest / min(parse, store)": round(self.ingest_rps / self.limit, 2),
             "naive rec/s": round(self.naive_rps) if self.naive_rps else "n/a",
             "ingest / naive": round(self.ingest_rps / self.naive_rps, 1)
             if self.naive_rps
@@ -73,30 +89,44 @@ class IngestFigures:
 
 
 async def bench_ingestion(
-    s3: Any, total_bytes: int, record_bytes: int, label: str, runs: int, with_naive: bool
-) -> IngestFigures:
+    s3: Any,
+    total_bytes: int,
+    record_bytes: int,
+    label: str,
+    runs: int,
+    with_naive: bool,
+    databases: tuple[str, ...] = ("sqlite", "postgresql"),
+) -> list[IngestFigures]:
+    """One row of figures for each database, from the same generated file."""
+    figures = []
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         source = Path(folder) / "records.jsonl.out"
         records = write_output(source, total_bytes, record_bytes)
         size = source.stat().st_size
         await _upload(s3, source, records)
-        ingest = [_ingest_in_a_fresh_process(Path(folder) / f"ingest{i}.db") for i in range(runs)]
         parse = [_parse_only(source) for _ in range(runs)]
-        store = [await _store_only(source, Path(folder) / f"store{i}.db") for i in range(runs)]
         naive = [await _naive(s3, Path(folder) / "naive.db")] if with_naive else []
-    ingest_seconds = median([s for s, _ in ingest])
-    return IngestFigures(
-        size_label=label,
-        record_bytes=record_bytes,
-        records=records,
-        megabytes=size / 1e6,
-        ingest_rps=records / ingest_seconds,
-        ingest_mbps=size / 1e6 / ingest_seconds,
-        ingest_rss_mb=max(r for _, r in ingest) / 1e6,
-        parse_rps=records / median(parse),
-        store_rps=records / median(store) if store else None,
-        naive_rps=records / median(naive) if naive else None,
-    )
+        for database in databases:
+            url = f"sqlite:///{Path(folder) / 'ingest.db'}" if database == "sqlite" else PG_URL
+            ingest = [_ingest_in_a_fresh_process(url, Path(folder), i) for i in range(runs)]
+            store = [await _store_only(source, url, Path(folder), i) for i in range(runs)]
+            ingest_seconds = median([s for s, _ in ingest])
+            figures.append(
+                IngestFigures(
+                    database=database,
+                    size_label=label,
+                    record_bytes=record_bytes,
+                    records=records,
+                    megabytes=size / 1e6,
+                    ingest_rps=records / ingest_seconds,
+                    ingest_mbps=size / 1e6 / ingest_seconds,
+                    ingest_rss_mb=max(r for _, r in ingest) / 1e6,
+                    parse_rps=records / median(parse),
+                    store_rps=records / median(store),
+                    naive_rps=records / median(naive) if naive else None,
+                )
+            )
+    return figures
 
 
 async def _upload(s3: Any, source: Path, records: int) -> None:
@@ -116,20 +146,15 @@ async def _upload(s3: Any, source: Path, records: int) -> None:
     await s3.put_object(Bucket=BUCKET, Key=folder + "manifest.json.out", Body=json.dumps(manifest))
 
 
-def _ingest_in_a_fresh_process(database: Path) -> tuple[float, int]:
+def _ingest_in_a_fresh_process(url: str, folder: Path, run: int) -> tuple[float, int]:
     """Each ingest runs in a new process, so its RSS growth is its own, not the leftovers of
-    the steps before it."""
+    the steps before it; each into a new database (a new file, a new schema)."""
     from bench.runtime import endpoints
 
+    if url.startswith("sqlite"):
+        url = f"sqlite:///{folder / f'ingest{run}.db'}"
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.ingestion",
-            endpoints().bedrock,
-            endpoints().s3,
-            str(database),
-        ],
+        [sys.executable, "-m", "bench.ingestion", endpoints().bedrock, endpoints().s3, url],
         capture_output=True,
         text=True,
         check=True,
@@ -138,63 +163,126 @@ def _ingest_in_a_fresh_process(database: Path) -> tuple[float, int]:
     return float(seconds), int(growth)
 
 
-async def _ingest(database: Path) -> tuple[float, int]:
+@contextlib.asynccontextmanager
+async def _fresh_store(url: str) -> AsyncIterator[JobStore]:
+    """A store on an empty database: a new SQLite file, or a new PostgreSQL schema, dropped
+    afterwards."""
+    schema = None if url.startswith("sqlite") else f"bench_{uuid.uuid4().hex[:12]}"
+    if schema is not None:
+        connection = await asyncpg.connect(url)
+        await connection.execute(f"CREATE SCHEMA {schema}")
+        await connection.close()
+    store = await open_store(url, schema=schema)
+    try:
+        yield store
+    finally:
+        await store.close()
+        if schema is not None:
+            connection = await asyncpg.connect(url)
+            await connection.execute(f"DROP SCHEMA {schema} CASCADE")
+            await connection.close()
+
+
+async def _ingest(url: str) -> tuple[float, int]:
     """The project's path: S3 stream -> parse -> batched upserts, checked against the manifest."""
     from bench.runtime import bench_s3
 
-    store = await open_store(f"sqlite:///{database}")
-    await store.track_job(
-        NewJob(
-            arn=ARN,
-            bedrock_status=BedrockStatus.COMPLETED,
-            status=JobStatus.IN_PROGRESS,
-            output_s3_prefix=f"s3://{BUCKET}/out/benchmark001/",
-        ),
-        NOW,
-    )
-    # Leased on the clock the ingest writes by, as a pass would lease it.
-    (job,) = await store.leases.claim(1, _Clock().now(), check_interval_seconds=0, only=ARN)
-    async with bench_s3() as s3:
-        context = IngestContext(
-            s3=s3,
-            store=store,
-            clock=_Clock(),
-            settings=ResultsSettings(),
-            stopping=asyncio.Event(),
-            cost_of=None,
+    async with _fresh_store(url) as store:
+        await store.track_job(
+            NewJob(
+                arn=ARN,
+                bedrock_status=BedrockStatus.COMPLETED,
+                status=JobStatus.IN_PROGRESS,
+                output_s3_prefix=f"s3://{BUCKET}/out/benchmark001/",
+            ),
+            NOW,
         )
-        with measured() as sample:
-            totals, _ = await ingest_job(job, False, context)
-    await store.close()
+        # Leased on the clock the ingest writes by, as a pass would lease it.
+        (job,) = await store.leases.claim(1, _Clock().now(), check_interval_seconds=0, only=ARN)
+        async with bench_s3() as s3:
+            context = IngestContext(
+                s3=s3,
+                store=store,
+                clock=_Clock(),
+                settings=ResultsSettings(),
+                stopping=asyncio.Event(),
+                cost_of=None,
+            )
+            with measured() as sample:
+                totals, _ = await ingest_job(job, False, context)
     assert totals.ok == totals.total
     return sample.seconds, sample.peak_rss_growth
 
 
 def _parse_only(source: Path) -> float:
-    """The same lines, parsed from memory by the project's parser: the parse-only limit."""
-    data = source.read_bytes()
-    splitter = LineSplitter(16 * 1024 * 1024)
+    """The same lines, each parsed by orjson from memory: the machine's parse limit."""
+    lines = source.read_bytes().splitlines()
     with measured() as sample:
-        for number, line in splitter.feed(data):
-            parse_line(line, source_file="r", line_number=number, store_model_input=False)  # type: ignore[arg-type]
+        for line in lines:
+            orjson.loads(line)
     return sample.seconds
 
 
-async def _store_only(source: Path, database: Path) -> float:
-    """The same rows, built in memory beforehand, written in large batches: the store limit."""
+async def _store_only(source: Path, url: str, folder: Path, run: int) -> float:
+    """The same rows, built beforehand as the driver takes them, written by the plain driver
+    into the daemon's own table (schema, indexes, constraints): sqlite3's executemany in WAL
+    with synchronous=NORMAL, or PostgreSQL's COPY; large transactions. The machine's store
+    limit."""
     splitter = LineSplitter(16 * 1024 * 1024)
-    rows: list[RecordRow] = [
+    stamp = datetime.now(UTC)
+    rows = [
         parse_line(line, source_file="r", line_number=n, store_model_input=False)  # type: ignore[arg-type]
         for n, line in splitter.feed(source.read_bytes())
     ]
-    store = await open_store(f"sqlite:///{database}")
-    finished = NewJob(arn=ARN, bedrock_status=BedrockStatus.COMPLETED, status=JobStatus.IN_PROGRESS)
-    await store.track_job(finished, NOW)
-    await store.leases.claim(1, NOW, check_interval_seconds=0, only=ARN)
+    if url.startswith("sqlite"):
+        url = f"sqlite:///{folder / f'store{run}.db'}"
+    async with _fresh_store(url) as store:
+        finished = NewJob(
+            arn=ARN, bedrock_status=BedrockStatus.COMPLETED, status=JobStatus.IN_PROGRESS
+        )
+        await store.track_job(finished, NOW)
+        if url.startswith("sqlite"):
+            path = url.removeprefix("sqlite:///")
+            stored_at = stamp.replace(tzinfo=None).isoformat(sep=" ")
+            tuples = [(ARN, *_VALUES(row), stored_at) for row in rows]
+            return _sqlite_executemany(path, tuples)
+        tuples = [(ARN, *_VALUES(row), stamp) for row in rows]
+        return await _postgres_copy(url, store, tuples)
+
+
+_COLUMNS = ("batch_job_arn", *(f.name for f in dataclasses.fields(RecordRow)), "stored_at")
+_VALUES = operator.attrgetter(*_COLUMNS[1:-1])
+
+
+def _sqlite_executemany(path: str, tuples: list[tuple[Any, ...]]) -> float:
+    connection = sqlite3.connect(path)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    insert = (
+        f"INSERT INTO batch_records ({', '.join(_COLUMNS)})"
+        f" VALUES ({', '.join('?' * len(_COLUMNS))})"
+    )
     with measured() as sample:
-        for start in range(0, len(rows), 2000):
-            await store.write_records(ARN, rows[start : start + 2000], NOW)
-    await store.close()
+        for start in range(0, len(tuples), COPY_BATCH):
+            with connection:
+                connection.executemany(insert, tuples[start : start + COPY_BATCH])
+    connection.close()
+    return sample.seconds
+
+
+async def _postgres_copy(url: str, store: JobStore, tuples: list[tuple[Any, ...]]) -> float:
+    async with store.engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        with measured() as sample:
+            for start in range(0, len(tuples), COPY_BATCH):
+                async with driver.transaction():
+                    await driver.copy_records_to_table(
+                        "batch_records",
+                        records=tuples[start : start + COPY_BATCH],
+                        columns=list(_COLUMNS),
+                    )
     return sample.seconds
 
 
@@ -231,5 +319,5 @@ if __name__ == "__main__":
     from batch_poller.emulator.server import Endpoints
 
     bench.runtime.ENDPOINTS = Endpoints(sys.argv[1], sys.argv[2])
-    seconds, growth = asyncio.run(_ingest(Path(sys.argv[3])))
+    seconds, growth = asyncio.run(_ingest(sys.argv[3]))
     print(seconds, growth)
