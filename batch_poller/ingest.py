@@ -105,8 +105,10 @@ async def _ingest_file(job: JobRow, uri: S3Uri, name: str, ctx: IngestContext) -
             cost_of=ctx.cost_of,
         )
 
-    rows = (to_row(n, line) async for n, line in ctx.s3.lines(uri, limit))
-    await write_batches(job, rows, ctx)
+    pieces = (
+        [to_row(n, line) for n, line in lines] async for lines in ctx.s3.line_chunks(uri, limit)
+    )
+    await write_batches(job, pieces, ctx)
 
 
 def check_against_manifest(

@@ -17,7 +17,7 @@ from batch_poller.records import (
 )
 from batch_poller.rows import JobRow, RecordRow
 from batch_poller.store import stored_record_id
-from batch_poller.writing import FetchError, IngestContext, write_batches
+from batch_poller.writing import FetchError, IngestContext, one_by_one, write_batches
 
 
 async def store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
@@ -85,7 +85,7 @@ async def store_unprocessed(job: JobRow, ctx: IngestContext) -> int:
                 line_number=number,
             )
 
-    await write_batches(job, unprocessed(), ctx)
+    await write_batches(job, one_by_one(unprocessed()), ctx)
     for line, record_id, model_input in inputs_of_cut_lines:
         note = f"{line.error_message}; the record is {record_id!r}, its modelInput kept here"
         await ctx.store.keep_input_of_line(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -46,20 +46,24 @@ class IngestContext:
     metrics: Metrics | None = None
 
 
-async def write_batches(job: JobRow, rows: AsyncIterator[RecordRow], ctx: IngestContext) -> None:
-    """Parses and writes at the same time: a reader fills a small queue, a writer drains it."""
+async def write_batches(
+    job: JobRow, pieces: AsyncIterator[Sequence[RecordRow]], ctx: IngestContext
+) -> None:
+    """Parses and writes at the same time: a reader fills a small queue, a writer drains it.
+    The rows come in pieces (a chunk's lines), regrouped here into the store's batches."""
     queue: asyncio.Queue[list[RecordRow] | None] = asyncio.Queue(maxsize=QUEUED_BATCHES)
 
     async def read() -> None:
         batch: list[RecordRow] = []
         size = 0
-        async for row in rows:
-            batch.append(row)
-            size += _row_bytes(row)
-            # Rows are cut by count and by size: large echoed inputs must not fill memory.
-            if len(batch) >= ctx.settings.batch_size or size >= BATCH_BYTES:
-                await queue.put(batch)
-                batch, size = [], 0
+        async for piece in pieces:
+            for row in piece:
+                batch.append(row)
+                size += _row_bytes(row)
+                # Rows are cut by count and by size: large echoed inputs must not fill memory.
+                if len(batch) >= ctx.settings.batch_size or size >= BATCH_BYTES:
+                    await queue.put(batch)
+                    batch, size = [], 0
         await queue.put(batch)
         await queue.put(None)
 
@@ -105,6 +109,12 @@ async def _write(job: JobRow, rows: list[RecordRow], ctx: IngestContext) -> None
         f"{first.source_file} line {first.line_number}: record id {first.record_id!r} and every "
         "other name tried for it are taken by other lines"
     )
+
+
+async def one_by_one(rows: AsyncIterator[RecordRow]) -> AsyncIterator[Sequence[RecordRow]]:
+    """Rows made one at a time, as write_batches takes them."""
+    async for row in rows:
+        yield (row,)
 
 
 def _another_name(row: RecordRow, attempt: int) -> str:

@@ -103,6 +103,15 @@ class S3:
         self, uri: S3Uri, max_line_bytes: int
     ) -> AsyncIterator[tuple[int, bytes | OverlongLine]]:
         """(line number, line) for every non-empty line, streamed in bounded chunks."""
+        async for lines in self.line_chunks(uri, max_line_bytes):
+            for item in lines:
+                yield item
+
+    async def line_chunks(
+        self, uri: S3Uri, max_line_bytes: int
+    ) -> AsyncIterator[list[tuple[int, bytes | OverlongLine]]]:
+        """The same lines, a list for each chunk read: a step of the caller's loop per chunk,
+        not per line, where millions of lines go through."""
         response = await self._retry.run(
             "GetObject", lambda: self._client.get_object(Bucket=uri.bucket, Key=uri.key)
         )
@@ -110,10 +119,8 @@ class S3:
         body = response["Body"]
         async with body:
             while chunk := await call("GetObject", lambda: body.read(CHUNK_BYTES)):
-                for item in splitter.feed(chunk):
-                    yield item
-        for item in splitter.finish():
-            yield item
+                yield list(splitter.feed(chunk))
+        yield list(splitter.finish())
 
     async def delete_keys(self, bucket: str, keys: Sequence[str]) -> None:
         """Deletes up to 1,000 keys in one request; any key it could not delete is an error."""

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from batch_poller.aws.errors import RetryPolicy, classify
 from batch_poller.config import ResultsSettings
 from batch_poller.store import RecordRow, WriteReport
-from batch_poller.writing import IngestContext, Interrupted, write_batches
+from batch_poller.writing import IngestContext, Interrupted, one_by_one, write_batches
 
 
 def _client_error(code: str) -> ClientError:
@@ -87,21 +87,21 @@ async def _rows(count: int, fail_after: int | None = None) -> AsyncIterator[Reco
 async def test_rows_are_written_in_batches() -> None:
     store = RecordingStore()
 
-    await write_batches(_Job(), _rows(5), _context(store))  # type: ignore[arg-type]
+    await write_batches(_Job(), one_by_one(_rows(5)), _context(store))  # type: ignore[arg-type]
 
     assert [len(b) for b in store.batches] == [2, 2, 1]
 
 
 async def test_a_reader_failure_arrives_as_itself() -> None:
     with pytest.raises(ValueError, match="the reader broke"):
-        await write_batches(_Job(), _rows(5, fail_after=3), _context(RecordingStore()))  # type: ignore[arg-type]
+        await write_batches(_Job(), one_by_one(_rows(5, fail_after=3)), _context(RecordingStore()))  # type: ignore[arg-type]
 
 
 async def test_a_writer_failure_arrives_as_itself() -> None:
     store = RecordingStore(fail_on_write=OSError("disk full"))
 
     with pytest.raises(OSError, match="disk full"):
-        await write_batches(_Job(), _rows(5), _context(store))  # type: ignore[arg-type]
+        await write_batches(_Job(), one_by_one(_rows(5)), _context(store))  # type: ignore[arg-type]
 
 
 async def test_a_stop_ends_the_ingest_after_a_committed_batch() -> None:
@@ -110,7 +110,7 @@ async def test_a_stop_ends_the_ingest_after_a_committed_batch() -> None:
     store = RecordingStore()
 
     with pytest.raises(Interrupted):
-        await write_batches(_Job(), _rows(10), _context(store, stopping))  # type: ignore[arg-type]
+        await write_batches(_Job(), one_by_one(_rows(10)), _context(store, stopping))  # type: ignore[arg-type]
 
     assert len(store.batches) == 1
 
