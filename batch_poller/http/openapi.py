@@ -62,7 +62,8 @@ _JOB_PARAM = {
     "name": "job",
     "in": "path",
     "required": True,
-    "description": "The job ARN or its 12-character job id",
+    "description": "The job's ARN, id or name: its whole ARN, its 12-character job id, or its "
+    "name (a name several tracked jobs have is refused with 409, naming their ids)",
     "schema": {"type": "string"},
 }
 _NAME_PARAM = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -214,7 +215,7 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
             "/api/batch/jobs/{job}": {
-                "get": _op("One job", _json("Job", "The job"), 404, params=[_JOB_PARAM])
+                "get": _op("One job", _json("Job", "The job"), 404, 409, params=[_JOB_PARAM])
             },
             "/api/batch/jobs/{job}/records": {
                 "get": _op(
@@ -222,6 +223,7 @@ def openapi_document() -> dict[str, Any]:
                     _json("RecordPage", "A page of records"),
                     400,
                     404,
+                    409,
                     params=[_JOB_PARAM, *_RECORD_PARAMS],
                 )
             },
@@ -231,6 +233,7 @@ def openapi_document() -> dict[str, Any]:
                     _json("ErrorCounts", "Counts by error code"),
                     400,
                     404,
+                    409,
                     params=[_JOB_PARAM],
                 )
             },

@@ -507,3 +507,43 @@ async def test_a_job_named_with_a_nul_is_unknown_on_every_database(
     code, answer = await admin.call(method, path, auth=BEARER)
 
     assert code == 404 and answer["error"] == "not found"
+
+
+@BACKENDS
+async def test_a_job_is_found_by_its_name_and_a_shared_name_is_a_conflict(
+    admin: Admin, runtime: Runtime
+) -> None:
+    now = runtime.clock.now()
+    store = runtime.store
+    only = await insert_job(store, 1, now, name="nightly.v1+eval")
+    for n in (2, 3):  # two accounts' jobs may have one name
+        await insert_job(store, n, now, name="shared")
+
+    by_name = await admin.call("GET", "/api/batch/jobs/nightly.v1+eval")
+    encoded = await admin.call("GET", "/api/batch/jobs/nightly.v1%2Beval")
+    records = await admin.call("GET", "/api/batch/jobs/nightly.v1+eval/records")
+    errors = await admin.call("GET", "/api/batch/jobs/nightly.v1+eval/errors")
+    cleanup = await admin.call(
+        "POST", "/api/batch/jobs/nightly.v1+eval/cleanup", json={}, auth=BEARER
+    )
+    shared = [
+        await admin.call("GET", "/api/batch/jobs/shared"),
+        await admin.call("GET", "/api/batch/jobs/shared/records"),
+        await admin.call("GET", "/api/batch/jobs/shared/errors"),
+        await admin.call("POST", "/api/batch/jobs/shared/cleanup", json={}, auth=BEARER),
+        await admin.call("POST", "/api/batch/jobs/shared/retry", auth=BEARER),
+    ]
+    unknown = await admin.call("GET", "/api/batch/jobs/nightly")
+
+    assert by_name[0] == 200 and by_name[1]["batch_job_arn"] == only
+    assert encoded == by_name
+    assert records == (200, {"records": [], "count": 0, "next_cursor": None})
+    assert errors == (200, {"batch_job_arn": only, "errors": [], "total": 0})
+    # Found by its name, and refused for what it is: running, nothing stored to clean.
+    assert cleanup[0] == 409 and "not stored yet" in cleanup[1]["detail"]
+    for code, answer in shared:
+        assert code == 409 and answer["error"] == "conflict"
+        assert answer["detail"] == (
+            "2 jobs are named 'shared': name one by its id (000000000002, 000000000003)"
+        )
+    assert unknown[0] == 404 and unknown[1]["detail"] == "no tracked job 'nightly'"
