@@ -211,22 +211,59 @@ def _parser() -> argparse.ArgumentParser:
     db = add("db", _db_upgrade, "database schema")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply missing migrations")
 
+    def port(text: str) -> int:
+        # ASCII digits only: int() also takes " 8", "+8" and "٨".
+        if not (text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a port: 0 to 65535")
+        return int(text)
+
+    def bind_host(text: str) -> str:
+        # A name other than localhost would be looked up while binding, which may hang.
+        import ipaddress
+
+        if text != "localhost":
+            try:
+                ipaddress.ip_address(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} is not an IP address or localhost"
+                ) from None
+        return text
+
+    def queue_name(text: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}|[A-Za-z0-9_-]{1,75}\.fifo", text):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not an SQS queue name: 1 to 80 letters, digits, - and _ "
+                "(a FIFO queue's ending in .fifo)"
+            )
+        return text
+
     demo = add("demo", _demo, "run the daemon on the local emulator with demo jobs", settings=False)
     demo.add_argument("--keep", metavar="DIR", help="keep the demo database in this folder")
     demo.add_argument(
         "--serve", action="store_true", help="keep the status page up afterwards, until Ctrl-C"
     )
-    demo.add_argument("--port", type=int, default=0, help="status page port (0: any free)")
+    demo.add_argument("--port", type=port, default=0, help="status page port (0: any free)")
 
     emulate = add(
         "emulate", _emulate, "serve the local Bedrock batch emulator and an S3/SQS server", False
     )
-    emulate.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    emulate.add_argument("--port", type=int, default=0, help="Bedrock emulator port (0: any free)")
-    emulate.add_argument("--s3-port", type=int, default=0, help="S3/SQS server port (0: any free)")
+    emulate.add_argument(
+        "--host",
+        type=bind_host,
+        default="127.0.0.1",
+        help="the address to listen on: an IP address or localhost (default 127.0.0.1)",
+    )
+    emulate.add_argument("--port", type=port, default=0, help="Bedrock emulator port (0: any free)")
+    emulate.add_argument("--s3-port", type=port, default=0, help="S3/SQS server port (0: any free)")
     emulate.add_argument("--region", default="us-east-1", help="the region it says it is in")
     emulate.add_argument(
-        "--events-queue", metavar="NAME", help="create this SQS queue and send job events to it"
+        "--events-queue",
+        metavar="NAME",
+        type=queue_name,
+        help="create this SQS queue and send job events to it",
     )
     return parser
 

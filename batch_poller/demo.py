@@ -24,12 +24,14 @@ from rich.table import Table
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.aws.s3 import S3Uri
 from batch_poller.aws.session import aws_session
+from batch_poller.cli_errors import CommandError
 from batch_poller.config import HttpSettings, Settings
 from batch_poller.domain import JobStatus
 from batch_poller.emulator.server import EMULATOR_CREDENTIALS, Endpoints, running_emulator
-from batch_poller.http.server import start_http
+from batch_poller.http.server import HttpServer, start_http
 from batch_poller.rows import GroupRow, JobRow
 from batch_poller.runtime import Runtime
+from batch_poller.supervisor import Supervisor
 from batch_poller.terminal import compact_table, job_label, money, short_count, size
 from batch_poller.tracking import track_jobs
 
@@ -221,20 +223,20 @@ async def run_demo(
     os.environ.pop("AWS_PROFILE", None)
     token = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="batch-poller-demo-") as scratch:
-        folder = Path(keep) if keep else Path(scratch)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = _demo_folder(keep) if keep else Path(scratch)
         async with running_emulator(region=region) as endpoints:
             console.print(f"Bedrock emulator at {endpoints.bedrock}, S3 at {endpoints.s3}")
             console.print(f"Database: {folder / 'batch-poller.db'}")
             arns = await submit_demo_jobs(endpoints, region)
             settings = demo_settings(endpoints, folder, region)
             async with open_runtime(settings) as rt:
+                supervisor = build_supervisor(rt)
+                # Before any job is tracked: a port that cannot be had stops the demo at once.
+                http = await _status_page(supervisor, port, token)
                 for arn, job in zip(arns, DEMO_JOBS, strict=True):
                     await track_jobs(rt, [arn], f"s3://{BUCKET}/input/{job.name}/")
                 # The week's tickets are one piece of work: compiled once all five settle.
                 await rt.store.group_jobs(arns, DEMO_GROUP, rt.clock.now(), seal=True)
-                supervisor = build_supervisor(rt)
-                http = await start_http(supervisor, HttpSettings(port=port), lambda: token)
                 console.print(f"Status page: {http.url}/ (admin token {token})")
                 daemon = asyncio.create_task(supervisor.run(), name="daemon")
                 jobs = await watch(rt, arns, console)
@@ -254,6 +256,32 @@ async def run_demo(
                 await daemon
                 await http.close()
     return 0
+
+
+def _demo_folder(keep: str) -> Path:
+    """The --keep folder, made if new; one that cannot be made is a refusal naming it."""
+    folder = Path(keep)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CommandError(f"cannot keep the demo database in {keep}: not a folder") from None
+    except OSError as error:
+        raise CommandError(f"cannot keep the demo database in {keep}: {_reason(error)}") from None
+    return folder
+
+
+async def _status_page(supervisor: Supervisor, port: int, token: str) -> HttpServer:
+    settings = HttpSettings(port=port)
+    try:
+        return await start_http(supervisor, settings, lambda: token)
+    except OSError as error:
+        raise CommandError(
+            f"cannot listen on {settings.host}:{port} for the status page: {_reason(error)}"
+        ) from None
+
+
+def _reason(error: OSError) -> str:
+    return os.strerror(error.errno) if error.errno else str(error)
 
 
 async def _until_signalled() -> None:

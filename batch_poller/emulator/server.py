@@ -5,14 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
 
 from batch_poller.aws.session import aws_session
+from batch_poller.cli_errors import CommandError
 from batch_poller.emulator.app import build_app
 from batch_poller.emulator.clock import EmulatorClock
 from batch_poller.emulator.control import EmulatorControl
@@ -33,17 +42,61 @@ class Endpoints:
         return {"BEDROCK_ENDPOINT_URL": self.bedrock, "S3_ENDPOINT_URL": self.s3}
 
 
+class CannotListen(CommandError):
+    """An address the emulator cannot have: a port in use, an address not on this host."""
+
+    def __init__(self, host: str, port: int, server: str, error: OSError) -> None:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        super().__init__(f"cannot listen on {_url_host(host)}:{port} for the {server}: {reason}")
+
+
+class MotoServer:
+    """moto's S3/SQS server, served from a thread. Its socket is bound here, so an address that
+    cannot be had is an error for the caller: bound by werkzeug in moto's own thread, it is a
+    message on stderr and an exit of that thread, and moto's start then waits for ever."""
+
+    def __init__(self, host: str, port: int) -> None:
+        try:
+            listening = socket.create_server(
+                (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET
+            )
+        except OSError as error:
+            raise CannotListen(host, port, "S3/SQS server", error) from None
+        with listening:  # the server keeps a duplicate of it
+            self._server = make_server(
+                host,
+                port,
+                DomainDispatcherApplication(create_backend_app),
+                threaded=True,
+                request_handler=MotoRequestHandler,
+                fd=listening.fileno(),
+            )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="moto-server", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{_url_host(str(host))}:{port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
+
+
 @contextlib.asynccontextmanager
 async def running_emulator(
     host: str = "127.0.0.1", port: int = 0, s3_port: int = 0, region: str = "us-east-1"
 ) -> AsyncIterator[Endpoints]:
-    """The moto server and the emulator, serving until the context exits."""
+    """The moto server and the emulator, serving until the context exits. An address either
+    cannot have is CannotListen, naming it and the reason."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    moto = ThreadedMotoServer(ip_address=host, port=s3_port, verbose=False)
-    moto.start()
+    moto = MotoServer(host, s3_port)
     try:
-        moto_host, moto_port = moto.get_host_and_port()
-        s3_url = f"http://{_url_host(moto_host)}:{moto_port}"
+        s3_url = moto.url
         session = aws_session(region, **EMULATOR_CREDENTIALS)
         async with (
             session.client("s3", endpoint_url=s3_url) as s3,
@@ -54,7 +107,11 @@ async def running_emulator(
             runner = web.AppRunner(build_app(registry), access_log=None, shutdown_timeout=1.0)
             await runner.setup()
             site = web.TCPSite(runner, host, port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as error:
+                await runner.cleanup()
+                raise CannotListen(host, port, "Bedrock emulator", error) from None
             ticker = asyncio.create_task(_tick(registry), name="emulator-ticker")
             try:
                 bound_port = runner.addresses[0][1]

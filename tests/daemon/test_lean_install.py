@@ -32,6 +32,27 @@ def test_the_emulator_without_its_extra_is_one_line(
     assert f"pip install 'batch-poller[{extra}]'" in result.stderr
 
 
+@pytest.fixture
+def without_flask(tmp_path: Path) -> dict[str, str]:
+    """moto installed without its server extra: flask cannot be imported."""
+    shim = tmp_path / "shim-flask"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text("import sys\nsys.modules['flask'] = None\n")
+    return {"PYTHONPATH": str(shim)}
+
+
+@pytest.mark.parametrize("command", ["emulate", "demo"])
+def test_moto_without_its_server_extra_is_one_line(
+    without_flask: dict[str, str], command: str
+) -> None:
+    result = run_command(command, env=without_flask)
+
+    assert result.returncode == 78
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "needs flask, which is not installed" in result.stderr
+    assert "pip install 'batch-poller[emulator]'" in result.stderr
+
+
 def test_postgresql_without_its_driver_is_refused_by_config_check_and_by_run(
     without: dict[str, str], tmp_path: Path
 ) -> None:
