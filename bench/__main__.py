@@ -22,6 +22,7 @@ from bench.events import bench_events
 from bench.export import bench_export
 from bench.idle import bench_idle
 from bench.ingestion import bench_ingestion
+from bench.many_jobs import bench_many_jobs
 from bench.passes import bench_pass
 from bench.runtime import client
 
@@ -33,6 +34,7 @@ SMOKE = {
     "idle": (100, 5.0),
     "export": 5_000,
     "events": 10,
+    "many_jobs": (20, 200, [1, 8]),
     "runs": 1,
 }
 FULL = {
@@ -48,6 +50,7 @@ FULL = {
     "idle": (100, 60.0),
     "export": 100_000,
     "events": 100,
+    "many_jobs": (500, 200, [1, 2, 4, 8, 16, 32]),
     "runs": 3,
 }
 
@@ -77,6 +80,8 @@ async def run(plan: dict[str, Any], console: Console) -> dict[str, Any]:
     _show(console, "5. Export of a job's records as JSON lines", results["export"])
     results["events"] = await bench_events(plan["events"])
     _show(console, "6. Events against polling alone", results["events"])
+    results["many_jobs"] = await bench_many_jobs(*plan["many_jobs"])
+    _show(console, "7. Many jobs finished at once, stored by one pass", results["many_jobs"])
     return results
 
 

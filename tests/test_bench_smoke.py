@@ -40,3 +40,6 @@ def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
     # A pass an interval for an hour, each one listing: 60 with polling, 12 with events.
     calls = "Bedrock calls per hour, 10 jobs in progress"
     assert (polling[calls], evented[calls]) == (60, 12)
+    # Every job stored by the one pass, at each concurrency (the bench checks the statuses).
+    assert [row["max_concurrent_jobs"] for row in figures["many_jobs"]] == [1, 8]
+    assert all(row["jobs"] == 20 for row in figures["many_jobs"])
