@@ -18,12 +18,22 @@ from batch_poller.logging import configure_logging
 
 EXIT_ERROR = 1
 JSON_HELP = "print JSON instead of text"
+MAX_LIMIT = 100_000
+LIMIT_HELP = f"at most this many, 1 to {MAX_LIMIT:,} (default 100)"
 Command = Callable[[argparse.Namespace, Settings | None], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    for argument in arguments:
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError:
+            # Bytes that are not UTF-8 (a name from another encoding): no job, file or group
+            # can be named so, and they would fail later with a traceback.
+            parser.error(f"the argument {argument!r} is not UTF-8 text")
+    args = parser.parse_args(arguments)
     if not hasattr(args, "command"):
         parser.print_help()
         return 2
@@ -74,6 +84,16 @@ def _need(settings: Settings | None) -> Settings:
     return settings
 
 
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not from 1 to {MAX_LIMIT:,}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batch-poller",
@@ -121,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="STATUS",
         help=f"only jobs with this status: {', '.join(status.value for status in JobStatus)}",
     )
-    jobs.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    jobs.add_argument("--limit", type=_limit, default=100, help=LIMIT_HELP)
     jobs.add_argument(
         "--wide", action="store_true", help="every column, whatever the terminal's width"
     )
@@ -178,7 +198,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     groups.add_argument("name", nargs="?", metavar="NAME", help="the group (show, seal)")
     groups.add_argument("--status", help="only groups with this status (list)")
-    groups.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    groups.add_argument("--limit", type=_limit, default=100, help=LIMIT_HELP)
     groups.add_argument("--json", action="store_true", help=JSON_HELP)
 
     hooks = add("hooks", _hooks, "events hooks gave up on: list them, or send them again")
@@ -197,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     hooks.add_argument(
         "--to", metavar="NAME", help="send them to this configured hook instead (retry)"
     )
-    hooks.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    hooks.add_argument("--limit", type=_limit, default=100, help=LIMIT_HELP)
     hooks.add_argument("--json", action="store_true", help=JSON_HELP)
 
     config = add("config", _config, "check the configuration, or show the effective settings")
