@@ -50,18 +50,23 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def test_the_remote_commands_steer_a_running_daemon(
-    tmp_path: Path, endpoints: Endpoints, bedrock: Any, s3: Any, control: Any
-) -> None:
+def _daemon_config(tmp_path: Path, endpoints: Endpoints) -> Path:
+    """A daemon that passes once an hour, cleans nothing, and serves the API with the token."""
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    config = write_config(
+    return write_config(
         tmp_path,
         endpoints,
         poller={"interval_seconds": 3600},
         cleanup={"enabled": False},
         http={"port": _free_port(), "admin_token_file": str(token_file)},
     )
+
+
+async def test_the_remote_commands_steer_a_running_daemon(
+    tmp_path: Path, endpoints: Endpoints, bedrock: Any, s3: Any, control: Any
+) -> None:
+    config = _daemon_config(tmp_path, endpoints)
     # Held where it is until the test finishes it, however long the daemon takes to start.
     await control.freeze_clock()
     uri = await put_input(s3, "remote/input.jsonl", make_records(4))
@@ -117,15 +122,7 @@ def test_a_daemon_that_is_not_running_is_reported_clearly(tmp_path: Path) -> Non
 async def test_a_job_is_cleaned_up_remotely_by_its_name(
     tmp_path: Path, endpoints: Endpoints, bedrock: Any, s3: Any, control: Any
 ) -> None:
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    config = write_config(
-        tmp_path,
-        endpoints,
-        poller={"interval_seconds": 3600},
-        cleanup={"enabled": False},
-        http={"port": _free_port(), "admin_token_file": str(token_file)},
-    )
+    config = _daemon_config(tmp_path, endpoints)
     await control.freeze_clock()
     # A name with every character a Bedrock name may hold besides letters and digits.
     name = "nightly.v1+eval-2"

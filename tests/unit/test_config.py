@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from batch_poller import config
 from batch_poller.config import ConfigError, default_database_url, load_settings
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("BATCH_POLLER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
-    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "absent" / "config.toml")
+from tests.unit.config_helpers import clean_environment  # noqa: F401 (autouse)
 
 
 def write(tmp_path: Path, text: str) -> str:

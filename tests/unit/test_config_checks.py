@@ -11,24 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from batch_poller import config
 from batch_poller.cli import main
 from batch_poller.config import ConfigError, load_settings, render_toml
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("BATCH_POLLER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "absent" / "config.toml")
-
-
-def _load(tmp_path: Path, text: str) -> config.Settings:
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    return load_settings(str(path))
+from tests.unit.config_helpers import clean_environment, load_text  # noqa: F401 (autouse)
 
 
 @pytest.mark.parametrize(
@@ -54,32 +39,32 @@ def test_a_setting_that_cannot_work_is_refused_in_one_line(
     tmp_path: Path, text: str, words: str
 ) -> None:
     with pytest.raises(ConfigError) as refused:
-        _load(tmp_path, text)
+        load_text(tmp_path, text)
     message = str(refused.value)
     assert words in message and "\n" not in message
     assert message.endswith(f"(from config file {tmp_path / 'config.toml'})")
 
 
 def test_a_log_level_is_taken_in_any_letter_case(tmp_path: Path) -> None:
-    assert _load(tmp_path, '[logging]\nlevel = "debug"').logging.level == "DEBUG"
-    assert _load(tmp_path, '[logging]\nlevel = "Warning"').logging.level == "WARNING"
+    assert load_text(tmp_path, '[logging]\nlevel = "debug"').logging.level == "DEBUG"
+    assert load_text(tmp_path, '[logging]\nlevel = "Warning"').logging.level == "WARNING"
 
 
 def test_postgresql_without_its_driver_names_the_extra(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     text = '[database]\nurl = "postgresql://poller@127.0.0.1/test"'
-    assert _load(tmp_path, text).database.url.startswith("postgresql://")
+    assert load_text(tmp_path, text).database.url.startswith("postgresql://")
     monkeypatch.setitem(sys.modules, "asyncpg", None)  # as on a host without the extra
 
     with pytest.raises(ConfigError, match=r"pip install 'batch-poller\[postgres\]'"):
-        _load(tmp_path, text)
+        load_text(tmp_path, text)
 
 
 def test_config_show_leaves_out_what_it_masks_so_feeding_it_back_changes_nothing(
     tmp_path: Path,
 ) -> None:
-    settings = _load(
+    settings = load_text(
         tmp_path,
         '[database]\nurl = "postgresql://poller:hunter2@db/jobs"\n'
         '[aws]\ns3_endpoint_url = "http://AKIAX:secret@proxy:8080/"\n'
@@ -92,7 +77,7 @@ def test_config_show_leaves_out_what_it_masks_so_feeding_it_back_changes_nothing
     assert "t0ken" not in shown and '***"' not in shown
     assert "# admin_token is set and not shown" in shown
     assert "# url is set and not shown: postgresql://poller:***@db/jobs" in shown
-    fed_back = _load(tmp_path, shown)
+    fed_back = load_text(tmp_path, shown)
     assert fed_back.http.admin_token.get_secret_value() == ""  # left out, not changed to ***
     assert fed_back.database.url != "postgresql://poller:***@db/jobs"
 
@@ -105,9 +90,9 @@ def test_the_admin_token_comes_from_systemd_s_credential(
     (credentials / "admin-token").write_text("from-systemd\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
 
-    assert _load(tmp_path, "").admin_token() == "from-systemd"
+    assert load_text(tmp_path, "").admin_token() == "from-systemd"
     # A token set in the settings comes first.
-    assert _load(tmp_path, '[http]\nadmin_token = "mine"').admin_token() == "mine"
+    assert load_text(tmp_path, '[http]\nadmin_token = "mine"').admin_token() == "mine"
 
 
 def test_config_show_json_masks_every_secret(
@@ -157,7 +142,7 @@ def test_a_fifo_is_refused_not_read_forever(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not a regular file"):
         load_settings(str(fifo))
     with pytest.raises(ConfigError, match=r"admin_token_file .*: not a regular file"):
-        _load(tmp_path, f'[http]\nadmin_token_file = "{fifo}"\n')
+        load_text(tmp_path, f'[http]\nadmin_token_file = "{fifo}"\n')
 
 
 def test_an_empty_config_name_is_refused_not_taken_for_the_defaults(
@@ -172,12 +157,12 @@ def test_an_empty_config_name_is_refused_not_taken_for_the_defaults(
 
 def test_config_show_writes_odd_characters_as_toml_reads_them(tmp_path: Path) -> None:
     odd = 'a\u001b[2J\nb\u0000\u007fz"\\'
-    settings = _load(
+    settings = load_text(
         tmp_path, f"[events]\njob_name_prefix = {json.dumps(odd)}\n".replace("\x7f", "\\u007f")
     )
     assert settings.events.job_name_prefix == odd
 
-    fed_back = _load(tmp_path, render_toml(settings, mask_secrets=True))
+    fed_back = load_text(tmp_path, render_toml(settings, mask_secrets=True))
 
     assert fed_back.events.job_name_prefix == odd
 
@@ -197,7 +182,7 @@ def test_a_database_url_the_start_would_refuse_is_refused_by_the_check(
     tmp_path: Path, url: str, words: str
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(words)):
-        _load(tmp_path, f'[database]\nurl = "{url}"\n')
+        load_text(tmp_path, f'[database]\nurl = "{url}"\n')
 
 
 @pytest.mark.parametrize(
@@ -205,7 +190,7 @@ def test_a_database_url_the_start_would_refuse_is_refused_by_the_check(
     ["sqlite:///jobs.db", "sqlite:////var/lib/x.db?mode=rwc", "postgresql://u:p@[::1]:5432/db"],
 )
 def test_database_urls_the_store_takes_pass(tmp_path: Path, url: str) -> None:
-    assert _load(tmp_path, f'[database]\nurl = "{url}"\n').database.url == url
+    assert load_text(tmp_path, f'[database]\nurl = "{url}"\n').database.url == url
 
 
 def test_a_misspelt_section_in_the_environment_is_refused_with_the_one_meant(
@@ -213,7 +198,7 @@ def test_a_misspelt_section_in_the_environment_is_refused_with_the_one_meant(
 ) -> None:
     monkeypatch.setenv("BATCH_POLLER_DATABSE__URL", "postgresql://u@db/x")
     with pytest.raises(ConfigError) as refused:
-        _load(tmp_path, "")
+        load_text(tmp_path, "")
     assert str(refused.value) == (
         "unknown setting in environment BATCH_POLLER_DATABSE__URL: "
         "did you mean BATCH_POLLER_DATABASE__URL?"

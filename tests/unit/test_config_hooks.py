@@ -3,35 +3,19 @@ and `config show` never prints a webhook's secret."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from batch_poller import config
-from batch_poller.config import ConfigError, load_settings, render_toml
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("BATCH_POLLER_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "absent" / "config.toml")
-
-
-def _load(tmp_path: Path, text: str) -> config.Settings:
-    path = tmp_path / "config.toml"
-    path.write_text(text)
-    return load_settings(str(path))
-
+from batch_poller.config import ConfigError, render_toml
+from tests.unit.config_helpers import clean_environment, load_text  # noqa: F401 (autouse)
 
 WEBHOOK = '[[hooks.webhook]]\nname = "app"\nurl = "https://example.com/hooks"\n'
 SIGNED = WEBHOOK + 'secret = "TOPSECRET-1"\n'
 
 
 def test_hooks_are_read_with_their_defaults(tmp_path: Path) -> None:
-    settings = _load(
+    settings = load_text(
         tmp_path,
         "[hooks]\nmax_attempts = 4\n"
         + SIGNED
@@ -67,7 +51,7 @@ def test_hooks_are_read_with_their_defaults(tmp_path: Path) -> None:
 )
 def test_bad_hooks_are_refused_naming_the_key(tmp_path: Path, text: str, words: str) -> None:
     with pytest.raises(ConfigError) as refused:
-        _load(tmp_path, text)
+        load_text(tmp_path, text)
     assert words in str(refused.value)
     assert "\n" not in str(refused.value)
     assert "TOPSECRET" not in str(refused.value)
@@ -79,7 +63,7 @@ def test_a_refused_webhook_shows_no_credential_of_its_url(tmp_path: Path) -> Non
         'url = "https://user:TOPSECRET-3@x/hook?code=TOPSECRET-4"\ntimeout_seconds = -1\n'
     )
     with pytest.raises(ConfigError) as refused:
-        _load(tmp_path, text)
+        load_text(tmp_path, text)
     assert "hooks.webhook.0.timeout_seconds" in str(refused.value)
     assert "TOPSECRET" not in str(refused.value)
 
@@ -87,7 +71,7 @@ def test_a_refused_webhook_shows_no_credential_of_its_url(tmp_path: Path) -> Non
 def test_a_secret_is_never_shown_and_the_shown_settings_load_back(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-a-file\n")
-    settings = _load(
+    settings = load_text(
         tmp_path,
         WEBHOOK
         + 'secret = "do-not-print"\n'
@@ -104,6 +88,6 @@ def test_a_secret_is_never_shown_and_the_shown_settings_load_back(tmp_path: Path
     assert f'secret_file = "{secret_file}"' in shown  # a path, not the secret
     # Fed back, the masked output changes nothing silently: what it left out is missing.
     with pytest.raises(ConfigError, match="has neither of secret and secret_file"):
-        _load(tmp_path, shown)
-    full = _load(tmp_path, render_toml(settings))
+        load_text(tmp_path, shown)
+    full = load_text(tmp_path, render_toml(settings))
     assert full.hooks == settings.hooks
