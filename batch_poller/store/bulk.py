@@ -1,10 +1,10 @@
 """Record rows written through the database's own driver, as fast as it takes them: one
-`executemany` of plain tuples on SQLite, COPY into a staging table and one upsert on PostgreSQL.
-SQLAlchemy's parameter processing per row cost more than the database's own work; these paths
-keep its semantics (the same upsert, the same ids refused) without it.
+`executemany` of plain tuples on SQLite, one `INSERT ... SELECT FROM unnest(arrays)` on
+PostgreSQL. SQLAlchemy's parameter processing per row cost more than the database's own work;
+these paths keep its semantics (the same upsert, the same ids refused) without it.
 
-Both run inside the caller's SQLAlchemy transaction, on its connection: the lease fence written
-before them and the rows commit together, or not at all."""
+Both run inside the caller's SQLAlchemy transaction, on its connection, after the lease fence
+written in it: the fence and the rows commit together, or not at all."""
 
 from __future__ import annotations
 
@@ -15,39 +15,53 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.pool import StaticPool
 
 from batch_poller.rows import RecordRow
 from batch_poller.store.engine import SQLITE_DISCARD_CODES, sqlite_error_code
 from batch_poller.store.tables import batch_records as _RECORDS
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
+_FIELDS = tuple(field.name for field in dataclasses.fields(RecordRow))
 _COLUMNS = ("batch_job_arn", *_FIELDS, "stored_at")
+_KEY = ("batch_job_arn", "record_id")
 # A row's fields in one call, as a tuple: a getattr per field cost more than the write.
 _VALUES = operator.attrgetter(*_FIELDS)
-_KEY = ("batch_job_arn", "record_id")
+_REPLACED = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _KEY)
 # A record written again from the same file and line replaces the stored one (a resumed
-# ingest); one whose id another line holds is left alone, and found afterwards.
+# ingest); one whose id another line holds is left alone, and told apart afterwards.
 _SQLITE_UPSERT = (
     f"INSERT INTO batch_records ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-    f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _KEY)
-    + " WHERE batch_records.source_file IS excluded.source_file"
+    f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {_REPLACED}"
+    " WHERE batch_records.source_file IS excluded.source_file"
     " AND batch_records.line_number IS excluded.line_number"
+)
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_PG_TYPES = {c.name: c.type.compile(dialect=_PG_DIALECT) for c in _RECORDS.c}
+_PG_UPSERT = (
+    f"INSERT INTO batch_records ({', '.join(_COLUMNS)})"
+    " SELECT * FROM unnest("
+    + ", ".join(f"${n}::{_PG_TYPES[c]}[]" for n, c in enumerate(_COLUMNS, start=1))
+    + f") ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {_REPLACED}"
+    " WHERE batch_records.source_file IS NOT DISTINCT FROM excluded.source_file"
+    " AND batch_records.line_number IS NOT DISTINCT FROM excluded.line_number"
+    " RETURNING record_id"
 )
 
 
 def _tuples(
     conn: AsyncConnection, arn: str, now: datetime, rows: Sequence[RecordRow]
 ) -> list[tuple[Any, ...]]:
-    """The rows as the driver takes them, converted as SQLAlchemy's column types would."""
+    """The rows as the driver takes them, converted as SQLAlchemy's column types would for
+    this database (its own DATETIME text on SQLite, for one)."""
     dialect = conn.dialect
-    stamp = _RECORDS.c.stored_at.type.bind_processor(dialect)
+    stamp = _RECORDS.c.stored_at.type.dialect_impl(dialect).bind_processor(dialect)
     stored_at = stamp(now) if stamp else now
-    money = _RECORDS.c.cost.type.bind_processor(dialect)
-    cost_at = _FIELDS.index("cost") + 1
+    money = _RECORDS.c.cost.type.dialect_impl(dialect).bind_processor(dialect)
+    cost_at = _COLUMNS.index("cost")
     out = [(arn, *_VALUES(row), stored_at) for row in rows]
-    if money is not None:  # rare: only priced models have a cost
+    if money is not None:  # only priced models have a cost
         for n, values in enumerate(out):
             if values[cost_at] is not None:
                 out[n] = (*values[:cost_at], money(values[cost_at]), *values[cost_at + 1 :])
@@ -58,21 +72,21 @@ async def sqlite_upsert(
     conn: AsyncConnection, arn: str, now: datetime, rows: Sequence[RecordRow]
 ) -> set[str]:
     """Writes the rows; returns the record ids written (a row whose id another line holds is
-    not). The count of changes tells whether every row was written, the usual case; only
-    when some were not are the ids read back to tell which."""
+    not). The count of changes tells whether every row was written, the usual case, unless a
+    trigger on the table may have added changes of its own; otherwise, and whenever the count
+    is short, the ids are read back to tell which."""
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "an open connection has its driver's"
     before = driver.total_changes
     try:
         await driver.executemany(_SQLITE_UPSERT, _tuples(conn, arn, now, rows))
     except sqlite3.Error as error:
-        # As engine.discard_broken_sqlite_connection does for SQLAlchemy's own statements: a
-        # connection that met a read-only or I/O error is not given out again.
         if sqlite_error_code(error) in SQLITE_DISCARD_CODES:
-            await conn.invalidate()
+            await _discard(conn)
         raise
     ids = {row.record_id for row in rows}
-    if driver.total_changes - before == len(rows):
+    counted = driver.total_changes - before == len(rows)
+    if counted and not await driver.execute_fetchall(_TRIGGERS):
         return ids
     origins = {row.record_id: (row.source_file, row.line_number) for row in rows}
     written: set[str] = set()
@@ -88,32 +102,26 @@ async def sqlite_upsert(
     return written
 
 
-_PG_STAGING = "batch_records_incoming"
-_PG_UPSERT = (
-    f"INSERT INTO batch_records ({', '.join(_COLUMNS)})"
-    f" SELECT {', '.join(_COLUMNS)} FROM {_PG_STAGING}"
-    f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _KEY)
-    + " WHERE batch_records.source_file IS NOT DISTINCT FROM excluded.source_file"
-    " AND batch_records.line_number IS NOT DISTINCT FROM excluded.line_number"
-    " RETURNING record_id"
-)
+_TRIGGERS = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'batch_records'"
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    """As engine.discard_broken_sqlite_connection does for SQLAlchemy's own statements: a
+    connection that met a read-only or I/O error is not given out again, nor any opened before
+    it (a new pool replaces the old one). An in-memory database is its one connection: kept."""
+    if isinstance(conn.engine.sync_engine.pool, StaticPool):
+        return
+    await conn.invalidate()
+    await conn.engine.dispose(close=False)
 
 
 async def postgres_upsert(
     conn: AsyncConnection, arn: str, now: datetime, rows: Sequence[RecordRow]
 ) -> set[str]:
-    """COPY into a staging table of this session, then one upsert from it; returns the record
-    ids written (RETURNING tells them: a row whose id another line holds is not among them).
-    The staging table empties itself when the transaction ends."""
+    """One upsert of every row, sent as one array a column: returns the record ids written
+    (RETURNING tells them: a row whose id another line holds is not among them)."""
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "an open connection has its driver's"
-    await driver.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {_PG_STAGING}"
-        " (LIKE batch_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
-    await driver.copy_records_to_table(
-        _PG_STAGING, records=_tuples(conn, arn, now, rows), columns=list(_COLUMNS)
-    )
-    written = await driver.fetch(_PG_UPSERT)
+    columns = list(zip(*_tuples(conn, arn, now, rows), strict=True))
+    written = await driver.fetch(_PG_UPSERT, *(list(column) for column in columns))
     return {record["record_id"] for record in written}

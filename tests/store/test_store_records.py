@@ -239,3 +239,44 @@ async def test_records_stream_in_id_order_a_chunk_at_a_time(store: JobStore, job
     assert [(row.record_id, row.error_code) for row in errors] == [
         (row.record_id, "ValidationException") for row in rows[-2:]
     ]
+
+
+async def test_a_trigger_on_the_table_cannot_pass_a_refused_row_off_as_written(
+    store: JobStore, job: str
+) -> None:
+    """An application sharing the database may queue work with a trigger; its changes must not
+    make a refused row look written (on SQLite the writer counts changes)."""
+    async with store.engine.begin() as conn:
+        if store.engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql("CREATE TABLE app_new_items (record_id TEXT)")
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER queue_new AFTER INSERT ON batch_records"
+                " BEGIN INSERT INTO app_new_items VALUES (new.record_id); END"
+            )
+    await store.write_records(job, [ok(1, source_file="a", line_number=1)], NOW)
+
+    report = await store.write_records(
+        job, [ok(2, source_file="b", line_number=6), ok(1, source_file="b", line_number=7)], NOW
+    )
+
+    assert report.written == 1
+    assert [(r.record_id, r.source_file, r.line_number) for r in report.conflicts] == [
+        ("r000001", "b", 7)
+    ]
+
+
+async def test_the_time_a_record_was_stored_reads_as_every_other_time(
+    store: JobStore, job: str
+) -> None:
+    """Written by the driver, stored_at is what SQLAlchemy's own type writes: on SQLite its
+    DATETIME text with microseconds, so the times compare and sort as text too."""
+    exact = NOW.replace(microsecond=0)
+    await store.write_records(job, [ok(1)], exact)
+    async with store.engine.connect() as conn:
+        stamp = (await conn.exec_driver_sql("SELECT stored_at FROM batch_records")).scalar_one()
+        same = await conn.execute(
+            select(batch_records.c.record_id).where(batch_records.c.stored_at == exact)
+        )
+        assert same.scalars().all() == ["r000001"]
+    if store.engine.dialect.name == "sqlite":
+        assert stamp == exact.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
