@@ -120,16 +120,6 @@ def job_label(job: JobRow) -> str:
     return job.job_id
 
 
-def progress_cell(job: JobRow) -> str:
-    """Stored records, or while the job runs Bedrock's processed of total, in 11 characters."""
-    if job.total_records is not None:
-        return short_count(job.total_records)
-    if job.progress_total is not None:
-        done = "?" if job.progress_processed is None else short_count(job.progress_processed)
-        return f"{done}/{short_count(job.progress_total)}"
-    return "-"
-
-
 def compact_money(cost: Decimal | None) -> str:
     """A cost in at most 8 characters: $0.00041, $12.35, $1.2k; below $0.0001 `<$0.0001`."""
     if cost is not None and 0 < cost < Decimal("0.0001"):
@@ -166,7 +156,7 @@ def jobs_table(jobs: Sequence[JobRow], now: datetime, *, title: str, wide: bool 
             table,
             job_label(job),
             job.status.value,
-            progress_cell(job),
+            records_shown(job, short_count),  # 49.9k/50.0k: 11 characters at most
             short_count(job.error_records),
             compact_money(job.cost),
             cleanup_state(job),

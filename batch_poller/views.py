@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -59,14 +60,14 @@ def job_document(job: JobRow) -> dict[str, Any]:
     return row
 
 
-def records_shown(job: JobRow) -> str:
+def records_shown(job: JobRow, count: Callable[[int], str] = str) -> str:
     """The records of a job in one cell: those stored, or while it runs Bedrock's progress
-    (processed of total), or `-` when neither is known."""
+    (processed of total), or `-` when neither is known; each number written by `count`."""
     if job.total_records is not None:
-        return str(job.total_records)
+        return count(job.total_records)
     if job.progress_total is not None:
-        done = "?" if job.progress_processed is None else str(job.progress_processed)
-        return f"{done}/{job.progress_total}"
+        done = "?" if job.progress_processed is None else count(job.progress_processed)
+        return f"{done}/{count(job.progress_total)}"
     return "-"
 
 
