@@ -4,7 +4,7 @@ check them against the manifest."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -55,6 +55,25 @@ def _origin(row: RecordRow) -> tuple[str | None, int | None]:
     return row.source_file, row.line_number
 
 
+def _rounds(rows: Iterable[RecordRow]) -> list[list[RecordRow]]:
+    """The rows in rounds of distinct record ids, each line once (its last reading): the first
+    line naming an id in the first round, the next in the second, and so on. Written round by
+    round, the line that holds an id already keeps it, whichever comes first in the batch, and
+    every other line naming it is refused."""
+    lines: dict[tuple[str, str | None, int | None], RecordRow] = {}
+    for row in rows:
+        lines[(row.record_id, *_origin(row))] = row
+    rounds: list[list[RecordRow]] = []
+    seen: dict[str, int] = {}
+    for row in lines.values():
+        index = seen.get(row.record_id, 0)
+        seen[row.record_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(row)
+    return rounds
+
+
 class RecordStore:
     tx: Transactions
     tenancy: Tenancy
@@ -70,25 +89,20 @@ class RecordStore:
         resumed ingest is harmless. A row whose record id is already taken by another line is
         not written: it comes back in `conflicts`, for the caller to store under another id.
         """
-        unique: dict[str, RecordRow] = {}
-        conflicts: list[RecordRow] = []
-        for row in map(stored_row, rows):
-            earlier = unique.get(row.record_id)
-            if earlier is not None and _origin(earlier) != _origin(row):
-                conflicts.append(row)
-            else:
-                unique[row.record_id] = row
+        rounds = _rounds(map(stored_row, rows))
 
-        async def write(conn: AsyncConnection) -> set[str]:
+        async def write(conn: AsyncConnection) -> list[RecordRow]:
             await guarded_update(conn, self.tenancy, arn, Step.FETCH, now, {})
-            if not unique:
-                return set()
             upsert = sqlite_upsert if conn.dialect.name == "sqlite" else postgres_upsert
-            return await upsert(conn, arn, now, list(unique.values()))
+            refused: list[RecordRow] = []
+            for batch in rounds:
+                written = await upsert(conn, arn, now, batch)
+                refused += [row for row in batch if row.record_id not in written]
+            return refused
 
-        written = await self.tx.write(write)
-        conflicts += [row for row in unique.values() if row.record_id not in written]
-        return WriteReport(len(written), conflicts)
+        conflicts = await self.tx.write(write)
+        written = sum(map(len, rounds)) - len(conflicts)
+        return WriteReport(written, conflicts)
 
     @store_operation("keep a line's input")
     async def keep_input_of_line(

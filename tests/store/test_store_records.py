@@ -280,3 +280,21 @@ async def test_the_time_a_record_was_stored_reads_as_every_other_time(
         assert same.scalars().all() == ["r000001"]
     if store.engine.dialect.name == "sqlite":
         assert stamp == exact.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+async def test_the_line_holding_an_id_keeps_it_wherever_it_comes_in_the_batch(
+    store: JobStore, job: str
+) -> None:
+    """A resumed batch may read another line naming the same id first: the line that holds it
+    keeps it (written again in place), and only the other one is refused, to be renamed."""
+    await store.write_records(job, [ok(1, source_file="b", line_number=1)], NOW)
+
+    report = await store.write_records(
+        job,
+        [ok(1, source_file="a", line_number=1), ok(1, source_file="b", line_number=1)],
+        NOW,
+    )
+
+    assert report.written == 1
+    assert [(r.source_file, r.line_number) for r in report.conflicts] == [("a", 1)]
+    assert await store.record_ids(job) == {"r000001"}
