@@ -246,10 +246,7 @@ async def upgrade_database(settings: Settings) -> int:
 
 async def find_job(store: JobStore, job_ref: str) -> JobRow:
     """The job an ARN, a job id or a job name names; else a refusal naming near names."""
-    job = await store.get_job(job_ref)
-    if job is not None:
-        return job
-    named = await store.jobs_named(job_ref)
+    named = await store.jobs_named_by(job_ref)
     if len(named) == 1:
         return named[0]
     if named:

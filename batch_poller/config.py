@@ -552,13 +552,21 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+# The URL settings that may carry a credential, and how each is masked.
+_URL_MASKS: tuple[tuple[str, str, Callable[[str], str]], ...] = (
+    ("database", "url", mask_url),
+    ("aws", "bedrock_endpoint_url", mask_endpoint_url),
+    ("aws", "s3_endpoint_url", mask_endpoint_url),
+    ("aws", "sqs_endpoint_url", mask_endpoint_url),
+)
+
+
 def masked_document(settings: Settings) -> dict[str, Any]:
     """The settings as JSON-ready values, every secret replaced by a mask: `config show --json`,
     for programs that read the settings (it is not a settings file: nothing feeds it back)."""
     data = settings.model_dump(mode="json")
-    data["database"]["url"] = mask_url(data["database"]["url"])
-    for endpoint in ("bedrock_endpoint_url", "s3_endpoint_url", "sqs_endpoint_url"):
-        data["aws"][endpoint] = mask_endpoint_url(data["aws"][endpoint])
+    for section, key, mask in _URL_MASKS:
+        data[section][key] = mask(data[section][key])
     data["http"]["admin_token"] = "***" if settings.http.admin_token.get_secret_value() else ""
     for hook, table in zip(settings.hooks.webhook, data["hooks"]["webhook"], strict=True):
         table["secret"] = "***" if hook.secret.get_secret_value() else ""
@@ -573,10 +581,7 @@ def render_toml(settings: Settings, *, mask_secrets: bool = False) -> str:
     # A masked value fed back would change the setting: it is left out, with a comment.
     hidden: dict[tuple[str, str], str] = {}
     if mask_secrets:
-        masks: list[tuple[str, str, Callable[[str], str]]] = [("database", "url", mask_url)]
-        for endpoint in ("bedrock_endpoint_url", "s3_endpoint_url", "sqs_endpoint_url"):
-            masks.append(("aws", endpoint, mask_endpoint_url))
-        for section, key, mask in masks:
+        for section, key, mask in _URL_MASKS:
             if (masked := mask(data[section][key])) != data[section][key]:
                 hidden[section, key] = f"# {key} is set and not shown: {masked}"
         if data["http"]["admin_token"]:

@@ -26,7 +26,6 @@ from batch_poller.http.schemas import MAX_ACTIVITY_HOURS, MAX_OFFSET, MAX_SEARCH
 from batch_poller.ingest import Interrupted
 from batch_poller.rows import GroupRow, JobRow
 from batch_poller.store import GroupError, LeaseLost, RecordScope, StaleTransition, StoreError
-from batch_poller.store.text import stored_text
 from batch_poller.supervisor import JobHeld, Supervisor
 from batch_poller.tracker import Outcome
 from batch_poller.tracking import TrackError, track_jobs
@@ -107,12 +106,7 @@ async def _job(request: web.Request) -> JobRow:
     """The job the path names by its ARN, its id or its name, as the CLI's commands take it;
     a name that several jobs have (in several accounts) is a 409 naming their ids."""
     ref = request.match_info["job"]
-    store = _context(request).supervisor.rt.store
-    job = await store.get_job(ref)
-    if job is not None:
-        return job
-    # Asked for as the store keeps text: a NUL (which PostgreSQL refuses) finds nothing.
-    named = await store.jobs_named(stored_text(ref))
+    named = await _context(request).supervisor.rt.store.jobs_named_by(ref)
     if len(named) == 1:
         return named[0]
     if named:

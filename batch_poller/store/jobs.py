@@ -141,11 +141,19 @@ class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
             self.outbox.announce()
         return inserted
 
+    async def jobs_named_by(self, ref: str) -> list[JobRow]:
+        """The jobs a user's reference names, as the CLI and the API take it: the one with that
+        ARN or id, else those with that name (several only when the database holds several
+        accounts' jobs; the caller asks which)."""
+        job = await self.get_job(ref)
+        return [job] if job is not None else await self.jobs_named(ref)
+
     @store_operation("find jobs by name")
     async def jobs_named(self, name: str, limit: int = 10) -> list[JobRow]:
         """Jobs with exactly this name: Bedrock's names are unique per account and region, but
-        the database may hold several accounts' jobs."""
-        query = select(_JOBS).where(_JOBS.c.job_name == name)
+        the database may hold several accounts' jobs. Asked for as the store keeps text: a
+        name holding NUL (which PostgreSQL refuses) finds nothing."""
+        query = select(_JOBS).where(_JOBS.c.job_name == stored_text(name))
         return await self._select_jobs(query.order_by(_JOBS.c.batch_job_arn).limit(limit))
 
     @store_operation("list job names")
