@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from batch_poller.domain import BedrockStatus, GroupStatus, JobStatus
 
@@ -96,9 +96,10 @@ class JobRow:
         return cls(**values)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRow:
-    """One result record, as an ingester produces it."""
+class RecordRow(NamedTuple):
+    """One result record, as an ingester produces it. A tuple in the store's column order:
+    millions are made, and a tuple is made, and handed to the driver, for a fraction of what a
+    dataclass costs."""
 
     record_id: str
     outcome: str  # "ok" | "error"

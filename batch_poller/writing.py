@@ -5,7 +5,6 @@ result files' ingest and a partial job's unprocessed records."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -100,7 +99,7 @@ async def _write(job: JobRow, rows: list[RecordRow], ctx: IngestContext) -> None
             return
         renamed = {stored_record_id(_another_name(row, attempt)): row for row in waiting}
         report = await _write_naming_lines(
-            job, [dataclasses.replace(row, record_id=name) for name, row in renamed.items()], ctx
+            job, [row._replace(record_id=name) for name, row in renamed.items()], ctx
         )
         # A literal id in the data may already be that name: then the next one is tried.
         waiting = [renamed[row.record_id] for row in report.conflicts]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import operator
 import os
@@ -250,7 +249,7 @@ async def _store_only(source: Path, url: str, folder: Path, run: int) -> float:
         return await _postgres_copy(url, store, tuples)
 
 
-_COLUMNS = ("batch_job_arn", *(f.name for f in dataclasses.fields(RecordRow)), "stored_at")
+_COLUMNS = ("batch_job_arn", *RecordRow._fields, "stored_at")
 _VALUES = operator.attrgetter(*_COLUMNS[1:-1])
 
 

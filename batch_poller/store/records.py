@@ -3,7 +3,6 @@ check them against the manifest."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +22,7 @@ from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.text import stored_record_id, stored_row, stored_text
 from batch_poller.store.transactions import Transactions
 
-_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(RecordRow))
+_RECORD_FIELDS = RecordRow._fields
 
 
 @dataclass(frozen=True, slots=True)

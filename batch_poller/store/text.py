@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from typing import Any
 
@@ -41,4 +40,4 @@ def stored_row(row: RecordRow) -> RecordRow:
     }
     if (record_id := stored_record_id(row.record_id)) != row.record_id:
         changes["record_id"] = record_id
-    return dataclasses.replace(row, **changes) if changes else row
+    return row._replace(**changes) if changes else row
