@@ -10,9 +10,11 @@ from batch_poller.store.migrations import current_version, upgrade
 from batch_poller.store.reads import Activity
 from batch_poller.store.records import RecordScope, StoredRecord, WriteReport
 from batch_poller.store.text import stored_record_id, stored_text
+from batch_poller.store.transitions import Check
 
 __all__ = [
     "Activity",
+    "Check",
     "GroupError",
     "GroupRow",
     "JobRow",

@@ -28,7 +28,7 @@ from batch_poller.hooks.documents import group_part, job_part
 from batch_poller.rows import GroupRow, JobRow
 from batch_poller.store.engine import dialect_insert
 from batch_poller.store.errors import store_operation
-from batch_poller.store.outbox import EventType, Outbox
+from batch_poller.store.outbox import EventType, NewEvent, Outbox
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.tables import job_groups as _GROUPS
 from batch_poller.store.transactions import Transactions
@@ -174,11 +174,31 @@ async def settled(conn: AsyncConnection, outbox: Outbox, arn: str, now: datetime
     """In the transaction that settled a job: its event, and its group's compile if it was the
     group's last job."""
     row = (await conn.execute(select(_JOBS).where(_J.batch_job_arn == arn))).mappings().one()
-    job = JobRow.from_mapping(row)
-    kind = EventType.JOB_FAILED if job.status is JobStatus.FAILED else EventType.JOB_SETTLED
-    await outbox.emit(conn, kind, job_part(job), now, batch_job_arn=arn, group_name=job.group_name)
-    if job.group_name is not None:
-        await compile_if_ready(conn, outbox, job.group_name, now)
+    await settled_jobs(conn, outbox, [JobRow.from_mapping(row)], now)
+
+
+async def settled_jobs(
+    conn: AsyncConnection, outbox: Outbox, jobs: Sequence[JobRow], now: datetime
+) -> None:
+    """In the transaction that settled the jobs (`jobs` as it left them): their events, in one
+    statement, and the compile of each group whose last job one of them was. The groups are
+    locked in the order of their names, so two processes settling jobs of the same groups
+    cannot each hold one lock the other waits for."""
+    await outbox.emit_many(
+        conn,
+        [
+            NewEvent(
+                EventType.JOB_FAILED if job.status is JobStatus.FAILED else EventType.JOB_SETTLED,
+                job_part(job),
+                batch_job_arn=job.batch_job_arn,
+                group_name=job.group_name,
+            )
+            for job in jobs
+        ],
+        now,
+    )
+    for name in sorted({job.group_name for job in jobs if job.group_name is not None}):
+        await compile_if_ready(conn, outbox, name, now)
 
 
 async def compile_if_ready(

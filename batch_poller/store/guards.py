@@ -3,13 +3,14 @@ must still hold. A write that matches no row is refused with the reason, never m
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ClauseElement
 
 from batch_poller.domain import JobStatus, Step, next_step
 from batch_poller.identity import Identity
@@ -88,11 +89,27 @@ async def refusal(
     conn: AsyncConnection, arn: str, step: Step, owner: str, now: datetime
 ) -> Exception:
     """Why a guarded write of `arn` matched no row, read in the write's own transaction."""
-    found = (await conn.execute(select(_JOBS).where(_JOBS.c.batch_job_arn == arn))).mappings()
-    row = found.first()
-    if row is None:
+    return (await refusals(conn, [arn], step, owner, now))[arn]
+
+
+async def refusals(
+    conn: AsyncConnection, arns: Collection[str], step: Step, owner: str, now: datetime
+) -> dict[str, Exception]:
+    """Why guarded writes of `arns` matched no row, read in one query in the writes' own
+    transaction."""
+    if not arns:
+        return {}
+    query = select(_JOBS).where(_C.batch_job_arn.in_(list(arns)))
+    found = {
+        job.batch_job_arn: job
+        for job in map(JobRow.from_mapping, (await conn.execute(query)).mappings())
+    }
+    return {arn: _refusal_of(arn, found.get(arn), step, owner, now) for arn in arns}
+
+
+def _refusal_of(arn: str, job: JobRow | None, step: Step, owner: str, now: datetime) -> Exception:
+    if job is None:
         return UnknownJobError(arn)
-    job = JobRow.from_mapping(row)
     if job.claimed_by != owner or job.claimed_until is None or job.claimed_until <= now:
         return LeaseLost(arn, owner, job.claimed_by, job.claimed_until)
     return StaleTransition(arn, step, job.status, next_step(job))
@@ -111,9 +128,7 @@ async def guarded_update(
     row. On PostgreSQL it also locks the job's row until the transaction ends, so no other
     process can take the lease over in the middle of it."""
     owner = tenancy.owner
-    # Text from Bedrock or from an error (a message, last_error) as the store keeps it: a NUL
-    # in it would make PostgreSQL refuse the write, and the job would never move on.
-    kept = {key: stored_text(v) if isinstance(v, str) else v for key, v in values.items()}
+    kept = {key: _kept(v) for key, v in values.items()}
     stmt = (
         update(_JOBS)
         .where(_C.batch_job_arn == arn, needs(step), held_by(owner, now))
@@ -124,3 +139,63 @@ async def guarded_update(
     if value is None:
         raise await refusal(conn, arn, step, owner, now)
     return 1 if returning is None else int(value)
+
+
+async def guarded_update_many(
+    conn: AsyncConnection,
+    tenancy: Tenancy,
+    step: Step,
+    now: datetime,
+    changes: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, JobRow], dict[str, Exception]]:
+    """The fenced write of several jobs at one step, each with its own values, in one UPDATE in
+    the caller's transaction: a job is written only if it still needs `step` and this process
+    holds its lease, exactly as guarded_update writes one. Returns the jobs written, as the
+    write left them, and the refusal of each job it did not write (read in the same
+    transaction): one job refused does not keep the others from being written. On PostgreSQL
+    the rows written stay locked until the transaction ends, as with guarded_update."""
+    if not changes:
+        return {}, {}
+    arns = list(changes)
+    if len(arns) == 1:
+        assignments = {key: _kept(v) for key, v in changes[arns[0]].items()}
+    else:
+        # One CASE a column, by job; a job that sets no value for it keeps its own.
+        columns = sorted({key for values in changes.values() for key in values})
+        assignments = {
+            key: case(
+                *(
+                    (_C.batch_job_arn == arn, _bound(key, values[key]))
+                    for arn, values in changes.items()
+                    if key in values
+                ),
+                else_=_C[key],
+            )
+            for key in columns
+        }
+    stmt = (
+        update(_JOBS)
+        .where(_C.batch_job_arn.in_(arns), needs(step), held_by(tenancy.owner, now))
+        .values(**assignments, updated_at=now, claimed_until=tenancy.until(now))
+        .returning(*_JOBS.c)
+    )
+    written = {
+        job.batch_job_arn: job
+        for job in map(JobRow.from_mapping, (await conn.execute(stmt)).mappings())
+    }
+    missed = [arn for arn in arns if arn not in written]
+    return written, await refusals(conn, missed, step, tenancy.owner, now)
+
+
+def _kept(value: Any) -> Any:
+    """Text from Bedrock or from an error (a message, last_error) as the store keeps it: a NUL
+    in it would make PostgreSQL refuse the write, and the job would never move on."""
+    return stored_text(value) if isinstance(value, str) else value
+
+
+def _bound(column: str, value: Any) -> Any:
+    """A value for a column inside an expression, typed as the column (the UTC datetimes'
+    conversion, PostgreSQL's casts); an SQL expression as it is."""
+    if isinstance(value, ClauseElement):
+        return value
+    return literal(_kept(value), _C[column].type)

@@ -52,6 +52,16 @@ class DeliveryState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to write: its type, what it says, and the job or group it is about."""
+
+    type: EventType
+    document: Mapping[str, Any]
+    batch_job_arn: str | None = None
+    group_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HookRoute:
     """A configured hook, as the outbox knows it: its name and the event types it takes."""
 
@@ -153,46 +163,68 @@ class Outbox:
     ) -> str:
         """Writes the event, its deliveries and (PostgreSQL) its NOTIFY in the caller's
         transaction; returns its id, the same on every attempt to deliver it."""
-        event_id = f"evt_{uuid.uuid4().hex}"
-        body = orjson.dumps(
-            {"id": event_id, "type": event_type.value, "created_at": now.isoformat(), **document}
-        ).decode()
-        key = (
-            await conn.execute(
-                insert(_EVENTS)
-                .values(
-                    event_id=event_id,
-                    type=event_type.value,
-                    batch_job_arn=batch_job_arn,
-                    group_name=group_name,
-                    payload=body,
-                    created_at=now,
-                )
-                .returning(_EVENTS.c.id)
+        event = NewEvent(event_type, document, batch_job_arn, group_name)
+        return (await self.emit_many(conn, [event], now))[0]
+
+    async def emit_many(
+        self, conn: AsyncConnection, events: Sequence[NewEvent], now: datetime
+    ) -> list[str]:
+        """Writes the events, their deliveries and (PostgreSQL) their NOTIFYs in the caller's
+        transaction, one statement for each of the three however many events there are;
+        returns their ids, in order."""
+        if not events:
+            return []
+        rows: list[dict[str, Any]] = []
+        notes: list[str] = []  # what NOTIFY says of each (PostgreSQL)
+        for event in events:
+            event_id = f"evt_{uuid.uuid4().hex}"
+            body = orjson.dumps(
+                {
+                    "id": event_id,
+                    "type": event.type.value,
+                    "created_at": now.isoformat(),
+                    **event.document,
+                }
+            ).decode()
+            rows.append(
+                {
+                    "event_id": event_id,
+                    "type": event.type.value,
+                    "batch_job_arn": event.batch_job_arn,
+                    "group_name": event.group_name,
+                    "payload": body,
+                    "created_at": now,
+                }
             )
-        ).scalar_one()
-        hooks = [route.name for route in self.routes if route.wants(event_type.value)]
-        if hooks:
-            await conn.execute(
-                insert(_DELIVERIES),
-                [
-                    {
-                        "event": key,
-                        "hook": hook,
-                        "state": DeliveryState.PENDING.value,
-                        "next_attempt_at": now,
-                        "updated_at": now,
-                    }
-                    for hook in hooks
-                ],
-            )
+            short = len(body.encode()) < _NOTIFY_LIMIT
+            notes.append(body if short else _short(event_id, event.type))
+        # Each event's key found by its id: the rows of a multi-row INSERT may come back in
+        # any order.
+        written = await conn.execute(
+            insert(_EVENTS).returning(_EVENTS.c.event_id, _EVENTS.c.id), rows
+        )
+        keys: dict[str, int] = {event_id: key for event_id, key in written}
+        deliveries = [
+            {
+                "event": keys[row["event_id"]],
+                "hook": route.name,
+                "state": DeliveryState.PENDING.value,
+                "next_attempt_at": now,
+                "updated_at": now,
+            }
+            for row, event in zip(rows, events, strict=True)
+            for route in self.routes
+            if route.wants(event.type.value)
+        ]
+        if deliveries:
+            await conn.execute(insert(_DELIVERIES), deliveries)
         if conn.dialect.name == "postgresql":
-            note = body if len(body.encode()) < _NOTIFY_LIMIT else _short(event_id, event_type)
+            # In the order of the array: listeners get the events as they were written.
             await conn.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": NOTIFY_CHANNEL, "payload": note},
+                text("SELECT pg_notify(:channel, note) FROM unnest(CAST(:notes AS TEXT[])) note"),
+                {"channel": NOTIFY_CHANNEL, "notes": notes},
             )
-        return event_id
+        return [row["event_id"] for row in rows]
 
     def announce(self) -> None:
         """After the commit of a transaction that emitted: the delivery task looks now."""

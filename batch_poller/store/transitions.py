@@ -5,7 +5,8 @@ worked on keeps it."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,10 +14,10 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import RESULTS_STORED, BedrockStatus, JobStatus, Step
-from batch_poller.rows import Progress, RecordTotals
+from batch_poller.rows import JobRow, Progress, RecordTotals
 from batch_poller.store.errors import store_operation
-from batch_poller.store.groups import reopen, settled
-from batch_poller.store.guards import Tenancy, free_or_held_by, guarded_update
+from batch_poller.store.groups import reopen, settled_jobs
+from batch_poller.store.guards import Tenancy, free_or_held_by, guarded_update_many
 from batch_poller.store.outbox import Outbox
 from batch_poller.store.steps import needs
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
@@ -40,6 +41,48 @@ def _progress_values(progress: Progress) -> dict[str, int | None]:
     return {"progress_processed": progress.processed, "progress_total": progress.total}
 
 
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What one check of a job found: Bedrock's status and what it means here; or, with
+    `error`, that Bedrock refused to describe the job for good (not found, access denied),
+    which fails it."""
+
+    arn: str
+    bedrock_status: BedrockStatus | None = None
+    status: JobStatus = JobStatus.FAILED
+    message: str | None = None
+    completed_at: datetime | None = None
+    progress: Progress | None = None
+    error: str | None = None
+
+    def values(self, now: datetime) -> dict[str, Any]:
+        if self.error is not None:
+            return {
+                "status": JobStatus.FAILED.value,
+                "last_error": self.error,
+                "last_checked_at": now,
+            }
+        values: dict[str, Any] = {
+            "last_checked_at": now,
+            "bedrock_status": None if self.bedrock_status is None else self.bedrock_status.value,
+            "status": self.status.value,
+            "message": self.message,
+        }
+        if self.progress is not None:
+            values.update(_progress_values(self.progress))
+        if self.completed_at is not None:
+            values["completed_at"] = self.completed_at
+        return values
+
+    @property
+    def settles(self) -> bool:
+        return self.error is not None or self.status is JobStatus.FAILED
+
+
+# A transition of several jobs: each job as the write left it, or why it was refused.
+Written = dict[str, JobRow | Exception]
+
+
 class JobTransitions:
     tx: Transactions
     tenancy: Tenancy
@@ -58,29 +101,27 @@ class JobTransitions:
         completed_at: datetime | None,
         now: datetime,
         progress: Progress | None = None,
-    ) -> None:
-        values: dict[str, Any] = {
-            "last_checked_at": now,
-            "bedrock_status": None if bedrock_status is None else bedrock_status.value,
-            "status": status.value,
-            "message": message,
-        }
-        if progress is not None:
-            values.update(_progress_values(progress))
-        if completed_at is not None:
-            values["completed_at"] = completed_at
-        await self._transition(arn, Step.CHECK, now, values, settles=status is JobStatus.FAILED)
+    ) -> JobRow:
+        check = Check(arn, bedrock_status, status, message, completed_at, progress)
+        return _one(await self._record_checks([check], now), arn)
 
     @store_operation("mark a check failed")
-    async def mark_check_failed(self, arn: str, error: str, now: datetime) -> None:
+    async def mark_check_failed(self, arn: str, error: str, now: datetime) -> JobRow:
         """Bedrock refused to describe the job for good (not found, access denied)."""
-        await self._transition(
-            arn,
-            Step.CHECK,
-            now,
-            {"status": JobStatus.FAILED.value, "last_error": error, "last_checked_at": now},
-            settles=True,
-        )
+        return _one(await self._record_checks([Check(arn, error=error)], now), arn)
+
+    @store_operation("record checks")
+    async def record_checks(self, checks: Sequence[Check], now: datetime) -> Written:
+        """The checks of several jobs this process holds, in one guarded statement (one
+        transaction, which also writes the events of the jobs they fail): each job as it is
+        now, or why its check was refused (LeaseLost, StaleTransition), which keeps none of the
+        others from being written."""
+        return await self._record_checks(checks, now)
+
+    async def _record_checks(self, checks: Sequence[Check], now: datetime) -> Written:
+        changes = {check.arn: check.values(now) for check in checks}
+        settling = {check.arn for check in checks if check.settles}
+        return await self._transitions(Step.CHECK, now, changes, settling)
 
     @store_operation("requeue a failed job")
     async def requeue_failed(
@@ -178,12 +219,12 @@ class JobTransitions:
     @store_operation("mark results stored")
     async def mark_results_fetched(
         self, arn: str, totals: RecordTotals, status: JobStatus, now: datetime
-    ) -> None:
+    ) -> JobRow:
         if status not in RESULTS_STORED:
             raise ValueError(
                 f"results fetched means COMPLETED or PARTIALLY_COMPLETED, not {status}"
             )
-        await self._transition(
+        return await self._transition(
             arn,
             Step.FETCH,
             now,
@@ -208,14 +249,15 @@ class JobTransitions:
         values: dict[str, Any] = {"results_fetch_attempts": _C.results_fetch_attempts + 1}
         if error is not None:
             values["last_error"] = error
-        return await self._transition(arn, Step.FETCH, now, values, _C.results_fetch_attempts)
+        job = await self._transition(arn, Step.FETCH, now, values)
+        return job.results_fetch_attempts
 
     @store_operation("mark a fetch failed")
     async def mark_fetch_failed(
         self, arn: str, error: str, now: datetime, retry_at: datetime | None = None
-    ) -> None:
+    ) -> JobRow:
         """`retry_at`: when the daemon tries it again by itself (None: only when asked)."""
-        await self._transition(
+        return await self._transition(
             arn,
             Step.FETCH,
             now,
@@ -242,16 +284,17 @@ class JobTransitions:
         await self._transition(arn, Step.CLEAN, now, {"bytes_freed": bytes_freed})
 
     @store_operation("mark cleanup done")
-    async def mark_cleanup_completed(self, arn: str, now: datetime) -> None:
+    async def mark_cleanup_completed(self, arn: str, now: datetime) -> JobRow:
         """Cleanup is done; the last_error it may have left is cleared."""
         values = {"cleanup_completed_at": now, "last_error": None}
-        await self._transition(arn, Step.CLEAN, now, values)
+        return await self._transition(arn, Step.CLEAN, now, values)
 
     @store_operation("record a cleanup error")
     async def record_cleanup_error(self, arn: str, error: str, now: datetime) -> int:
         """Keep cleanup pending; returns the new cleanup_attempts."""
         values = {"cleanup_attempts": _C.cleanup_attempts + 1, "last_error": error}
-        return await self._transition(arn, Step.CLEAN, now, values, _C.cleanup_attempts)
+        job = await self._transition(arn, Step.CLEAN, now, values)
+        return job.cleanup_attempts
 
     # -- the guard -----------------------------------------------------------------------
 
@@ -261,21 +304,43 @@ class JobTransitions:
         step: Step,
         now: datetime,
         values: Mapping[str, Any],
-        returning: Any = None,
         *,
         settles: bool = False,
-    ) -> int:
-        """One guarded UPDATE; the returned column's new value, if asked for (else 1).
-        `settles`: the job is done with (stored or failed), so its event, and its group's
-        compile, are written in the same transaction."""
+    ) -> JobRow:
+        """One guarded UPDATE; the job as it left it. `settles`: the job is done with (stored
+        or failed), so its event, and its group's compile, are written in the same
+        transaction."""
+        return _one(
+            await self._transitions(step, now, {arn: values}, {arn} if settles else ()), arn
+        )
 
-        async def write(conn: AsyncConnection) -> int:
-            value = await guarded_update(conn, self.tenancy, arn, step, now, values, returning)
-            if settles:
-                await settled(conn, self.outbox, arn, now)
-            return value
+    async def _transitions(
+        self,
+        step: Step,
+        now: datetime,
+        changes: Mapping[str, Mapping[str, Any]],
+        settling: Collection[str] = (),
+    ) -> Written:
+        """One guarded UPDATE of several jobs at one step, each with its values, in one
+        transaction with the events of those of `settling` it wrote (and their groups'
+        compiles): a job's settle and its event commit together, or neither does."""
 
-        value = await self.tx.write(write)
-        if settles:
+        async def write(conn: AsyncConnection) -> tuple[Written, bool]:
+            written, refused = await guarded_update_many(conn, self.tenancy, step, now, changes)
+            settled_now = [job for arn, job in sorted(written.items()) if arn in settling]
+            if settled_now:
+                await settled_jobs(conn, self.outbox, settled_now, now)
+            return {**written, **refused}, bool(settled_now)
+
+        results, emitted = await self.tx.write(write)
+        if emitted:
             self.outbox.announce()
-        return value
+        return results
+
+
+def _one(results: Written, arn: str) -> JobRow:
+    """The one job a transition wrote; its refusal raised."""
+    result = results[arn]
+    if isinstance(result, Exception):
+        raise result
+    return result
