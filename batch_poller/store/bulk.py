@@ -67,10 +67,10 @@ def _tuples(
 async def sqlite_upsert(
     conn: AsyncConnection, arn: str, now: datetime, rows: Sequence[RecordRow]
 ) -> set[str]:
-    """Writes the rows; returns the record ids written (a row whose id another line holds is
-    not). The count of changes tells whether every row was written, the usual case, unless a
-    trigger on the table may have added changes of its own; otherwise, and whenever the count
-    is short, the ids are read back to tell which."""
+    """Writes the rows; returns the record ids refused (another line holds them). The count
+    of changes tells whether every row was written, the usual case, unless a trigger on the
+    table may have added changes of its own; otherwise, and whenever the count is short, the
+    ids are read back to tell which."""
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "an open connection has its driver's"
     before = driver.total_changes
@@ -80,13 +80,12 @@ async def sqlite_upsert(
         if sqlite_error_code(error) in SQLITE_DISCARD_CODES:
             await _discard(conn)
         raise
-    ids = {row.record_id for row in rows}
     counted = driver.total_changes - before == len(rows)
     if counted and not await driver.execute_fetchall(_TRIGGERS):
-        return ids
+        return set()
     origins = {row.record_id: (row.source_file, row.line_number) for row in rows}
-    written: set[str] = set()
-    listed = list(ids)
+    refused = set(origins)
+    listed = list(origins)
     for start in range(0, len(listed), 500):  # within SQLite's limit on parameters
         chunk = listed[start : start + 500]
         found = await driver.execute_fetchall(
@@ -94,8 +93,8 @@ async def sqlite_upsert(
             f" WHERE batch_job_arn = ? AND record_id IN ({', '.join('?' * len(chunk))})",
             (arn, *chunk),
         )
-        written.update(rid for rid, file, line in found if origins[rid] == (file, line))
-    return written
+        refused.difference_update(rid for rid, file, line in found if origins[rid] == (file, line))
+    return refused
 
 
 _TRIGGERS = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'batch_records'"
@@ -114,14 +113,13 @@ async def _discard(conn: AsyncConnection) -> None:
 async def postgres_upsert(
     conn: AsyncConnection, arn: str, now: datetime, rows: Sequence[RecordRow]
 ) -> set[str]:
-    """Writes the rows; returns the record ids written (a row whose id another line holds is
-    not).
+    """Writes the rows; returns the record ids refused (another line holds them).
 
     A job's records are nearly always new: they are COPYed straight into the table, the
     database's fastest way in. Where one of them is stored already (a resumed ingest, an id
     another line holds), the COPY fails whole, inside a savepoint, and the rows go to the
     upsert instead, one array a column, whose RETURNING tells the ids written."""
-    import asyncpg  # the postgres extra; a SQLite install never loads it
+    import asyncpg  # type: ignore[import-untyped]  # the postgres extra, loaded only here
 
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "an open connection has its driver's"
@@ -133,7 +131,7 @@ async def postgres_upsert(
         await driver.execute("ROLLBACK TO SAVEPOINT batch_records_copy")
     else:
         await driver.execute("RELEASE SAVEPOINT batch_records_copy")
-        return {row.record_id for row in rows}
+        return set()
     columns = list(zip(*tuples, strict=True))
     written = await driver.fetch(_PG_UPSERT, *(list(column) for column in columns))
-    return {record["record_id"] for record in written}
+    return {row.record_id for row in rows}.difference(record["record_id"] for record in written)

@@ -59,8 +59,11 @@ def _rounds(rows: Iterable[RecordRow]) -> list[list[RecordRow]]:
     line naming an id in the first round, the next in the second, and so on. Written round by
     round, the line that holds an id already keeps it, whichever comes first in the batch, and
     every other line naming it is refused."""
+    batch = list(rows)
+    if len({row.record_id for row in batch}) == len(batch):
+        return [batch]  # the usual batch: every id once, so every line once
     lines: dict[tuple[str, str | None, int | None], RecordRow] = {}
-    for row in rows:
+    for row in batch:
         lines[(row.record_id, *_origin(row))] = row
     rounds: list[list[RecordRow]] = []
     seen: dict[str, int] = {}
@@ -95,8 +98,8 @@ class RecordStore:
             upsert = sqlite_upsert if conn.dialect.name == "sqlite" else postgres_upsert
             refused: list[RecordRow] = []
             for batch in rounds:
-                written = await upsert(conn, arn, now, batch)
-                refused += [row for row in batch if row.record_id not in written]
+                if taken := await upsert(conn, arn, now, batch):
+                    refused += [row for row in batch if row.record_id in taken]
             return refused
 
         conflicts = await self.tx.write(write)
