@@ -4,6 +4,7 @@ reaching the caller as themselves, not wrapped in an ExceptionGroup."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +91,33 @@ async def test_rows_are_written_in_batches() -> None:
     await write_batches(_Job(), one_by_one(_rows(5)), _context(store))  # type: ignore[arg-type]
 
     assert [len(b) for b in store.batches] == [2, 2, 1]
+
+
+async def test_pieces_are_regrouped_into_batches_of_the_configured_count() -> None:
+    store = RecordingStore()
+
+    async def pieces() -> AsyncIterator[list[RecordRow]]:
+        for numbers in (range(7), range(7, 9)):  # a piece of 7 rows, then one of 2
+            yield [RecordRow(record_id=f"r{n}", outcome="ok") for n in numbers]
+
+    await write_batches(_Job(), pieces(), _context(store))  # type: ignore[arg-type]
+
+    assert [len(b) for b in store.batches] == [2, 2, 2, 2, 1]
+    assert [row.record_id for b in store.batches for row in b] == [f"r{n}" for n in range(9)]
+
+
+async def test_large_rows_are_cut_by_size_at_the_end_of_a_piece() -> None:
+    store = RecordingStore()
+    context = dataclasses.replace(_context(store), settings=ResultsSettings(batch_size=1000))
+    big = "x" * (3 * 1024 * 1024)
+
+    async def pieces() -> AsyncIterator[list[RecordRow]]:
+        for n in range(4):  # 3 MB each: the third piece takes a batch over 8 MB
+            yield [RecordRow(record_id=f"r{n}", outcome="ok", model_output=big)]
+
+    await write_batches(_Job(), pieces(), context)  # type: ignore[arg-type]
+
+    assert [len(b) for b in store.batches] == [3, 1]
 
 
 async def test_a_reader_failure_arrives_as_itself() -> None:
