@@ -179,11 +179,12 @@ async def settled(conn: AsyncConnection, outbox: Outbox, arn: str, now: datetime
 
 async def settled_jobs(
     conn: AsyncConnection, outbox: Outbox, jobs: Sequence[JobRow], now: datetime
-) -> None:
+) -> list[str]:
     """In the transaction that settled the jobs (`jobs` as it left them): their events, in one
-    statement, and the compile of each group whose last job one of them was. The groups are
-    locked in the order of their names, so two processes settling jobs of the same groups
-    cannot each hold one lock the other waits for."""
+    statement, and the compile of each group whose last job one of them was; returns the
+    groups compiled (their jobs' rows changed: group_compiled_at). The groups are locked in
+    the order of their names, so two processes settling jobs of the same groups cannot each
+    hold one lock the other waits for."""
     await outbox.emit_many(
         conn,
         [
@@ -197,8 +198,11 @@ async def settled_jobs(
         ],
         now,
     )
+    compiled = []
     for name in sorted({job.group_name for job in jobs if job.group_name is not None}):
-        await compile_if_ready(conn, outbox, name, now)
+        if await compile_if_ready(conn, outbox, name, now) is not None:
+            compiled.append(name)
+    return compiled
 
 
 async def compile_if_ready(

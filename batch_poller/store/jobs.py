@@ -35,6 +35,7 @@ class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
     writes survive cancellation, transient failures are retried)."""
 
     def __init__(self, engine: AsyncEngine, identity: Identity | None = None) -> None:
+        super().__init__()
         self.engine = engine
         self.tx = Transactions(engine)
         self.tenancy = Tenancy(identity or Identity.of_this_process())

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Generic, TypeVar
 
 import structlog
 from sqlalchemy.exc import DBAPIError
@@ -24,6 +24,8 @@ from batch_poller.store.engine import sqlite_error_code
 
 log = structlog.get_logger("batch_poller.store")
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 Work = Callable[[AsyncConnection], Awaitable[T]]
 
 ATTEMPTS = 5  # about 3 s of waits in all: a PostgreSQL restart, a short SQLite lock
@@ -91,6 +93,61 @@ class Transactions:
                 async with self.engine.connect() as conn:
                     return await work(conn)
         raise AssertionError("AsyncRetrying returns or raises")
+
+
+class Coalesced(Generic[K, V, T]):
+    """Writes asked for at once, made together: the first starts a write at once, and those
+    asked for while it runs wait for it and go, all of them, into the next (group commit). No
+    write waits for company, so one alone costs what it did; many at once cost one write a
+    round instead of one each. `write_all` writes a round in one transaction (Transactions.write)
+    and answers each key with its result, or the exception for that key alone; an exception it
+    raises is every caller's of the round. A caller's cancellation leaves its round to finish,
+    as Transactions.write does."""
+
+    def __init__(self, write_all: Callable[[dict[K, V]], Awaitable[Mapping[K, T | Exception]]]):
+        self._write_all = write_all
+        self._waiting: list[tuple[K, V, asyncio.Future[T]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def __call__(self, key: K, value: V) -> T:
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((key, value, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_rounds())
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            if not done.done():
+                await asyncio.wait([done])
+            raise
+
+    async def _write_rounds(self) -> None:
+        while self._waiting:
+            # A key asked for twice waits for the next round: a round writes each key once.
+            round_: dict[K, tuple[V, asyncio.Future[T]]] = {}
+            later = []
+            for key, value, done in self._waiting:
+                if key in round_:
+                    later.append((key, value, done))
+                else:
+                    round_[key] = (value, done)
+            self._waiting = later
+            try:
+                results = await self._write_all({k: value for k, (value, _) in round_.items()})
+            except Exception as error:  # every caller's
+                for _, done in round_.values():
+                    done.set_exception(error)
+                continue
+            except BaseException:  # cancelled (the loop is closing): so are the callers
+                for _, done in round_.values():
+                    done.cancel()
+                raise
+            for key, (_, done) in round_.items():
+                result = results[key]
+                if isinstance(result, Exception):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -22,7 +22,7 @@ from batch_poller.store.outbox import Outbox
 from batch_poller.store.steps import needs
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.text import stored_text
-from batch_poller.store.transactions import Transactions
+from batch_poller.store.transactions import Coalesced, Transactions
 
 _C = _JOBS.c
 
@@ -87,6 +87,11 @@ class JobTransitions:
     tx: Transactions
     tenancy: Tenancy
     outbox: Outbox
+    # The fetches that finish while others are being settled are settled together.
+    _settling: Coalesced[str, tuple[datetime, dict[str, Any]], JobRow]
+
+    def __init__(self) -> None:
+        self._settling = Coalesced(self._settle_fetched)
 
     # -- check ---------------------------------------------------------------------------
 
@@ -224,24 +229,27 @@ class JobTransitions:
             raise ValueError(
                 f"results fetched means COMPLETED or PARTIALLY_COMPLETED, not {status}"
             )
-        return await self._transition(
-            arn,
-            Step.FETCH,
-            now,
-            {
-                "results_fetched_at": now,
-                "status": status.value,
-                "total_records": totals.total,
-                "success_records": totals.ok,
-                "error_records": totals.error,
-                "input_tokens": totals.input_tokens,
-                "output_tokens": totals.output_tokens,
-                "cost": totals.cost,
-                "last_error": None,
-                "fetch_retry_at": None,
-            },
-            settles=True,
-        )
+        values = {
+            "results_fetched_at": now,
+            "status": status.value,
+            "total_records": totals.total,
+            "success_records": totals.ok,
+            "error_records": totals.error,
+            "input_tokens": totals.input_tokens,
+            "output_tokens": totals.output_tokens,
+            "cost": totals.cost,
+            "last_error": None,
+            "fetch_retry_at": None,
+        }
+        return await self._settling(arn, (now, values))
+
+    async def _settle_fetched(self, settles: dict[str, tuple[datetime, dict[str, Any]]]) -> Written:
+        """Jobs whose results are stored, settled in one transaction: one guarded statement,
+        their events. The latest of their times is the write's: a lease must still be live
+        when the write is made."""
+        now = max(at for at, _ in settles.values())
+        changes = {arn: values for arn, (_, values) in settles.items()}
+        return await self._transitions(Step.FETCH, now, changes, set(changes))
 
     @store_operation("count a fetch attempt")
     async def increment_fetch_attempts(self, arn: str, error: str | None, now: datetime) -> int:
@@ -329,13 +337,24 @@ class JobTransitions:
             written, refused = await guarded_update_many(conn, self.tenancy, step, now, changes)
             settled_now = [job for arn, job in sorted(written.items()) if arn in settling]
             if settled_now:
-                await settled_jobs(conn, self.outbox, settled_now, now)
+                compiled = await settled_jobs(conn, self.outbox, settled_now, now)
+                # The jobs of a group compiled now, read again as the transaction leaves them.
+                regrouped = [arn for arn, job in written.items() if job.group_name in compiled]
+                written.update(await _read_jobs(conn, regrouped))
             return {**written, **refused}, bool(settled_now)
 
         results, emitted = await self.tx.write(write)
         if emitted:
             self.outbox.announce()
         return results
+
+
+async def _read_jobs(conn: AsyncConnection, arns: Collection[str]) -> dict[str, JobRow]:
+    if not arns:
+        return {}
+    query = select(_JOBS).where(_C.batch_job_arn.in_(list(arns)))
+    rows = map(JobRow.from_mapping, (await conn.execute(query)).mappings())
+    return {job.batch_job_arn: job for job in rows}
 
 
 def _one(results: Written, arn: str) -> JobRow:

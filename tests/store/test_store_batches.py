@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from store_testlib import NOW, PG_URL, EngineFactory, arn
 
 from batch_poller.domain import BedrockStatus, JobStatus
-from batch_poller.rows import JobRow, Progress
+from batch_poller.rows import JobRow, Progress, RecordTotals
 from batch_poller.store import (
     Check,
     JobStore,
@@ -34,6 +34,7 @@ from batch_poller.store.outbox import HookRoute
 from batch_poller.store.tables import bedrock_batch_jobs
 from tests.helpers import another_process, lease_to_another
 
+SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)
 LATER = NOW + MINUTE
 
@@ -220,3 +221,60 @@ async def test_listen_hears_every_event_of_a_batch_in_order(backend: str, store:
     assert [note["job"]["batch_job_arn"] for note in notes] == sorted(jobs)
     stored = await store.outbox.events()
     assert [event["id"] for event in stored] == [note["id"] for note in notes]
+
+
+async def stored_jobs(store: JobStore, numbers: range) -> list[str]:
+    """Jobs Bedrock finished, their results to store, leased to the store's process."""
+    for n in numbers:
+        await store.track_job(
+            NewJob(arn(n), bedrock_status=BedrockStatus.COMPLETED, status=JobStatus.IN_PROGRESS),
+            NOW,
+        )
+    claimed = await store.leases.claim(len(numbers), NOW, check_interval_seconds=0)
+    assert len(claimed) == len(numbers)
+    return [arn(n) for n in numbers]
+
+
+async def test_fetches_finishing_at_once_settle_together_each_fenced_by_its_lease(
+    store: JobStore,
+) -> None:
+    jobs = await stored_jobs(store, range(1, 13))
+    await store.group_jobs(jobs[:2], "pair", NOW, seal=True)
+    lost = jobs[5]
+    async with store.engine.begin() as conn:
+        c = bedrock_batch_jobs.c
+        await conn.execute(
+            update(bedrock_batch_jobs).where(c.batch_job_arn == lost).values(claimed_until=NOW)
+        )
+    other = await lease_to_another(store, lost, LATER)
+
+    with statements(store.engine) as seen:
+        settled = await asyncio.gather(
+            *(
+                store.mark_results_fetched(
+                    job, RecordTotals(total=n, ok=n), JobStatus.COMPLETED, LATER + n * SECOND
+                )
+                for n, job in enumerate(jobs)
+            ),
+            return_exceptions=True,
+        )
+
+    assert seen["UPDATE bedrock_batch_jobs SET"] == 1 + 1  # the settle, and the group's jobs
+    assert seen["INSERT INTO events"] == 2  # the jobs' events, then the group's
+    for n, (job, result) in enumerate(zip(jobs, settled, strict=True)):
+        if job == lost:
+            assert isinstance(result, LeaseLost) and result.holder == other
+            continue
+        assert isinstance(result, JobRow) and result == await store.get_job(job)
+        assert (result.status, result.total_records) == (JobStatus.COMPLETED, n)
+        assert result.results_fetched_at == LATER + n * SECOND
+    untouched = await store.get_job(lost)
+    assert untouched is not None and untouched.results_fetched_at is None
+    events = await store.outbox.events()
+    assert sorted(e["job"]["batch_job_arn"] for e in events if e["type"] == "job.settled") == [
+        job for job in jobs if job != lost
+    ]
+    # The group's two jobs settled in one transaction: compiled once, by it.
+    assert [e["group"]["name"] for e in events if e["type"] == "group.completed"] == ["pair"]
+    group = await store.get_group("pair")
+    assert group is not None and group.compiled_at is not None and group.total_records == 1
