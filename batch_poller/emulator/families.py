@@ -8,32 +8,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-
-class Family(StrEnum):
-    NOVA = "nova"
-    CLAUDE = "claude"
-    CONVERSE = "converse"
-    TITAN_EMBED = "titan-embed"
-    LLAMA = "llama"
-
-
-def family_for(model_id: str, invocation_type: str | None = None) -> Family:
-    """The output shape a model id produces; unknown models answer in the Converse shape."""
-    if invocation_type is not None and invocation_type.lower() == "converse":
-        return Family.CONVERSE
-    model = model_id.lower()
-    if "amazon.nova" in model:
-        return Family.NOVA
-    if "anthropic.claude" in model:
-        return Family.CLAUDE
-    if "amazon.titan-embed" in model:
-        return Family.TITAN_EMBED
-    if "meta.llama" in model:
-        return Family.LLAMA
-    return Family.CONVERSE
+from batch_poller.model_families import Family
 
 
 def count_tokens(text: str) -> int:

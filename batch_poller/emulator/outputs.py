@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from batch_poller.aws.s3 import S3Uri
-from batch_poller.emulator.families import family_for, model_output
+from batch_poller.emulator.families import model_output
 from batch_poller.emulator.lifecycle import EmulatedJob
+from batch_poller.model_families import family_for
 
 
 class InputProblem(Exception):

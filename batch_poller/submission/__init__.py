@@ -1,0 +1,1 @@
+"""Submitting batch jobs: input checked and split, uploaded, created once, tracked."""
