@@ -135,6 +135,30 @@ def _parser() -> argparse.ArgumentParser:
         "--seal", action="store_true", help="then seal the group: it takes no more jobs"
     )
 
+    submit = add("submit", _submit, "check JSONL files, submit them as batch jobs, track them")
+    submit.add_argument("files", nargs="+", metavar="FILE", help="JSONL input files")
+    submit.add_argument("--model", required=True, metavar="MODEL_ID", help="the Bedrock model id")
+    submit.add_argument(
+        "--role", required=True, metavar="ROLE_ARN", help="the IAM role Bedrock runs the job as"
+    )
+    submit.add_argument(
+        "--bucket",
+        required=True,
+        metavar="S3_FOLDER",
+        help="s3://BUCKET/PREFIX/: each job's input and output go in a folder below it",
+    )
+    submit.add_argument("--name", help="the jobs' name (default: the first file's)")
+    submit.add_argument(
+        "--group", metavar="NAME", help="put the jobs in this group (default: one when split)"
+    )
+    submit.add_argument(
+        "--timeout-hours", type=int, metavar="N", help="Bedrock's job timeout, 24 to 168"
+    )
+    submit.add_argument(
+        "--tag", action="append", default=[], metavar="KEY=VALUE", help="a tag (repeatable)"
+    )
+    submit.add_argument("--json", action="store_true", help="one JSON object per job")
+
     jobs = add("jobs", _jobs, "list tracked jobs, newest first")
     jobs.add_argument(
         "--status",
@@ -303,6 +327,25 @@ def _track(args: argparse.Namespace, settings: Settings | None) -> int:
 
     return _arun(
         track(_need(settings), args.arns, args.input_prefix, group=args.group, seal=args.seal)
+    )
+
+
+def _submit(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.submit_commands import submit_files
+
+    return _arun(
+        submit_files(
+            _need(settings),
+            args.files,
+            model_id=args.model,
+            role_arn=args.role,
+            folder=args.bucket,
+            name=args.name,
+            group=args.group,
+            timeout_hours=args.timeout_hours,
+            tags=args.tag,
+            as_json=args.json,
+        )
     )
 
 

@@ -146,6 +146,25 @@ class ResultsSettings(Section):
     auto_retry_max_seconds: float = Field(6 * 3600.0, gt=0, le=30 * 86_400)
 
 
+class SubmitSettings(Section):
+    """Bedrock's per-job quotas, per account and region: set them to what the account has."""
+
+    min_records_per_job: int = Field(100, ge=1, le=10_000_000)
+    max_records_per_job: int = Field(50_000, ge=1, le=10_000_000)
+    # An input file is at most 1 GB, and a job here has one.
+    max_job_bytes: int = Field(1024**3, ge=1024 * 1024, le=5 * 1024**3)
+    max_record_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SubmitSettings:
+        if self.min_records_per_job > self.max_records_per_job:
+            raise ValueError(
+                f"min_records_per_job ({self.min_records_per_job}) is over "
+                f"max_records_per_job ({self.max_records_per_job})"
+            )
+        return self
+
+
 class CleanupSettings(Section):
     enabled: bool = True
     # When set, only prefixes under one of these s3:// URIs are ever deleted.
@@ -339,6 +358,7 @@ class Settings(BaseSettings):
     poller: PollerSettings = Field(default_factory=PollerSettings)
     results: ResultsSettings = Field(default_factory=ResultsSettings)
     cleanup: CleanupSettings = Field(default_factory=CleanupSettings)
+    submit: SubmitSettings = Field(default_factory=SubmitSettings)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     http: HttpSettings = Field(default_factory=HttpSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

@@ -1,9 +1,9 @@
-"""Bedrock's batch control plane, as the daemon needs it: read one job, list jobs."""
+"""Bedrock's batch control plane, as the daemon needs it: create a job, read one, list them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +63,20 @@ def _count(value: Any) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class JobRequest:
+    """What CreateModelInvocationJob is given."""
+
+    name: str
+    role_arn: str
+    model_id: str
+    input_uri: str
+    output_uri: str
+    client_token: str
+    timeout_hours: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
 class Bedrock:
     def __init__(self, client: Any, retry: RetryPolicy) -> None:
         self._client = client
@@ -74,6 +88,27 @@ class Bedrock:
             lambda: self._client.get_model_invocation_job(jobIdentifier=identifier),
         )
         return BedrockJob.from_api(data)
+
+    async def create_job(self, request: JobRequest) -> str:
+        """Creates a batch job; returns its ARN. The same client token with the same request
+        returns the job it made the first time, however often it is sent."""
+        params: dict[str, Any] = {
+            "jobName": request.name,
+            "roleArn": request.role_arn,
+            "modelId": request.model_id,
+            "clientRequestToken": request.client_token,
+            "inputDataConfig": {"s3InputDataConfig": {"s3Uri": request.input_uri}},
+            "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": request.output_uri}},
+        }
+        if request.timeout_hours is not None:
+            params["timeoutDurationInHours"] = request.timeout_hours
+        if request.tags:
+            params["tags"] = [{"key": k, "value": v} for k, v in request.tags.items()]
+        data = await self._retry.run(
+            "CreateModelInvocationJob",
+            lambda: self._client.create_model_invocation_job(**params),
+        )
+        return str(data["jobArn"])
 
     async def job_tags(self, arn: str) -> dict[str, str]:
         data = await self._retry.run(

@@ -1,7 +1,9 @@
-"""S3 as the daemon needs it: list a prefix, stream an object's lines, delete keys in batches."""
+"""S3 as the daemon needs it: list a prefix, stream an object's lines, upload an object in parts,
+delete keys in batches."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +12,8 @@ from batch_poller.aws.errors import AwsError, RetryPolicy, call
 
 DELETE_BATCH = 1000  # DeleteObjects takes at most this many keys
 CHUNK_BYTES = 256 * 1024
+# S3's smallest part but the last is 5 MiB; larger parts are fewer requests.
+PART_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,73 @@ class S3:
         if len(data) > limit:
             raise ValueError(f"{uri} is larger than {limit} bytes")
         return data
+
+    async def upload(self, uri: S3Uri, parts: AsyncIterator[bytes]) -> int:
+        """Writes an object from pieces as they come, never the whole in memory: one
+        PutObject when it is small, else a multipart upload (aborted if anything fails, so no
+        half-written parts are left to bill). Returns its size."""
+        pending = b""
+        size = 0
+        upload_id: str | None = None
+        done: list[dict[str, Any]] = []
+        try:
+            async for piece in parts:
+                pending += piece
+                size += len(piece)
+                if len(pending) >= PART_BYTES:
+                    if upload_id is None:
+                        upload_id = await self._start_upload(uri)
+                    done.append(await self._upload_part(uri, upload_id, len(done) + 1, pending))
+                    pending = b""
+            if upload_id is None:
+                await self._retry.run(
+                    "PutObject",
+                    lambda: self._client.put_object(Bucket=uri.bucket, Key=uri.key, Body=pending),
+                )
+                return size
+            if pending:
+                done.append(await self._upload_part(uri, upload_id, len(done) + 1, pending))
+            await self._retry.run(
+                "CompleteMultipartUpload",
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=uri.bucket,
+                    Key=uri.key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": done},
+                ),
+            )
+            return size
+        except BaseException:
+            if upload_id is not None:
+                await self._abort_upload(uri, upload_id)
+            raise
+
+    async def _start_upload(self, uri: S3Uri) -> str:
+        response = await self._retry.run(
+            "CreateMultipartUpload",
+            lambda: self._client.create_multipart_upload(Bucket=uri.bucket, Key=uri.key),
+        )
+        return str(response["UploadId"])
+
+    async def _upload_part(
+        self, uri: S3Uri, upload_id: str, number: int, data: bytes
+    ) -> dict[str, Any]:
+        response = await self._retry.run(
+            "UploadPart",
+            lambda: self._client.upload_part(
+                Bucket=uri.bucket, Key=uri.key, UploadId=upload_id, PartNumber=number, Body=data
+            ),
+        )
+        return {"ETag": response["ETag"], "PartNumber": number}
+
+    async def _abort_upload(self, uri: S3Uri, upload_id: str) -> None:
+        with contextlib.suppress(AwsError):
+            await self._retry.run(
+                "AbortMultipartUpload",
+                lambda: self._client.abort_multipart_upload(
+                    Bucket=uri.bucket, Key=uri.key, UploadId=upload_id
+                ),
+            )
 
     async def lines(
         self, uri: S3Uri, max_line_bytes: int

@@ -18,7 +18,11 @@ from batch_poller.model_families import Family
 _BOM = b"\xef\xbb\xbf"
 
 
-class InputError(ValueError):
+class SubmitError(Exception):
+    """A submission that cannot go on; the message says what was done and what was not."""
+
+
+class InputError(SubmitError, ValueError):
     """Input Bedrock would refuse, or run only to fail: nothing is submitted."""
 
 

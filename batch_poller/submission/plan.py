@@ -4,6 +4,7 @@ pass over the input; nothing is uploaded until the whole input is known to be go
 
 from __future__ import annotations
 
+import hashlib
 import math
 from array import array
 from collections.abc import Iterable, Iterator
@@ -49,6 +50,9 @@ class SubmissionPlan:
     jobs: tuple[JobSlice, ...]
     # The ids given to records that had none, by position.
     assigned_ids: dict[int, str]
+    # sha256 of every line read, in order: the input's identity, and how a change made to it
+    # while it is being uploaded is noticed.
+    digest: str
 
 
 def plan_submission(files: Iterable[Path], family: Family, limits: SubmitLimits) -> SubmissionPlan:
@@ -58,7 +62,9 @@ def plan_submission(files: Iterable[Path], family: Family, limits: SubmitLimits)
     sizes = array("Q")  # each record's bytes: the split needs them, a line each is 8 bytes
     ids: dict[str, tuple[Path, int]] = {}
     unnamed: list[int] = []
-    for path, number, raw in _lines(paths, limits.max_line_bytes):
+    digest = hashlib.sha256()
+    for path, number, raw in input_lines(paths, limits.max_line_bytes):
+        digest.update(raw + b"\n")
         where = f"{path} line {number}"
         line = check_line(raw, where, family, limits.max_line_bytes)
         if line.record_id is None:
@@ -73,7 +79,7 @@ def plan_submission(files: Iterable[Path], family: Family, limits: SubmitLimits)
         raise InputError(f"no records in {', '.join(map(str, paths))}")
     assigned = dict(zip(unnamed, _fresh_ids(ids), strict=False))
     jobs = split(sizes, limits)
-    return SubmissionPlan(paths, len(sizes), sum(sizes), jobs, assigned)
+    return SubmissionPlan(paths, len(sizes), sum(sizes), jobs, assigned, digest.hexdigest())
 
 
 def split(sizes: array[int], limits: SubmitLimits) -> tuple[JobSlice, ...]:
@@ -112,7 +118,7 @@ def _fresh_ids(taken: dict[str, tuple[Path, int]]) -> Iterator[str]:
             yield candidate
 
 
-def _lines(paths: tuple[Path, ...], max_line_bytes: int) -> Iterator[tuple[Path, int, bytes]]:
+def input_lines(paths: tuple[Path, ...], max_line_bytes: int) -> Iterator[tuple[Path, int, bytes]]:
     """Each non-blank line of each file with its number, read a megabyte at a time; a line
     over the limit is refused as soon as it is, never held whole."""
     for path in paths:

@@ -1,0 +1,265 @@
+"""A submission, from local JSONL files to tracked jobs: the input checked and split, each
+job's input uploaded, every upload verified, each job created once, then tracked with the
+input folder it owns.
+
+Everything is derived from the content and the parameters: the submission's id, the jobs'
+names, folders and client tokens. Running the same submission again, after a crash or by
+mistake, finds the jobs already tracked, or gets the job Bedrock already made for that token:
+it never makes a second one."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import structlog
+
+from batch_poller.aws.bedrock import JobRequest
+from batch_poller.aws.errors import AwsError
+from batch_poller.aws.s3 import S3Uri
+from batch_poller.cleanup import CleanupRefused, checked_prefix
+from batch_poller.config import SubmitSettings
+from batch_poller.domain import check_group_name
+from batch_poller.model_families import family_for
+from batch_poller.runtime import Runtime
+from batch_poller.submission.lines import InputError, SubmitError
+from batch_poller.submission.plan import (
+    JobSlice,
+    SubmissionPlan,
+    SubmitLimits,
+    input_lines,
+    plan_submission,
+)
+from batch_poller.tracking import TrackError, track_jobs
+
+log = structlog.get_logger("batch_poller.submit")
+
+_ROLE_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9+.-]+")
+PIECE_BYTES = 1024 * 1024  # read and handed to the upload a megabyte at a time
+# Bedrock's limits on a job's name and its timeout.
+MAX_JOB_NAME = 63
+TIMEOUT_HOURS = range(24, 169)
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    inputs: tuple[Path, ...]
+    model_id: str
+    role_arn: str
+    # s3://bucket/prefix/: each job's input and output go in a folder of its own below it.
+    folder: str
+    name: str | None = None
+    group: str | None = None
+    timeout_hours: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    arn: str
+    name: str
+    records: int
+    input_uri: str
+    new: bool  # False: this submission had made it already
+
+
+@dataclass(frozen=True)
+class _PlannedJob:
+    slice: JobSlice
+    request: JobRequest
+    input_folder: str
+
+
+async def submit(
+    rt: Runtime, request: SubmitRequest, limits: SubmitLimits | None = None
+) -> list[SubmittedJob]:
+    """Submits the input as one or more jobs and tracks them. InputError when the input or the
+    request is refused: then nothing was uploaded or created; SubmitError when a step after
+    the checks failed, saying which."""
+    folder = _checked_request(rt, request)
+    limits = limits or _limits(rt.settings.submit)
+    plan = await asyncio.to_thread(
+        plan_submission, request.inputs, family_for(request.model_id), limits
+    )
+    jobs = _planned_jobs(request, plan, folder)
+    group = request.group or (jobs[0].request.name.rpartition("-")[0] if len(jobs) > 1 else None)
+    known = {job.request.name: await rt.store.jobs_named_by(job.request.name) for job in jobs}
+    await _upload_inputs(rt, plan, [job for job in jobs if not known[job.request.name]])
+    submitted = []
+    for job in jobs:
+        if tracked := known[job.request.name]:
+            submitted.append(_submitted(job, tracked[0].batch_job_arn, new=False))
+            continue
+        arn = await rt.bedrock.create_job(job.request)
+        log.info("job_submitted", job_arn=arn, job_name=job.request.name, records=job.slice.records)
+        try:
+            await track_jobs(rt, [arn], job.input_folder, group=group)
+        except TrackError as error:
+            raise SubmitError(f"{arn} was created but could not be tracked: {error}") from None
+        submitted.append(_submitted(job, arn, new=True))
+    return submitted
+
+
+def _limits(settings: SubmitSettings) -> SubmitLimits:
+    return SubmitLimits(
+        min_records=settings.min_records_per_job,
+        max_records=settings.max_records_per_job,
+        max_line_bytes=settings.max_record_bytes,
+        max_job_bytes=settings.max_job_bytes,
+    )
+
+
+def _submitted(job: _PlannedJob, arn: str, *, new: bool) -> SubmittedJob:
+    return SubmittedJob(arn, job.request.name, job.slice.records, job.request.input_uri, new)
+
+
+def _checked_request(rt: Runtime, request: SubmitRequest) -> S3Uri:
+    """The folder the jobs go in; InputError naming what is wrong with the request."""
+    if not request.inputs:
+        raise InputError("no input file given")
+    if not request.model_id.strip():
+        raise InputError("no model id given")
+    if not _ROLE_ARN.match(request.role_arn):
+        raise InputError(
+            f"not an IAM role ARN: {request.role_arn!r} (arn:aws:iam::ACCOUNT:role/NAME)"
+        )
+    if request.timeout_hours is not None and request.timeout_hours not in TIMEOUT_HOURS:
+        raise InputError(f"timeout of {request.timeout_hours} hours: Bedrock takes 24 to 168")
+    if request.group is not None:
+        try:
+            check_group_name(request.group)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+    try:
+        folder = S3Uri.parse(request.folder)
+    except ValueError as error:
+        raise InputError(f"--bucket: {error}") from None
+    if not request.folder.endswith("/"):
+        raise InputError(f"--bucket {request.folder}: a folder ends with '/'")
+    try:
+        # Cleanup deletes the input folders made here, one a job below this folder: one that
+        # it would refuse to delete is refused now, not after the jobs have run.
+        a_job_folder = folder.child(f"{folder.key}job/input/")
+        checked_prefix(str(a_job_folder), rt.settings.cleanup.managed_prefixes)
+    except CleanupRefused as refused:
+        raise InputError(f"--bucket {request.folder}: {refused}") from None
+    return folder
+
+
+def _planned_jobs(request: SubmitRequest, plan: SubmissionPlan, folder: S3Uri) -> list[_PlannedJob]:
+    identity = hashlib.sha256(
+        orjson.dumps(
+            {
+                "model": request.model_id,
+                "role": request.role_arn,
+                "folder": request.folder,
+                "name": request.name,
+                "group": request.group,
+                "timeout": request.timeout_hours,
+                "tags": dict(sorted(request.tags.items())),
+                "jobs": [(job.start, job.end) for job in plan.jobs],
+                "input": plan.digest,
+            }
+        )
+    ).hexdigest()[:16]
+    base = _job_name_base(request, identity)
+    jobs = []
+    for number, part in enumerate(plan.jobs, start=1):
+        name = base if len(plan.jobs) == 1 else f"{base}-{number}"
+        job_folder = folder.child(f"{folder.key}{name}/")
+        input_folder = f"{job_folder}input/"
+        jobs.append(
+            _PlannedJob(
+                part,
+                JobRequest(
+                    name=name,
+                    role_arn=request.role_arn,
+                    model_id=request.model_id,
+                    input_uri=f"{input_folder}records.jsonl",
+                    output_uri=f"{job_folder}output/",
+                    client_token=f"{identity}-{number}",
+                    timeout_hours=request.timeout_hours,
+                    tags=request.tags,
+                ),
+                input_folder,
+            )
+        )
+    return jobs
+
+
+def _job_name_base(request: SubmitRequest, identity: str) -> str:
+    """`{name}-{identity}`: the name given (or the first file's), made of what Bedrock
+    allows in a job name, with room for the identity and a job's number."""
+    given = request.name or request.inputs[0].name.removesuffix(".jsonl")
+    safe = _NAME_UNSAFE.sub("-", given).strip("-+.") or "batch"
+    room = MAX_JOB_NAME - len(identity[:8]) - len("-") - len("-999")
+    return f"{safe[:room].rstrip('-+.')}-{identity[:8]}"
+
+
+async def _upload_inputs(rt: Runtime, plan: SubmissionPlan, jobs: list[_PlannedJob]) -> None:
+    """Uploads the jobs' inputs, reading the files once more; refused if they changed since
+    they were checked (the jobs would not run what was checked)."""
+    reader = _InputReader(plan)
+    wanted = {job.slice.start: job for job in jobs}
+    for part in plan.jobs:
+        job = wanted.get(part.start)
+        if job is None:
+            await asyncio.to_thread(reader.skip_to, part.end)
+            continue
+        try:
+            await rt.s3.upload(S3Uri.parse(job.request.input_uri), reader.pieces(part.end))
+        except AwsError as error:
+            raise SubmitError(f"uploading {job.request.input_uri}: {error}") from None
+    await asyncio.to_thread(reader.skip_to, plan.records)
+    if reader.digest() != plan.digest:
+        raise InputError("the input files changed while they were being submitted: run it again")
+
+
+class _InputReader:
+    """The checked input's lines again, in order, with the ids assigned to those without."""
+
+    def __init__(self, plan: SubmissionPlan) -> None:
+        self._plan = plan
+        self._lines = input_lines(plan.files, max_line_bytes=2**63)
+        self._position = 0
+        self._digest = hashlib.sha256()
+
+    def digest(self) -> str:
+        return self._digest.hexdigest()
+
+    async def pieces(self, end: int) -> AsyncIterator[bytes]:
+        while piece := await asyncio.to_thread(self._piece, end):
+            yield piece
+
+    def skip_to(self, end: int) -> None:
+        while self._piece(end):
+            pass
+
+    def _piece(self, end: int) -> bytes:
+        """Up to about a megabyte of lines, none at or past position `end`."""
+        out: list[bytes] = []
+        size = 0
+        while self._position < end and size < PIECE_BYTES:
+            _, _, raw = next(self._lines, (None, 0, b""))
+            if not raw:
+                break  # the files are shorter than they were: the digest will differ
+            self._digest.update(raw + b"\n")
+            if (record_id := self._plan.assigned_ids.get(self._position)) is not None:
+                raw = _with_record_id(raw, record_id)
+            out += (raw.removeprefix(b"\xef\xbb\xbf"), b"\n")
+            size += len(raw) + 1
+            self._position += 1
+        return b"".join(out)
+
+
+def _with_record_id(raw: bytes, record_id: str) -> bytes:
+    """The line's object with `recordId` as its first key (the line was checked: an object
+    holding at least modelInput)."""
+    start = raw.index(b"{") + 1
+    return raw[:start] + b'"recordId":' + orjson.dumps(record_id) + b"," + raw[start:]

@@ -1,0 +1,183 @@
+"""`submit`: local JSONL files checked, uploaded, created once at the emulator, tracked with the
+input folder they own, then completed and stored like any other job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from batch_poller.domain import JobStatus
+from batch_poller.runtime import Runtime
+from batch_poller.store import RecordScope
+from batch_poller.submission.lines import InputError
+from batch_poller.submission.plan import SubmitLimits
+from batch_poller.submission.submit import SubmitRequest, submit
+from batch_poller.supervisor import Supervisor
+from tests.helpers import BUCKET, NOVA, ROLE_ARN, ensure_bucket, make_records
+
+
+def write_input(path: Path, count: int, **changes: Any) -> Path:
+    records = make_records(count, prefix="q")
+    for index, record in changes.items():
+        records[int(index.removeprefix("line")) - 1] = record
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return path
+
+
+def request(*files: Path, **extra: Any) -> SubmitRequest:
+    return SubmitRequest(
+        inputs=files,
+        model_id=NOVA,
+        role_arn=ROLE_ARN,
+        folder=f"s3://{BUCKET}/submitted/",
+        **extra,
+    )
+
+
+async def keys(s3: Any, prefix: str) -> list[str]:
+    page = await s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return [item["Key"] for item in page.get("Contents", [])]
+
+
+async def test_a_250_record_file_is_submitted_tracked_completed_and_stored(
+    runtime: Runtime, supervisor: Supervisor, control: Any, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    source = write_input(tmp_path / "prompts.jsonl", 250)
+
+    (job,) = await submit(runtime, request(source, name="daily prompts"))
+
+    assert job.new and job.records == 250
+    assert job.name.startswith("daily-prompts-")
+    tracked = await runtime.store.get_job(job.arn)
+    assert tracked is not None
+    assert tracked.s3_folder == job.input_uri.removesuffix("records.jsonl")
+    uploaded = await s3.get_object(Bucket=BUCKET, Key=job.input_uri.split("/", 3)[3])
+    assert await uploaded["Body"].read() == source.read_bytes()
+
+    await control.finish(job.arn, "Completed")
+    await supervisor.run_pass()
+
+    stored = await runtime.store.get_job(job.arn)
+    assert stored is not None and stored.status is JobStatus.COMPLETED
+    totals = await runtime.store.record_counts(job.arn)
+    assert totals.total == 250
+    # The input folder it made was the job's own: cleaned up with the output.
+    assert await keys(s3, job.input_uri.split("/", 3)[3]) == []
+
+
+async def test_a_bad_line_37_is_refused_and_nothing_is_uploaded_or_created(
+    runtime: Runtime, control: Any, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    source = write_input(tmp_path / "in.jsonl", 250, line37={"recordId": "x", "modelInput": []})
+    before = await control.calls()
+
+    with pytest.raises(InputError, match=rf"^{source} line 37: modelInput must be a JSON object"):
+        await submit(runtime, request(source))
+
+    assert await keys(s3, "submitted/") == []
+    assert (await control.calls()).get("CreateModelInvocationJob", 0) == before.get(
+        "CreateModelInvocationJob", 0
+    )
+
+
+async def test_submitting_the_same_input_twice_makes_one_job(
+    runtime: Runtime, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    source = write_input(tmp_path / "in.jsonl", 120)
+
+    first = await submit(runtime, request(source))
+    again = await submit(runtime, request(source))
+
+    assert [job.arn for job in again] == [job.arn for job in first]
+    assert [job.new for job in again] == [False]
+    assert len(await runtime.store.list_jobs(None, limit=10)) == 1
+
+
+async def test_a_job_created_but_not_tracked_is_found_again_by_its_token(
+    runtime: Runtime, s3: Any, tmp_path: Path
+) -> None:
+    """A stop between CreateModelInvocationJob and the tracking: run again, the same token
+    gets the job Bedrock made, which is tracked; no second job."""
+    await ensure_bucket(s3, BUCKET)
+    source = write_input(tmp_path / "in.jsonl", 120)
+    original = runtime.store.track_job
+
+    async def crash(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # the process dies here
+
+    runtime.store.track_job = crash  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        await submit(runtime, request(source))
+    runtime.store.track_job = original  # type: ignore[method-assign]
+
+    (job,) = await submit(runtime, request(source))
+
+    assert job.new
+    listed = [j async for j in runtime.bedrock.list_jobs()]
+    assert [j.arn for j in listed if j.name == job.name] == [job.arn]
+
+
+async def test_input_over_the_record_limit_becomes_jobs_of_one_group(
+    runtime: Runtime, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    source = write_input(tmp_path / "in.jsonl", 1_200)
+    limits = SubmitLimits(max_records=500, min_records=100)
+
+    jobs = await submit(runtime, request(source), limits)
+
+    assert [job.records for job in jobs] == [400, 400, 400]
+    stored = [await runtime.store.get_job(job.arn) for job in jobs]
+    groups = {job.group_name for job in stored if job is not None}
+    assert len(groups) == 1 and None not in groups
+    group = await runtime.store.get_group(groups.pop() or "")
+    assert group is not None and group.jobs == 3
+
+
+async def test_assigned_record_ids_are_in_the_uploaded_input_and_the_stored_records(
+    runtime: Runtime, supervisor: Supervisor, control: Any, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    records = make_records(100, prefix="q")
+    for record in records[:3]:
+        del record["recordId"]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+
+    (job,) = await submit(runtime, request(source))
+    await control.finish(job.arn, "Completed")
+    await supervisor.run_pass()
+
+    ids = {
+        arn_record[1].record_id
+        for arn_record in await runtime.store.records_page(RecordScope(job=job.arn), limit=200)
+    }
+    assert {"R0000000001", "R0000000002", "R0000000003"} <= ids
+    assert len(ids) == 100
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"role_arn": "admin"}, "not an IAM role ARN: 'admin'"),
+        ({"folder": f"s3://{BUCKET}/no-slash"}, "a folder ends with '/'"),
+        ({"folder": "http://x/"}, "--bucket"),
+        ({"timeout_hours": 2}, "timeout of 2 hours: Bedrock takes 24 to 168"),
+        ({"group": "bad group!"}, "not a group name"),
+        ({"model_id": " "}, "no model id given"),
+    ],
+)
+async def test_a_bad_request_is_refused_before_the_input_is_read(
+    runtime: Runtime, tmp_path: Path, changes: dict[str, Any], problem: str
+) -> None:
+    base = request(tmp_path / "never-read.jsonl")
+    fields = {**base.__dict__, **changes}
+
+    with pytest.raises(InputError, match=problem):
+        await submit(runtime, SubmitRequest(**fields))
