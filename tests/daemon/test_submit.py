@@ -3,12 +3,14 @@ input folder they own, then completed and stored like any other job."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from batch_poller.aws.s3 import S3Uri
 from batch_poller.domain import JobStatus
 from batch_poller.runtime import Runtime
 from batch_poller.store import RecordScope
@@ -181,3 +183,31 @@ async def test_a_bad_request_is_refused_before_the_input_is_read(
 
     with pytest.raises(InputError, match=problem):
         await submit(runtime, SubmitRequest(**fields))
+
+
+async def test_a_large_input_goes_up_in_parts_and_a_failed_upload_leaves_no_parts(
+    runtime: Runtime, s3: Any
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    piece = b"x" * (3 * 1024 * 1024)
+
+    async def pieces(count: int, fail: bool = False) -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield piece
+        if fail:
+            raise OSError("the disk went away")
+
+    uri = S3Uri.parse(f"s3://{BUCKET}/parts/whole.jsonl")
+    size = await runtime.s3.upload(uri, pieces(6))
+
+    assert size == 6 * len(piece)
+    head = await s3.head_object(Bucket=BUCKET, Key="parts/whole.jsonl")
+    assert head["ContentLength"] == size
+    assert head["ETag"].strip('"').endswith("-2")  # a part as soon as 8 MB are waiting
+
+    with pytest.raises(OSError, match="the disk went away"):
+        await runtime.s3.upload(S3Uri.parse(f"s3://{BUCKET}/parts/broken.jsonl"), pieces(4, True))
+
+    uploads = await s3.list_multipart_uploads(Bucket=BUCKET, Prefix="parts/")
+    assert uploads.get("Uploads", []) == []
+    assert await keys(s3, "parts/broken") == []
