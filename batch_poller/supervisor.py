@@ -1,8 +1,9 @@
 """The daemon's loop: every interval it starts a pass. A pass first reads the statuses of the
 jobs due for a check with one listing, and records the unchanged ones in one statement; then it
-claims due jobs, only as many as it has free slots for, and runs one tracker coroutine per job,
-claiming more as slots free up until nothing is due. Passes overlap and share the slots; a job
-is worked on only under this process's lease, which is renewed while the work goes on."""
+claims due jobs in batches, only as many as it has free slots for, checks each batch's jobs
+together, and runs one tracker coroutine per job, claiming more as slots free up until nothing
+is due. Passes overlap and share the slots; a job is worked on only under this process's lease,
+which is renewed while the work goes on and given up with the others of its batch."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import structlog
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.clock import sleep_until_set
 from batch_poller.config import Settings
-from batch_poller.domain import Step
+from batch_poller.domain import Step, next_step
 from batch_poller.events.counts import EventCounts
 from batch_poller.health import PassHealth, describe_pass_error, is_expected_failure
 from batch_poller.ingest import Interrupted
@@ -28,7 +29,7 @@ from batch_poller.runtime import Runtime
 from batch_poller.slots import Slots
 from batch_poller.store import LeaseLost, StaleTransition, StoreError
 from batch_poller.survey import Survey
-from batch_poller.tracker import JobTracker, Outcome
+from batch_poller.tracker import Checked, JobTracker, Outcome
 
 log = structlog.get_logger("batch_poller.supervisor")
 # A pass that has worked on this many jobs leaves the rest to the next one, so its list of
@@ -204,36 +205,54 @@ class Supervisor:
         listed: dict[str, BedrockJob],
         done: set[str],
     ) -> _Tally:
-        """Claims due jobs as slots free up and works on each once, until none is left."""
+        """Claims due jobs in batches as slots free up and works on each once, until nothing
+        due is left. Each batch costs its own few statements, not a few a job: one claim, one
+        for the checks of its jobs that need one (made together, tracker.check_all), and one
+        giving up the leases of the jobs done with since the claim before, which are let go
+        just before the next claim and when the pass ends. A claim that came back short found
+        every due job: the next waits until nothing runs (the jobs' steps may have made others
+        due, a group's last settle its jobs' cleanups)."""
         tally = _Tally()
         running: dict[asyncio.Task[None], str] = {}
-        mine: set[str] = set()
+        mine: set[str] = set()  # the jobs being worked on, whose leases the keeper renews
+        finished: set[str] = set()  # worked on, their leases still held
+        more = True
         keeper = asyncio.create_task(self.keep_leases(mine))
         try:
             while not self.rt.stopping.is_set() and len(done) < PASS_JOB_LIMIT:
-                taken = self._slots.take_free()
+                taken = self._slots.take_free() if more or not running else 0
                 # Claim in batches: when half the slots are free, or when nothing runs.
                 if taken and (running and taken < self._slots.half()):
                     self._slots.give_back(taken)
                     taken = 0
-                jobs = await self._claim(taken, interval, retry_failed, done) if taken else []
-                self._slots.give_back(taken - len(jobs))
+                jobs: list[JobRow] = []
+                if taken:
+                    await self._release(finished)
+                    finished.clear()
+                    jobs = await self._claim(taken, interval, retry_failed, done)
+                    more = len(jobs) == taken
+                    self._slots.give_back(taken - len(jobs))
+                checks = self._check(jobs, listed)
                 for job in jobs:
                     done.add(job.batch_job_arn)
                     mine.add(job.batch_job_arn)
                     self.in_flight.add(job.batch_job_arn)
-                    work = self._work(job, retry_failed, listed, tally)
+                    work = self._work(job, retry_failed, listed, checks, tally)
                     running[asyncio.create_task(work)] = job.batch_job_arn
                 tally.jobs += len(jobs)
                 if not running:
                     break
-                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished:
-                    mine.discard(running.pop(task))
+                ended, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in ended:
+                    arn = running.pop(task)
+                    mine.discard(arn)
+                    finished.add(arn)
         finally:
             if running:
                 await asyncio.wait(running)
+                finished.update(running.values())
             keeper.cancel()
+            await self._release(finished)
         return tally
 
     async def _claim(
@@ -251,16 +270,36 @@ class Supervisor:
             self._slots.give_back(count)
             raise
 
+    def _check(
+        self, jobs: list[JobRow], listed: dict[str, BedrockJob]
+    ) -> asyncio.Future[dict[str, Checked | BaseException]] | None:
+        """The checks of a claimed batch, made together while its jobs' tasks wait for them
+        (None: none of its jobs needs one)."""
+        if self.rt.stopping.is_set() or not any(next_step(j) is Step.CHECK for j in jobs):
+            return None
+        checks = asyncio.ensure_future(self.tracker.check_all(jobs, listed))
+        # Every job's task takes its result, or the error, unless it stopped first.
+        checks.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return checks
+
     async def _work(
-        self, job: JobRow, retry_failed: bool, listed: dict[str, BedrockJob], tally: _Tally
+        self,
+        job: JobRow,
+        retry_failed: bool,
+        listed: dict[str, BedrockJob],
+        checks: asyncio.Future[dict[str, Checked | BaseException]] | None,
+        tally: _Tally,
     ) -> None:
         arn = job.batch_job_arn
         try:
             if self.rt.stopping.is_set():
                 return
+            checked = None if checks is None else (await asyncio.shield(checks)).get(arn)
+            if isinstance(checked, BaseException):
+                raise checked
             tally.steps.update(
                 await self.tracker.advance(
-                    job, retry_failed_fetch=retry_failed, listed=listed.get(arn)
+                    job, retry_failed_fetch=retry_failed, listed=listed.get(arn), checked=checked
                 )
             )
         except Interrupted:
@@ -279,16 +318,23 @@ class Supervisor:
             else:
                 log.exception("job_step_crashed", job_arn=arn)
         finally:
-            self.in_flight.discard(arn)
+            # The job stays in flight, so no overlapping pass claims it, until its lease is
+            # given up (_release).
             self._slots.give_back(1)
-            await self._release(arn)
 
-    async def _release(self, arn: str) -> None:
+    async def _release(self, arns: set[str]) -> None:
+        """Gives up the leases of jobs worked on, in one statement; they are no longer in
+        flight, even if that fails (the leases then run out by themselves, and a pass of this
+        process may claim them again before)."""
+        if not arns:
+            return
         try:
-            await self.rt.store.leases.release([arn])
+            await self.rt.store.leases.release(arns)
         except StoreError as error:
             # The lease runs out by itself; the job only waits for it.
-            log.warning("lease_release_failed", job_arn=arn, error=str(error))
+            log.warning("lease_release_failed", jobs=sorted(arns), error=str(error))
+        finally:
+            self.in_flight.difference_update(arns)
 
     async def keep_leases(self, arns: set[str]) -> None:
         """Renews the leases on `arns` (a live set: a pass adds and removes its jobs) once a
@@ -347,7 +393,7 @@ class Supervisor:
         try:
             return await self.tracker.clean(claimed[0], force=force)
         finally:
-            await self._release(job.batch_job_arn)
+            await self._release({job.batch_job_arn})
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ and every step is safe to run twice.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
 
@@ -33,7 +35,7 @@ from batch_poller.pricing import cost, price_for
 from batch_poller.records import LINE_TOO_LONG
 from batch_poller.rows import JobRow
 from batch_poller.runtime import Runtime
-from batch_poller.store import LeaseLost, StaleTransition, StoreError
+from batch_poller.store import Check, LeaseLost, StaleTransition, StoreError
 
 log = structlog.get_logger("batch_poller.tracker")
 
@@ -49,6 +51,10 @@ class Outcome(StrEnum):
     CLEANUP_FAILED = "cleanup_failed"
 
 
+# A job after its check, as the check left it, and what the check did.
+Checked = tuple[JobRow, Outcome]
+
+
 class JobTracker:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -62,17 +68,22 @@ class JobTracker:
         *,
         retry_failed_fetch: bool = False,
         listed: BedrockJob | None = None,
+        checked: Checked | None = None,
     ) -> list[Outcome]:
         """Takes the job as far along its path as it can go now, one step after the other as
         `domain.next_step` names them; returns what each step did. The caller holds the job's
         lease: every write below is refused (LeaseLost) once it is lost.
 
-        `listed` is the job as this pass's ListModelInvocationJobs saw it, if it did.
+        `listed` is the job as this pass's ListModelInvocationJobs saw it, if it did;
+        `checked`, its check when the pass made it already, with the others of its batch
+        (check_all).
         """
         outcomes: list[Outcome] = []
         with structlog.contextvars.bound_contextvars(job_arn=job.batch_job_arn):
-            if next_step(job) is Step.CHECK:
-                job, outcome = await self.check(job, listed)
+            if checked is None and next_step(job) is Step.CHECK:
+                checked = await self.check(job, listed)
+            if checked is not None:
+                job, outcome = checked
                 outcomes.append(outcome)
             if next_step(job) is Step.FETCH and self._fetch_due(job, retry_failed_fetch):
                 self._raise_if_stopping()
@@ -96,42 +107,88 @@ class JobTracker:
 
     # -- check -------------------------------------------------------------------------------
 
-    async def check(self, job: JobRow, listed: BedrockJob | None = None) -> tuple[JobRow, Outcome]:
-        """Reads the job's status: from the pass's listing when it shows no change, else with
-        GetModelInvocationJob."""
-        arn = job.batch_job_arn
-        try:
-            if listed is not None and listed.status is job.bedrock_status:
-                remote = listed
-            else:
-                remote = await self.rt.bedrock.get_job(arn)
-        except AwsError as error:
-            if not error.fatal_for_job:
-                # Throttling, an outage, expired credentials: none of them is the job's fault.
-                log.warning("status_check_failed", error=str(error), detail="retried next pass")
-                return job, Outcome.CHECK_FAILED
-            log.error("job_failed", error=str(error), detail="Bedrock refused to describe it")
-            await self.rt.store.mark_check_failed(arn, str(error), self.rt.clock.now())
-            return await self._settled(job), Outcome.CHECK_FAILED
-        status = internal_status(remote.status)
-        await self.rt.store.record_check(
-            arn,
-            bedrock_status=remote.status,
-            status=status,
-            message=remote.message,
-            completed_at=remote.ended_at,
-            now=self.rt.clock.now(),
-            progress=remote.progress,
+    async def check(self, job: JobRow, listed: BedrockJob | None = None) -> Checked:
+        """Reads the job's status and records it: check_all for one job."""
+        listing = {} if listed is None else {job.batch_job_arn: listed}
+        result = (await self.check_all([job], listing))[job.batch_job_arn]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def check_all(
+        self, jobs: Sequence[JobRow], listed: Mapping[str, BedrockJob]
+    ) -> dict[str, Checked | BaseException]:
+        """Checks the jobs that need it: each one's status is read (from the pass's listing
+        when it shows no change, else with GetModelInvocationJob, all at once), then every
+        answer is recorded in one statement. Each job's result: the job as its check left it
+        and what the check did, or what went wrong for it alone (LeaseLost, say); an error
+        of the store's is everyone's and is raised."""
+        due = [job for job in jobs if next_step(job) is Step.CHECK]
+        reads = await asyncio.gather(
+            *(self._read_status(job, listed.get(job.batch_job_arn)) for job in due),
+            return_exceptions=True,
         )
-        if remote.status is not job.bedrock_status:
-            level = "error" if status is JobStatus.FAILED else "info"
+        results: dict[str, Checked | BaseException] = {}
+        checks: list[Check] = []
+        for job, read in zip(due, reads, strict=True):
+            if isinstance(read, AwsError) and not read.fatal_for_job:
+                # Throttling, an outage, expired credentials: none of them is the job's fault.
+                log.warning(
+                    "status_check_failed",
+                    job_arn=job.batch_job_arn,
+                    error=str(read),
+                    detail="retried next pass",
+                )
+                results[job.batch_job_arn] = (job, Outcome.CHECK_FAILED)
+            elif isinstance(read, AwsError):
+                checks.append(Check(job.batch_job_arn, error=str(read)))
+            elif isinstance(read, BaseException):
+                results[job.batch_job_arn] = read  # a fault of ours, for this job alone
+            else:
+                checks.append(
+                    Check(
+                        job.batch_job_arn,
+                        read.status,
+                        internal_status(read.status),
+                        read.message,
+                        read.ended_at,
+                        read.progress,
+                    )
+                )
+        if not checks:
+            return results
+        written = await self.rt.store.record_checks(checks, self.rt.clock.now())
+        before = {job.batch_job_arn: job for job in due}
+        for check in checks:
+            fresh = written[check.arn]
+            if isinstance(fresh, Exception):
+                results[check.arn] = fresh
+                continue
+            with structlog.contextvars.bound_contextvars(job_arn=check.arn):
+                self._log_check(before[check.arn], check)
+                await self._log_compile(before[check.arn], fresh)
+            outcome = Outcome.CHECKED if check.error is None else Outcome.CHECK_FAILED
+            results[check.arn] = (fresh, outcome)
+        return results
+
+    async def _read_status(self, job: JobRow, listed: BedrockJob | None) -> BedrockJob:
+        if listed is not None and listed.status is job.bedrock_status:
+            return listed
+        with structlog.contextvars.bound_contextvars(job_arn=job.batch_job_arn):
+            return await self.rt.bedrock.get_job(job.batch_job_arn)
+
+    def _log_check(self, job: JobRow, check: Check) -> None:
+        if check.error is not None:
+            log.error("job_failed", error=check.error, detail="Bedrock refused to describe it")
+        elif check.bedrock_status is not job.bedrock_status:
+            assert check.bedrock_status is not None
+            level = "error" if check.status is JobStatus.FAILED else "info"
             getattr(log, level)(
                 "job_status_changed",
-                bedrock_status=remote.status.value,
+                bedrock_status=check.bedrock_status.value,
                 previous=job.bedrock_status.value if job.bedrock_status else None,
-                message=remote.message,
+                message=check.message,
             )
-        return await self._settled(job), Outcome.CHECKED
 
     # -- fetch -------------------------------------------------------------------------------
 
@@ -165,15 +222,15 @@ class JobTracker:
                         error=str(error),
                         retry_at=None if retry_at is None else retry_at.isoformat(),
                     )
-                    await self.rt.store.mark_fetch_failed(arn, str(error), now, retry_at)
-                    return await self._reload(job), Outcome.FETCH_FAILED
+                    failed = await self.rt.store.mark_fetch_failed(arn, str(error), now, retry_at)
+                    return failed, Outcome.FETCH_FAILED
                 delay = retry_delay(attempt, settings.retry_base_seconds)
                 log.warning("result_fetch_retry", attempt=attempt, error=str(error), delay=delay)
                 await self._pause(delay)
                 continue
             status = final_status(job.bedrock_status)
             stored_at = self.rt.clock.now()
-            await self.rt.store.mark_results_fetched(arn, totals, status, stored_at)
+            stored = await self.rt.store.mark_results_fetched(arn, totals, status, stored_at)
             if job.completed_at is not None:
                 waited = (stored_at - job.completed_at).total_seconds()
                 via = "events" if self.rt.settings.events.enabled else "polling"
@@ -193,7 +250,8 @@ class JobTracker:
                 output_tokens=totals.output_tokens,
                 cost=None if totals.cost is None else f"{totals.cost:f}",
             )
-            return await self._settled(job), Outcome.FETCHED
+            await self._log_compile(job, stored)
+            return stored, Outcome.FETCHED
         raise AssertionError("max_retries is at least 1")
 
     def _ingest_context(self, job: JobRow) -> IngestContext:
@@ -282,20 +340,18 @@ class JobTracker:
         log.error("cleanup_failed", error=why, attempts=attempts)
         return Outcome.CLEANUP_FAILED
 
-    async def _settled(self, job: JobRow) -> JobRow:
-        """The job read again; when its step settled it and so compiled its group, that is
-        logged."""
-        fresh = await self._reload(job)
-        compiled_now = job.group_compiled_at is None and fresh.group_compiled_at is not None
-        if compiled_now and fresh.group_name is not None:
-            group = await self.rt.store.get_group(fresh.group_name)
+    async def _log_compile(self, before: JobRow, after: JobRow) -> None:
+        """When the step that made `after` of `before` settled the job and so compiled its
+        group, that is logged."""
+        compiled_now = before.group_compiled_at is None and after.group_compiled_at is not None
+        if compiled_now and after.group_name is not None:
+            group = await self.rt.store.get_group(after.group_name)
             log.info(
                 "group_compiled",
-                group=fresh.group_name,
+                group=after.group_name,
                 status=None if group is None else group.status.value,
                 records=None if group is None else group.total_records,
             )
-        return fresh
 
     async def _reload(self, job: JobRow) -> JobRow:
         fresh = await self.rt.store.get_job(job.batch_job_arn)

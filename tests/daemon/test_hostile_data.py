@@ -216,7 +216,7 @@ async def test_a_job_step_failing_in_the_database_is_one_line_not_a_traceback(
     lines = [line for line in (logged.out + logged.err).splitlines() if "job_step" in line]
     assert report.crashed == 1
     assert len(lines) == 1 and "job_step_failed" in lines[0] and arn in lines[0]
-    assert "record a check: IntegrityError: refused by a trigger" in lines[0]
+    assert "record checks: IntegrityError: refused by a trigger" in lines[0]
     assert "Traceback" not in logged.out + logged.err
 
 
