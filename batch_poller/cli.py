@@ -159,6 +159,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--json", action="store_true", help="one JSON object per job")
 
+    adopt = add("adopt", _adopt, "find jobs Bedrock has that nobody tracks, and track them")
+    adopt.add_argument("--name-prefix", metavar="P", help="only jobs whose name starts so")
+    adopt.add_argument(
+        "--since", metavar="DATE", help="only jobs submitted after this date or time (UTC)"
+    )
+    adopt.add_argument("--dry-run", action="store_true", help="list them, track none")
+    adopt.add_argument("--json", action="store_true", help="one JSON object per job")
+
     jobs = add("jobs", _jobs, "list tracked jobs, newest first")
     jobs.add_argument(
         "--status",
@@ -344,6 +352,20 @@ def _submit(args: argparse.Namespace, settings: Settings | None) -> int:
             group=args.group,
             timeout_hours=args.timeout_hours,
             tags=args.tag,
+            as_json=args.json,
+        )
+    )
+
+
+def _adopt(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.submit_commands import adopt_command
+
+    return _arun(
+        adopt_command(
+            _need(settings),
+            name_prefix=args.name_prefix,
+            since=args.since,
+            dry_run=args.dry_run,
             as_json=args.json,
         )
     )

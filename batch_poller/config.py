@@ -154,6 +154,8 @@ class SubmitSettings(Section):
     # An input file is at most 1 GB, and a job here has one.
     max_job_bytes: int = Field(1024**3, ge=1024 * 1024, le=5 * 1024**3)
     max_record_bytes: int = Field(1024 * 1024, ge=1024, le=1024**3)
+    # Jobs of one model submitted or in progress at once; more wait, queued, for room.
+    max_concurrent_jobs_per_model: int = Field(20, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _ordered(self) -> SubmitSettings:

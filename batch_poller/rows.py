@@ -5,6 +5,7 @@ those imports the persistence layer to name what it handles."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -157,3 +158,58 @@ class GroupRow:
         values = dict(row)
         values["status"] = GroupStatus(values["status"])
         return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRow:
+    """One job this project submits, from before its creation until it is tracked."""
+
+    client_token: str
+    job_name: str
+    model_id: str
+    role_arn: str
+    input_uri: str
+    output_uri: str
+    input_folder: str
+    timeout_hours: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    group_name: str | None = None
+    state: str = "queued"  # "queued", "creating" or "tracked"
+    arn: str | None = None
+    last_error: str | None = None
+
+    def as_values(self) -> dict[str, Any]:
+        """The row as the table's columns."""
+        return {
+            "client_token": self.client_token,
+            "job_name": self.job_name,
+            "model_id": self.model_id,
+            "role_arn": self.role_arn,
+            "input_uri": self.input_uri,
+            "output_uri": self.output_uri,
+            "input_folder": self.input_folder,
+            "timeout_hours": self.timeout_hours,
+            "tags": json.dumps(dict(self.tags), sort_keys=True),
+            "group_name": self.group_name,
+            "state": self.state,
+            "batch_job_arn": self.arn,
+            "last_error": self.last_error,
+        }
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[Any, Any]) -> SubmissionRow:
+        return cls(
+            client_token=row["client_token"],
+            job_name=row["job_name"],
+            model_id=row["model_id"],
+            role_arn=row["role_arn"],
+            input_uri=row["input_uri"],
+            output_uri=row["output_uri"],
+            input_folder=row["input_folder"],
+            timeout_hours=row["timeout_hours"],
+            tags=json.loads(row["tags"]),
+            group_name=row["group_name"],
+            state=row["state"],
+            arn=row["batch_job_arn"],
+            last_error=row["last_error"],
+        )

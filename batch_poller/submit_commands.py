@@ -1,15 +1,21 @@
-"""The body of `batch-poller submit`: local JSONL files to tracked Bedrock jobs."""
+"""The bodies of `batch-poller submit` (local JSONL files to tracked Bedrock jobs) and `adopt`
+(jobs made elsewhere that nobody tracks)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
+from batch_poller.adoption import RUNNING, adopt_jobs, untracked_jobs
 from batch_poller.app import open_runtime
+from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.cli_errors import CommandError
 from batch_poller.commands import open_command_store
 from batch_poller.config import Settings
+from batch_poller.store import open_store
+from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.submission.lines import SubmitError
 from batch_poller.submission.submit import SubmitRequest, submit
 from batch_poller.terminal import literal, waiting
@@ -62,6 +68,68 @@ async def submit_files(
         if as_json:
             print(json.dumps(asdict(job)))
             continue
-        note = "submitted" if job.new else "already submitted"
-        print(f"{job.arn}: {note} as {literal(job.name)}, {job.records} records")
+        line = f"{literal(job.name)}: {job.state}, {job.records} records"
+        if job.arn:
+            line += f", {job.arn}"
+        if job.state == "queued":
+            line += " (the daemon submits it when the model's quota has room)"
+        print(line + (f": {literal(job.error)}" if job.error else ""))
+    refused = [job for job in jobs if job.state == "refused"]
+    return 1 if refused else 0
+
+
+def parse_since(text: str | None) -> datetime | None:
+    """An ISO date or time; a date is its midnight UTC, a time without a zone is UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandError(
+            f"--since {text!r}: give a date or time, as 2026-11-01 or 2026-11-01T08:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def adopt_command(
+    settings: Settings,
+    *,
+    name_prefix: str | None,
+    since: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    after = parse_since(since)
+    if dry_run and missing_sqlite_file(settings.database.url) is not None:
+        # Nothing tracked yet, and a dry run creates nothing: every job is untracked.
+        store = await open_store("sqlite://")
+    else:
+        store = await open_command_store(settings, create=True)
+    async with open_runtime(settings, store=store) as rt:
+        with waiting("listing Bedrock's jobs"):
+            found = await untracked_jobs(rt, name_prefix=name_prefix, since=after)
+        adopted = [] if dry_run else await adopt_jobs(rt, found)
+    if as_json:
+        for job in found:
+            print(json.dumps(_untracked_document(job, tracked=not dry_run)))
+        return 0
+    running = sum(job.status in RUNNING for job in found)
+    for job in found:
+        state = "RUNNING" if job.status in RUNNING else "ended"
+        when = job.submitted_at.isoformat(timespec="seconds") if job.submitted_at else "?"
+        name = literal(job.name or "")
+        print(f"{job.arn}  {name}  {job.status.value} ({state}), submitted {when}")
+    outcome = f"{len(found)} would be tracked" if dry_run else f"{len(adopted)} tracked now"
+    print(f"{len(found)} untracked jobs, {running} running or waiting to run: {outcome}")
     return 0
+
+
+def _untracked_document(job: BedrockJob, *, tracked: bool) -> dict[str, object]:
+    return {
+        "arn": job.arn,
+        "name": job.name,
+        "status": job.status.value,
+        "running": job.status in RUNNING,
+        "submitted_at": job.submitted_at.isoformat() if job.submitted_at else None,
+        "tracked": tracked,
+    }

@@ -118,12 +118,22 @@ class Bedrock:
         return {tag["key"]: tag["value"] for tag in data.get("tags", [])}
 
     async def list_jobs(
-        self, submitted_after: datetime | None = None, page_size: int = 1000
+        self,
+        submitted_after: datetime | None = None,
+        page_size: int = 1000,
+        *,
+        status: BedrockStatus | None = None,
+        name_contains: str | None = None,
     ) -> AsyncIterator[BedrockJob]:
-        """Every job submitted after the given time, oldest first, page by page."""
+        """Every job submitted after the given time (in that status, with that in its name),
+        oldest first, page by page."""
         params: dict[str, Any] = {"maxResults": page_size, "sortOrder": "Ascending"}
         if submitted_after is not None:
             params["submitTimeAfter"] = submitted_after
+        if status is not None:
+            params["statusEquals"] = status.value
+        if name_contains is not None:
+            params["nameContains"] = name_contains
         while True:
             page = await self._retry.run(
                 "ListModelInvocationJobs",

@@ -4,10 +4,13 @@ leases (leases.py) and the processes sharing the database (replicas.py)."""
 
 from __future__ import annotations
 
+import functools
 import gc
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import false, or_, select, update
+from sqlalchemy import Select, false, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from batch_poller.domain import JobStatus, job_id_from_arn
@@ -24,13 +27,14 @@ from batch_poller.store.outbox import Outbox
 from batch_poller.store.reads import JobReads
 from batch_poller.store.records import RecordStore
 from batch_poller.store.replicas import ReplicaStore
+from batch_poller.store.submissions import SubmissionStore
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.text import stored_text
 from batch_poller.store.transactions import Transactions
 from batch_poller.store.transitions import JobTransitions
 
 
-class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
+class JobStore(JobReads, JobTransitions, RecordStore, GroupStore, SubmissionStore):
     """All persistence for one process. Every method is one short transaction (transactions.py:
     writes survive cancellation, transient failures are retried)."""
 
@@ -157,6 +161,16 @@ class JobStore(JobReads, JobTransitions, RecordStore, GroupStore):
         query = select(_JOBS).where(_JOBS.c.job_name == stored_text(name))
         return await self._select_jobs(query.order_by(_JOBS.c.batch_job_arn).limit(limit))
 
+    @store_operation("find tracked jobs")
+    async def tracked_arns(self, arns: Sequence[str]) -> set[str]:
+        """Which of these job ARNs are tracked, asked a thousand at a time."""
+        found: set[str] = set()
+        for start in range(0, len(arns), 1000):
+            chunk = [stored_text(arn) for arn in arns[start : start + 1000]]
+            query = select(_JOBS.c.batch_job_arn).where(_JOBS.c.batch_job_arn.in_(chunk))
+            found |= await self.tx.read(functools.partial(_scalars, query=query))
+        return found
+
     @store_operation("list job names")
     async def job_names(self, limit: int = 10_000) -> list[str]:
         """The names of the newest jobs: what a mistyped name is compared with."""
@@ -190,3 +204,7 @@ async def open_store(
 def _text(value: str | None) -> str | None:
     """Bedrock's text as the store keeps it (no NUL, which PostgreSQL refuses)."""
     return None if value is None else stored_text(value)
+
+
+async def _scalars(conn: AsyncConnection, query: Select[Any]) -> set[Any]:
+    return set((await conn.execute(query)).scalars())

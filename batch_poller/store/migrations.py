@@ -253,6 +253,33 @@ def _m8_progress(conn: Connection) -> None:
     )
 
 
+def _m9_submissions(conn: Connection) -> None:
+    """Jobs this project submits, recorded before they are created."""
+    Table(
+        "submissions",
+        MetaData(),
+        Column("client_token", Text, primary_key=True),
+        Column("job_name", Text, nullable=False),
+        Column("model_id", Text, nullable=False),
+        Column("role_arn", Text, nullable=False),
+        Column("input_uri", Text, nullable=False),
+        Column("output_uri", Text, nullable=False),
+        Column("input_folder", Text, nullable=False),
+        Column("timeout_hours", Integer),
+        Column("tags", Text, nullable=False),
+        Column("group_name", Text),
+        Column("state", Text, nullable=False),
+        Column("batch_job_arn", Text),
+        Column("last_error", Text),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("updated_at", UTCDateTime, nullable=False),
+        CheckConstraint(
+            "state IN ('queued', 'creating', 'tracked', 'refused')", name="ck_submissions_state"
+        ),
+        Index("ix_submissions_state", "state", "created_at"),
+    ).create(conn)
+
+
 MIGRATIONS: Sequence[Migration] = (
     _m1_initial,
     _m2_cleanup_accounting,
@@ -262,6 +289,7 @@ MIGRATIONS: Sequence[Migration] = (
     _m6_replicas,
     _m7_groups_and_outbox,
     _m8_progress,
+    _m9_submissions,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION, "tables.SCHEMA_VERSION must follow MIGRATIONS"
 

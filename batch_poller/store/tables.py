@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -210,6 +210,34 @@ replicas = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("seen_at", UTCDateTime, nullable=False),
     Column("last_pass_at", UTCDateTime),
+)
+
+# Jobs submitted by this project, from before CreateModelInvocationJob until they are tracked:
+# "queued" waits for room under the model's quota, "creating" may have been created (its
+# client token makes a retry return the same job), "tracked" is done, "refused" was refused
+# by Bedrock for good (last_error says why).
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("client_token", Text, primary_key=True),
+    Column("job_name", Text, nullable=False),
+    Column("model_id", Text, nullable=False),
+    Column("role_arn", Text, nullable=False),
+    Column("input_uri", Text, nullable=False),
+    Column("output_uri", Text, nullable=False),
+    Column("input_folder", Text, nullable=False),
+    Column("timeout_hours", Integer),
+    Column("tags", Text, nullable=False),  # a JSON object
+    Column("group_name", Text),
+    Column("state", Text, nullable=False),
+    Column("batch_job_arn", Text),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "state IN ('queued', 'creating', 'tracked', 'refused')", name="ck_submissions_state"
+    ),
+    Index("ix_submissions_state", "state", "created_at"),
 )
 
 schema_version = Table(

@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import structlog
 
-from batch_poller.aws.bedrock import JobRequest
 from batch_poller.aws.errors import AwsError
 from batch_poller.aws.s3 import S3Uri
 from batch_poller.cleanup import CleanupRefused, checked_prefix
 from batch_poller.config import SubmitSettings
 from batch_poller.domain import check_group_name
 from batch_poller.model_families import family_for
+from batch_poller.rows import SubmissionRow
 from batch_poller.runtime import Runtime
+from batch_poller.submission.launch import LaunchReport, launch_submissions
 from batch_poller.submission.lines import InputError, SubmitError
 from batch_poller.submission.plan import (
     JobSlice,
@@ -35,9 +35,6 @@ from batch_poller.submission.plan import (
     input_lines,
     plan_submission,
 )
-from batch_poller.tracking import TrackError, track_jobs
-
-log = structlog.get_logger("batch_poller.submit")
 
 _ROLE_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9+.-]+")
@@ -62,18 +59,20 @@ class SubmitRequest:
 
 @dataclass(frozen=True)
 class SubmittedJob:
-    arn: str
     name: str
     records: int
     input_uri: str
-    new: bool  # False: this submission had made it already
+    # "submitted"; "already submitted" (by this submission, run before); "queued" (waiting
+    # for room under the model's quota: the daemon submits it); "refused" (by Bedrock).
+    state: str
+    arn: str | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class _PlannedJob:
     slice: JobSlice
-    request: JobRequest
-    input_folder: str
+    row: SubmissionRow
 
 
 async def submit(
@@ -88,22 +87,40 @@ async def submit(
         plan_submission, request.inputs, family_for(request.model_id), limits
     )
     jobs = _planned_jobs(request, plan, folder)
-    group = request.group or (jobs[0].request.name.rpartition("-")[0] if len(jobs) > 1 else None)
-    known = {job.request.name: await rt.store.jobs_named_by(job.request.name) for job in jobs}
-    await _upload_inputs(rt, plan, [job for job in jobs if not known[job.request.name]])
-    submitted = []
-    for job in jobs:
-        if tracked := known[job.request.name]:
-            submitted.append(_submitted(job, tracked[0].batch_job_arn, new=False))
-            continue
-        arn = await rt.bedrock.create_job(job.request)
-        log.info("job_submitted", job_arn=arn, job_name=job.request.name, records=job.slice.records)
-        try:
-            await track_jobs(rt, [arn], job.input_folder, group=group)
-        except TrackError as error:
-            raise SubmitError(f"{arn} was created but could not be tracked: {error}") from None
-        submitted.append(_submitted(job, arn, new=True))
-    return submitted
+    tokens = [job.row.client_token for job in jobs]
+    earlier = {row.client_token: row for row in await rt.store.submissions(tokens)}
+    # Each job's input goes up before the job is recorded: a recorded job has its input.
+    await _upload_inputs(rt, plan, [job for job in jobs if job.row.client_token not in earlier])
+    await rt.store.record_submissions(
+        [job.row for job in jobs if job.row.client_token not in earlier], rt.clock.now()
+    )
+    report = await launch_submissions(rt, tokens)
+    rows = {row.client_token: row for row in await rt.store.submissions(tokens)}
+    return [_outcome(job, rows[job.row.client_token], earlier, report) for job in jobs]
+
+
+def _outcome(
+    job: _PlannedJob,
+    row: SubmissionRow,
+    earlier: dict[str, SubmissionRow],
+    report: LaunchReport,
+) -> SubmittedJob:
+    token = row.client_token
+    if token in report.refused:
+        state = "refused"
+    elif row.state == "tracked":
+        state = "submitted" if token in report.tracked else "already submitted"
+    else:
+        state = "queued"
+    return SubmittedJob(
+        name=row.job_name,
+        records=job.slice.records,
+        input_uri=row.input_uri,
+        state=state,
+        arn=row.arn,
+        error=report.refused.get(token)
+        or (row.last_error if state != "already submitted" else None),
+    )
 
 
 def _limits(settings: SubmitSettings) -> SubmitLimits:
@@ -113,10 +130,6 @@ def _limits(settings: SubmitSettings) -> SubmitLimits:
         max_line_bytes=settings.max_record_bytes,
         max_job_bytes=settings.max_job_bytes,
     )
-
-
-def _submitted(job: _PlannedJob, arn: str, *, new: bool) -> SubmittedJob:
-    return SubmittedJob(arn, job.request.name, job.slice.records, job.request.input_uri, new)
 
 
 def _checked_request(rt: Runtime, request: SubmitRequest) -> S3Uri:
@@ -169,27 +182,25 @@ def _planned_jobs(request: SubmitRequest, plan: SubmissionPlan, folder: S3Uri) -
         )
     ).hexdigest()[:16]
     base = _job_name_base(request, identity)
+    group = request.group or (base if len(plan.jobs) > 1 else None)
     jobs = []
     for number, part in enumerate(plan.jobs, start=1):
         name = base if len(plan.jobs) == 1 else f"{base}-{number}"
         job_folder = folder.child(f"{folder.key}{name}/")
         input_folder = f"{job_folder}input/"
-        jobs.append(
-            _PlannedJob(
-                part,
-                JobRequest(
-                    name=name,
-                    role_arn=request.role_arn,
-                    model_id=request.model_id,
-                    input_uri=f"{input_folder}records.jsonl",
-                    output_uri=f"{job_folder}output/",
-                    client_token=f"{identity}-{number}",
-                    timeout_hours=request.timeout_hours,
-                    tags=request.tags,
-                ),
-                input_folder,
-            )
+        row = SubmissionRow(
+            client_token=f"{identity}-{number}",
+            job_name=name,
+            model_id=request.model_id,
+            role_arn=request.role_arn,
+            input_uri=f"{input_folder}records.jsonl",
+            output_uri=f"{job_folder}output/",
+            input_folder=input_folder,
+            timeout_hours=request.timeout_hours,
+            tags=dict(request.tags),
+            group_name=group,
         )
+        jobs.append(_PlannedJob(part, row))
     return jobs
 
 
@@ -213,9 +224,9 @@ async def _upload_inputs(rt: Runtime, plan: SubmissionPlan, jobs: list[_PlannedJ
             await asyncio.to_thread(reader.skip_to, part.end)
             continue
         try:
-            await rt.s3.upload(S3Uri.parse(job.request.input_uri), reader.pieces(part.end))
+            await rt.s3.upload(S3Uri.parse(job.row.input_uri), reader.pieces(part.end))
         except AwsError as error:
-            raise SubmitError(f"uploading {job.request.input_uri}: {error}") from None
+            raise SubmitError(f"uploading {job.row.input_uri}: {error}") from None
     await asyncio.to_thread(reader.skip_to, plan.records)
     if reader.digest() != plan.digest:
         raise InputError("the input files changed while they were being submitted: run it again")

@@ -11,9 +11,11 @@ import orjson
 import pytest
 
 from batch_poller.aws.s3 import S3Uri
+from batch_poller.config import SubmitSettings
 from batch_poller.domain import JobStatus
 from batch_poller.runtime import Runtime
 from batch_poller.store import RecordScope
+from batch_poller.submission.launch import launch_submissions
 from batch_poller.submission.lines import InputError
 from batch_poller.submission.plan import SubmitLimits
 from batch_poller.submission.submit import SubmitRequest, submit
@@ -52,8 +54,8 @@ async def test_a_250_record_file_is_submitted_tracked_completed_and_stored(
 
     (job,) = await submit(runtime, request(source, name="daily prompts"))
 
-    assert job.new and job.records == 250
-    assert job.name.startswith("daily-prompts-")
+    assert (job.state, job.records) == ("submitted", 250)
+    assert job.name.startswith("daily-prompts-") and job.arn is not None
     tracked = await runtime.store.get_job(job.arn)
     assert tracked is not None
     assert tracked.s3_folder == job.input_uri.removesuffix("records.jsonl")
@@ -97,7 +99,7 @@ async def test_submitting_the_same_input_twice_makes_one_job(
     again = await submit(runtime, request(source))
 
     assert [job.arn for job in again] == [job.arn for job in first]
-    assert [job.new for job in again] == [False]
+    assert [job.state for job in again] == ["already submitted"]
     assert len(await runtime.store.list_jobs(None, limit=10)) == 1
 
 
@@ -120,7 +122,7 @@ async def test_a_job_created_but_not_tracked_is_found_again_by_its_token(
 
     (job,) = await submit(runtime, request(source))
 
-    assert job.new
+    assert job.state == "submitted"
     listed = [j async for j in runtime.bedrock.list_jobs()]
     assert [j.arn for j in listed if j.name == job.name] == [job.arn]
 
@@ -135,7 +137,7 @@ async def test_input_over_the_record_limit_becomes_jobs_of_one_group(
     jobs = await submit(runtime, request(source), limits)
 
     assert [job.records for job in jobs] == [400, 400, 400]
-    stored = [await runtime.store.get_job(job.arn) for job in jobs]
+    stored = [await runtime.store.get_job(job.arn or "") for job in jobs]
     groups = {job.group_name for job in stored if job is not None}
     assert len(groups) == 1 and None not in groups
     group = await runtime.store.get_group(groups.pop() or "")
@@ -153,6 +155,7 @@ async def test_assigned_record_ids_are_in_the_uploaded_input_and_the_stored_reco
     source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
 
     (job,) = await submit(runtime, request(source))
+    assert job.arn is not None
     await control.finish(job.arn, "Completed")
     await supervisor.run_pass()
 
@@ -211,3 +214,48 @@ async def test_a_large_input_goes_up_in_parts_and_a_failed_upload_leaves_no_part
     uploads = await s3.list_multipart_uploads(Bucket=BUCKET, Prefix="parts/")
     assert uploads.get("Uploads", []) == []
     assert await keys(s3, "parts/broken") == []
+
+
+async def test_a_quota_of_two_jobs_queues_the_third_until_one_finishes(
+    runtime: Runtime, control: Any, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    runtime.settings = runtime.settings.model_copy(
+        update={"submit": SubmitSettings(max_concurrent_jobs_per_model=2)}
+    )
+    source = write_input(tmp_path / "in.jsonl", 300)
+
+    jobs = await submit(runtime, request(source), SubmitLimits(max_records=100))
+
+    assert [job.state for job in jobs] == ["submitted", "submitted", "queued"]
+    assert jobs[2].arn is None
+    waiting = await launch_submissions(runtime)
+    assert waiting.queued and not waiting.tracked  # still no room
+
+    await control.finish(jobs[0].arn or "", "Completed")
+    launched = await launch_submissions(runtime)
+
+    (arn,) = launched.tracked.values()
+    stored = await runtime.store.get_job(arn)
+    assert stored is not None and stored.job_name == jobs[2].name
+
+
+async def test_a_quota_exceeded_answer_queues_the_job(
+    runtime: Runtime, control: Any, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    await control.configure(
+        faults={
+            "permanent_error": "ServiceQuotaExceededException",
+            "operations": ["CreateModelInvocationJob"],
+        }
+    )
+    source = write_input(tmp_path / "in.jsonl", 100)
+
+    (job,) = await submit(runtime, request(source))
+
+    assert job.state == "queued" and job.error is not None
+    assert "ServiceQuotaExceeded" in job.error
+    await control.configure(faults={})
+    (arn,) = (await launch_submissions(runtime)).tracked.values()
+    assert await runtime.store.get_job(arn) is not None

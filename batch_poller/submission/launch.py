@@ -1,0 +1,111 @@
+"""Recorded submissions -> jobs at Bedrock, tracked. As many as each model's concurrent-job
+quota has room for are created; the rest stay queued for a later launch (the daemon's passes
+launch them as earlier jobs finish). A submission left "creating" by a process that died is
+created again with the same client token: Bedrock answers with the job it already made, if it
+made one, so it is found and tracked, never made twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from batch_poller.aws.bedrock import JobRequest
+from batch_poller.aws.errors import AwsError
+from batch_poller.domain import BedrockStatus
+from batch_poller.rows import SubmissionRow
+from batch_poller.runtime import Runtime
+from batch_poller.tracking import TrackError, track_jobs
+
+log = structlog.get_logger("batch_poller.submit")
+
+# The statuses Bedrock counts in a model's quota of submitted and in-progress jobs.
+ACTIVE = (
+    BedrockStatus.SUBMITTED,
+    BedrockStatus.VALIDATING,
+    BedrockStatus.SCHEDULED,
+    BedrockStatus.IN_PROGRESS,
+)
+QUOTA_EXCEEDED = "ServiceQuotaExceededException"
+
+
+@dataclass
+class LaunchReport:
+    tracked: dict[str, str] = field(default_factory=dict)  # client token -> job ARN
+    queued: list[str] = field(default_factory=list)  # client tokens waiting for room
+    refused: dict[str, str] = field(default_factory=dict)  # client token -> why
+
+
+async def launch_submissions(rt: Runtime, tokens: list[str] | None = None) -> LaunchReport:
+    """Creates and tracks the pending submissions (those with these tokens, or all), oldest
+    first, within each model's quota ([submit] max_concurrent_jobs_per_model)."""
+    report = LaunchReport()
+    room: dict[str, int] = {}
+    for row in await rt.store.submissions(tokens, pending_only=True):
+        if row.state == "queued":
+            if row.model_id not in room:
+                room[row.model_id] = await _room_for(rt, row.model_id)
+            if room[row.model_id] <= 0:
+                report.queued.append(row.client_token)
+                continue
+            room[row.model_id] -= 1
+        await _launch(rt, row, report, room)
+    if report.queued:
+        log.info("submissions_queued", count=len(report.queued), reason="model quota full")
+    return report
+
+
+async def _room_for(rt: Runtime, model_id: str) -> int:
+    """How many more jobs of the model Bedrock takes now: the quota less the jobs of the
+    model submitted or in progress, whoever submitted them."""
+    active = 0
+    for status in ACTIVE:
+        async for job in rt.bedrock.list_jobs(status=status):
+            active += job.model_id == model_id
+    return rt.settings.submit.max_concurrent_jobs_per_model - active
+
+
+async def _launch(
+    rt: Runtime, row: SubmissionRow, report: LaunchReport, room: dict[str, int]
+) -> None:
+    token = row.client_token
+    # Recorded first: from here on the job may exist, and the token is how it is found.
+    await rt.store.mark_submission(token, "creating", rt.clock.now())
+    try:
+        arn = await rt.bedrock.create_job(_request(row))
+    except AwsError as error:
+        if error.code == QUOTA_EXCEEDED:
+            room[row.model_id] = 0  # the account's own count said no: none more this time
+            await rt.store.mark_submission(token, "queued", rt.clock.now(), error=str(error))
+            report.queued.append(token)
+        elif error.transient:
+            await rt.store.mark_submission(token, row.state, rt.clock.now(), error=str(error))
+            report.queued.append(token)
+        else:
+            await rt.store.mark_submission(token, "refused", rt.clock.now(), error=str(error))
+            report.refused[token] = str(error)
+            log.warning("submission_refused", job_name=row.job_name, error=str(error))
+        return
+    try:
+        await track_jobs(rt, [arn], row.input_folder, group=row.group_name)
+    except TrackError as error:
+        # Created: kept "creating", so that the next launch tracks it once tracking can.
+        await rt.store.mark_submission(token, "creating", rt.clock.now(), arn=arn, error=str(error))
+        report.refused[token] = f"{arn} was created but could not be tracked: {error}"
+        return
+    await rt.store.mark_submission(token, "tracked", rt.clock.now(), arn=arn)
+    report.tracked[token] = arn
+    log.info("job_submitted", job_arn=arn, job_name=row.job_name)
+
+
+def _request(row: SubmissionRow) -> JobRequest:
+    return JobRequest(
+        name=row.job_name,
+        role_arn=row.role_arn,
+        model_id=row.model_id,
+        input_uri=row.input_uri,
+        output_uri=row.output_uri,
+        client_token=row.client_token,
+        timeout_hours=row.timeout_hours,
+        tags=row.tags,
+    )
