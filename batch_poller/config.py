@@ -129,6 +129,8 @@ class PollerSettings(Section):
     # Passes failing for this long stop the systemd watchdog pings, so systemd restarts the
     # daemon; /healthz says 503 from the first failed pass.
     unhealthy_after_seconds: float = Field(300.0, gt=0, le=86_400)
+    # Once a day, a warning for jobs Bedrock runs that nobody tracks (`adopt` tracks them).
+    warn_untracked: bool = False
 
 
 class ResultsSettings(Section):

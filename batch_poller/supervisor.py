@@ -28,6 +28,7 @@ from batch_poller.rows import JobRow
 from batch_poller.runtime import Runtime
 from batch_poller.slots import Slots
 from batch_poller.store import LeaseLost, StaleTransition, StoreError
+from batch_poller.submission.upkeep import SubmissionUpkeep
 from batch_poller.survey import Survey
 from batch_poller.tracker import Checked, JobTracker, Outcome
 
@@ -128,6 +129,7 @@ class Supervisor:
         self.after_pass: Callable[[PassReport], Awaitable[None]] | None = None
         self._wake = asyncio.Event()
         self._survey = Survey(runtime)
+        self._submissions = SubmissionUpkeep(runtime)
         self._slots = Slots(lambda: runtime.settings.poller.max_concurrent_jobs)
         self._passes: set[asyncio.Task[Any]] = set()
         self._joined = False
@@ -153,6 +155,7 @@ class Supervisor:
         store.check_database_file()
         await store.check_writable()
         await self._join()
+        await self._submissions.run()
         store.set_lease(timedelta(seconds=self.rt.settings.poller.lease_seconds))
         interval = 0.0 if check_all else self.rt.settings.poller.check_interval_seconds
         listed, unchanged = await self._survey.run(interval, exclude=self.in_flight)

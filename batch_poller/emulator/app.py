@@ -76,7 +76,10 @@ async def _bedrock_errors(request: web.Request, handler: Handler) -> web.StreamR
             fault = registry.global_fault(operation)
             if fault is not None:
                 raise fault
-        return await handler(request)
+        response = await handler(request)
+        if operation is not None and (delay := registry.answer_delay(operation)):
+            await asyncio.sleep(delay)
+        return response
     except ApiError as error:
         if operation is not None:
             registry.calls[f"{operation}:{error.code}"] += 1

@@ -33,4 +33,6 @@ class FaultInjector:
 _PERMANENT_MESSAGES = {
     "AccessDeniedException": "User is not authorized to perform this action on this resource.",
     "ResourceNotFoundException": "The specified model invocation job was not found.",
+    "ServiceQuotaExceededException": "The number of jobs of this model submitted or in progress"
+    " is at the account's quota.",
 }

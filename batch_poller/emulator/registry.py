@@ -80,6 +80,13 @@ class JobRegistry:
         self._global_fault_calls += 1
         return self._faults.error_for(faults, self._global_fault_calls)
 
+    def answer_delay(self, operation: str) -> float:
+        """Seconds to hold the answer of a call that was carried out."""
+        faults = self.settings.faults
+        if faults.operations is not None and operation not in faults.operations:
+            return 0.0
+        return faults.answer_delay_ms / 1000
+
     def job_fault(self, job: EmulatedJob) -> ApiError | None:
         if job.faults is None:
             return None

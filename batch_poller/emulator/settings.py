@@ -7,7 +7,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 FinalOutcome = Literal["Completed", "PartiallyCompleted", "Failed", "Expired"]
-PermanentError = Literal["AccessDeniedException", "ResourceNotFoundException"]
+PermanentError = Literal[
+    "AccessDeniedException", "ResourceNotFoundException", "ServiceQuotaExceededException"
+]
 
 
 class Faults(BaseModel):
@@ -18,6 +20,13 @@ class Faults(BaseModel):
     throttle_rate: float = Field(0.0, ge=0, le=1, description="share of calls throttled (429)")
     server_error_rate: float = Field(0.0, ge=0, le=1, description="share of calls failing 5xx")
     latency_ms: float = Field(0.0, ge=0, le=60_000, description="added to every call")
+    answer_delay_ms: float = Field(
+        0.0,
+        ge=0,
+        le=600_000,
+        description="the call is carried out, then answered this much later: a client that"
+        " dies meanwhile never learns what it did",
+    )
     permanent_error: PermanentError | None = None
     permanent_from_call: int = Field(
         1, ge=1, description="the permanent error starts at this call, counted from when set"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,9 @@ from batch_poller.adoption import adopt_jobs, untracked_jobs
 from batch_poller.cli import main
 from batch_poller.emulator.server import Endpoints
 from batch_poller.runtime import Runtime
+from batch_poller.supervisor import Supervisor
 from batch_poller.tracking import track_jobs
+from tests.daemon_fixtures import FakeClock
 from tests.helpers import BUCKET, NOVA, ROLE_ARN, create_job, ensure_bucket, make_records, put_input
 from tests.processes import write_config
 
@@ -125,3 +128,32 @@ async def test_submit_refuses_bad_options_in_one_line(
     assert code != 0
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+async def test_the_daemon_warns_once_a_day_of_jobs_running_untracked(
+    runtime: Runtime,
+    supervisor: Supervisor,
+    clock: FakeClock,
+    bedrock: Any,
+    s3: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await make_jobs(bedrock, s3, "forgotten-job")
+    runtime.settings = runtime.settings.model_copy(
+        update={"poller": runtime.settings.poller.model_copy(update={"warn_untracked": True})}
+    )
+
+    def warnings() -> list[str]:
+        return [line for line in capsys.readouterr().out.splitlines() if "untracked_jobs" in line]
+
+    await supervisor.run_pass()
+    first = warnings()
+    await supervisor.run_pass()
+    same_day = warnings()
+    clock.current += timedelta(days=1)
+    await supervisor.run_pass()
+    next_day = warnings()
+
+    assert len(first) == 1 and "count=1" in first[0] and "forgotten-job" in first[0]
+    assert same_day == []
+    assert len(next_day) == 1

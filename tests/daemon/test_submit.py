@@ -256,6 +256,6 @@ async def test_a_quota_exceeded_answer_queues_the_job(
 
     assert job.state == "queued" and job.error is not None
     assert "ServiceQuotaExceeded" in job.error
-    await control.configure(faults={})
+    await control.configure(faults={"permanent_error": None})
     (arn,) = (await launch_submissions(runtime)).tracked.values()
     assert await runtime.store.get_job(arn) is not None
