@@ -137,6 +137,8 @@ class ResultsSettings(Section):
     max_retries: int = Field(3, ge=1, le=50)
     retry_base_seconds: float = Field(2.0, ge=0, le=3600)
     store_model_input: bool = False
+    # An error record's modelInput (few, and what `resubmit` runs again) is kept regardless.
+    store_error_input: bool = True
     batch_size: int = Field(2000, ge=1, le=100_000)
     # Jobs whose results are streamed from S3 at the same time.
     max_concurrent_fetches: int = Field(4, ge=1, le=256)

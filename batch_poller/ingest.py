@@ -102,6 +102,7 @@ async def _ingest_file(job: JobRow, uri: S3Uri, name: str, ctx: IngestContext) -
             source_file=name,
             line_number=number,
             store_model_input=ctx.settings.store_model_input,
+            store_error_input=ctx.settings.store_error_input,
             cost_of=ctx.cost_of,
         )
 

@@ -32,6 +32,7 @@ def parse_line(
     source_file: str,
     line_number: int,
     store_model_input: bool,
+    store_error_input: bool = True,
     cost_of: Callable[[int, int], Any] | None = None,
 ) -> RecordRow:
     # JSON readers may ignore a byte order mark (RFC 8259, 8.1); a file written with one
@@ -43,8 +44,8 @@ def parse_line(
     if not isinstance(item, dict) or not isinstance(item.get("recordId"), str):
         return unreadable_line(raw, source_file, line_number, "not a record: no recordId")
     record_id: str = item["recordId"]
-    model_input = _json_text(item.get("modelInput")) if store_model_input else None
     if "modelOutput" in item:
+        model_input = _json_text(item.get("modelInput")) if store_model_input else None
         output = item["modelOutput"]
         input_tokens, output_tokens = usage_of(output)
         return RecordRow(
@@ -62,10 +63,12 @@ def parse_line(
     if not isinstance(error, dict):
         return unreadable_line(raw, source_file, line_number, "neither modelOutput nor error")
     code = error.get("errorCode")
+    # An error's input is what a resubmission runs again: kept unless told otherwise.
+    keep_input = store_model_input or store_error_input
     return RecordRow(
         record_id=record_id,
         outcome="error",
-        model_input=model_input,
+        model_input=_json_text(item.get("modelInput")) if keep_input else None,
         # Bedrock has written errorCode both as a number and as a string.
         error_code=None if code is None else str(code),
         error_message=None if error.get("errorMessage") is None else str(error["errorMessage"]),

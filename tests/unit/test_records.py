@@ -98,11 +98,16 @@ def test_model_input_stored_only_when_asked() -> None:
     assert stored is not None and orjson.loads(stored) == MODEL_INPUT
 
 
-def test_model_input_of_an_error_line_stored_only_when_asked() -> None:
+def test_model_input_of_an_error_line_is_kept_unless_told_not_to() -> None:
     raw = line(recordId="r1", modelInput=MODEL_INPUT, error={"errorCode": 400})
-    assert parse(raw, store_model_input=False).model_input is None
-    stored = parse(raw, store_model_input=True).model_input
-    assert stored is not None and orjson.loads(stored) == MODEL_INPUT
+    kept = parse(raw, store_model_input=False).model_input
+    assert kept is not None and orjson.loads(kept) == MODEL_INPUT
+    dropped = parse(raw, store_model_input=False, store_error_input=False)
+    assert dropped.model_input is None
+    # A success's input is kept only when every input is.
+    success = line(recordId="r2", modelInput=MODEL_INPUT, modelOutput=CLAUDE)
+    assert parse(success, store_model_input=False).model_input is None
+    assert parse(success, store_model_input=True).model_input is not None
 
 
 def test_cost_goes_through_the_callback() -> None:
