@@ -159,6 +159,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--json", action="store_true", help="one JSON object per job")
 
+    resubmit = add(
+        "resubmit", _resubmit, "run a finished job's unprocessed and retryable records again"
+    )
+    resubmit.add_argument("job", nargs="?", metavar="JOB", help="the job: ARN, id or name")
+    resubmit.add_argument("--group", metavar="NAME", help="every finished job of this group")
+    resubmit.add_argument(
+        "--errors",
+        metavar="CODE,...",
+        help="error codes to run again (default: throttling, 5xx, timeouts; never validation)",
+    )
+    resubmit.add_argument("--role", metavar="ROLE_ARN", help="default: the original job's role")
+    resubmit.add_argument(
+        "--bucket", metavar="S3_FOLDER", help="default: beside the original, if submit made it"
+    )
+    resubmit.add_argument("--dry-run", action="store_true", help="show the counts, submit none")
+    resubmit.add_argument("--json", action="store_true", help="one JSON object per job made")
+
     adopt = add("adopt", _adopt, "find jobs Bedrock has that nobody tracks, and track them")
     adopt.add_argument("--name-prefix", metavar="P", help="only jobs whose name starts so")
     adopt.add_argument(
@@ -352,6 +369,23 @@ def _submit(args: argparse.Namespace, settings: Settings | None) -> int:
             group=args.group,
             timeout_hours=args.timeout_hours,
             tags=args.tag,
+            as_json=args.json,
+        )
+    )
+
+
+def _resubmit(args: argparse.Namespace, settings: Settings | None) -> int:
+    from batch_poller.submit_commands import resubmit_command
+
+    return _arun(
+        resubmit_command(
+            _need(settings),
+            args.job,
+            group=args.group,
+            errors=args.errors,
+            role_arn=args.role,
+            folder=args.bucket,
+            dry_run=args.dry_run,
             as_json=args.json,
         )
     )

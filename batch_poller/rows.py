@@ -87,6 +87,8 @@ class JobRow:
     group_compiled_at: datetime | None = None
     progress_processed: int | None = None
     progress_total: int | None = None
+    # A resubmission: the job whose records it runs again.
+    retries_of: str | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[Any, Any]) -> JobRow:
@@ -174,7 +176,9 @@ class SubmissionRow:
     timeout_hours: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     group_name: str | None = None
-    state: str = "queued"  # "queued", "creating" or "tracked"
+    # A resubmission: the job whose records it runs again, and whose group it joins.
+    retries_of: str | None = None
+    state: str = "queued"  # "queued", "creating", "tracked" or "refused"
     arn: str | None = None
     last_error: str | None = None
 
@@ -191,6 +195,7 @@ class SubmissionRow:
             "timeout_hours": self.timeout_hours,
             "tags": json.dumps(dict(self.tags), sort_keys=True),
             "group_name": self.group_name,
+            "retries_of": self.retries_of,
             "state": self.state,
             "batch_job_arn": self.arn,
             "last_error": self.last_error,
@@ -209,6 +214,7 @@ class SubmissionRow:
             timeout_hours=row["timeout_hours"],
             tags=json.loads(row["tags"]),
             group_name=row["group_name"],
+            retries_of=row["retries_of"],
             state=row["state"],
             arn=row["batch_job_arn"],
             last_error=row["last_error"],

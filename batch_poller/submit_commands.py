@@ -1,5 +1,6 @@
-"""The bodies of `batch-poller submit` (local JSONL files to tracked Bedrock jobs) and `adopt`
-(jobs made elsewhere that nobody tracks)."""
+"""The bodies of `batch-poller submit` (local JSONL files to tracked Bedrock jobs), `resubmit`
+(a finished job's records worth another run) and `adopt` (jobs made elsewhere that nobody
+tracks)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from batch_poller.adoption import RUNNING, adopt_jobs, untracked_jobs
 from batch_poller.app import open_runtime
 from batch_poller.aws.bedrock import BedrockJob
 from batch_poller.cli_errors import CommandError
-from batch_poller.commands import open_command_store
+from batch_poller.commands import find_job, open_command_store
 from batch_poller.config import Settings
 from batch_poller.store import open_store
 from batch_poller.store.startup import missing_sqlite_file
 from batch_poller.submission.lines import SubmitError
-from batch_poller.submission.submit import SubmitRequest, submit
+from batch_poller.submission.resubmit import plan_resubmission, resubmit
+from batch_poller.submission.submit import SubmitRequest, SubmittedJob, submit
 from batch_poller.terminal import literal, waiting
 
 
@@ -64,6 +66,11 @@ async def submit_files(
                 jobs = await submit(rt, request)
         except SubmitError as error:
             raise CommandError(str(error)) from None
+    return _print_submitted(jobs, as_json=as_json)
+
+
+def _print_submitted(jobs: list[SubmittedJob], *, as_json: bool) -> int:
+    """A line (or JSON object) a job; 1 when Bedrock refused one."""
     for job in jobs:
         if as_json:
             print(json.dumps(asdict(job)))
@@ -74,8 +81,7 @@ async def submit_files(
         if job.state == "queued":
             line += " (the daemon submits it when the model's quota has room)"
         print(line + (f": {literal(job.error)}" if job.error else ""))
-    refused = [job for job in jobs if job.state == "refused"]
-    return 1 if refused else 0
+    return 1 if any(job.state == "refused" for job in jobs) else 0
 
 
 def parse_since(text: str | None) -> datetime | None:
@@ -133,3 +139,51 @@ def _untracked_document(job: BedrockJob, *, tracked: bool) -> dict[str, object]:
         "submitted_at": job.submitted_at.isoformat() if job.submitted_at else None,
         "tracked": tracked,
     }
+
+
+def parse_codes(text: str | None) -> list[str] | None:
+    """`--errors 429,ThrottlingException`: the error codes to run again."""
+    if text is None:
+        return None
+    codes = [code.strip() for code in text.split(",") if code.strip()]
+    if not codes:
+        raise CommandError(f"--errors {text!r}: give error codes, separated by commas")
+    return codes
+
+
+async def resubmit_command(
+    settings: Settings,
+    job_ref: str | None,
+    *,
+    group: str | None,
+    errors: str | None,
+    role_arn: str | None,
+    folder: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> int:
+    if (job_ref is None) == (group is None):
+        raise CommandError("name the job to resubmit, or --group NAME: one of them")
+    codes = parse_codes(errors)
+    store = await open_command_store(settings)
+    async with open_runtime(settings, store=store) as rt:
+        if job_ref is not None:
+            jobs = [await find_job(rt.store, job_ref)]
+        elif not (jobs := await rt.store.group_members(group or "")):
+            raise CommandError(f"no group {group!r}, or a group with no jobs")
+        try:
+            plan = await plan_resubmission(rt, jobs, codes)
+            counts = ", ".join(f"{n} {code}" for code, n in sorted(plan.counts().items()))
+            print(
+                f"{len(plan.records)} records to run again from {len(plan.jobs)} job(s)"
+                + (f": {counts}" if counts else "")
+            )
+            if dry_run:
+                if not plan.records:
+                    raise CommandError("nothing to run again")
+                return 0
+            with waiting("submitting the records to run again"):
+                jobs_made = await resubmit(rt, plan, role_arn=role_arn, folder=folder)
+        except SubmitError as error:
+            raise CommandError(str(error)) from None
+    return _print_submitted(jobs_made, as_json=as_json)

@@ -25,6 +25,7 @@ class BedrockJob:
     input_uri: str | None
     output_uri: str | None
     progress: Progress = NO_PROGRESS
+    role_arn: str | None = None
 
     @property
     def output_folder(self) -> str | None:
@@ -53,6 +54,7 @@ class BedrockJob:
                 processed=_count(data.get("processedRecordCount")),
                 total=_count(data.get("totalRecordCount")),
             ),
+            role_arn=data.get("roleArn"),
         )
 
 

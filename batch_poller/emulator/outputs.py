@@ -105,7 +105,7 @@ async def write_job_output(
         for record in processed:
             if record.record_id in failing:
                 manifest.errorRecordCount += 1
-                lines.append(_error_line(record, manifest.errorRecordCount))
+                lines.append(_error_line(record, manifest.errorRecordCount, job.options.error_code))
                 continue
             output, usage = model_output(
                 family, job.model_id, record.record_id, record.model_input, embedding_dimensions
@@ -142,16 +142,23 @@ def _pick(records: list[InputRecord], rate: float, salt: str, job_id: str) -> se
     return {r.record_id for r in ranked[:count]}
 
 
-def _error_line(record: InputRecord, nth_error: int) -> str:
+def _error_line(record: InputRecord, nth_error: int, error_code: int) -> str:
     # Bedrock has been seen writing errorCode both as a number and as a string: every other
     # error line is each, so any two error lines show both.
-    code: int | str = 400 if nth_error % 2 == 0 else "400"
-    error = {
-        "errorCode": code,
-        "errorMessage": "Malformed input request: the model rejected this record, please reformat.",
-    }
+    code: int | str = error_code if nth_error % 2 == 0 else str(error_code)
+    message = _ERROR_MESSAGES.get(error_code, "The request failed.")
+    error = {"errorCode": code, "errorMessage": message}
     line = {"recordId": record.record_id, "modelInput": record.model_input, "error": error}
     return json.dumps(line, separators=(",", ":"))
+
+
+_ERROR_MESSAGES = {
+    400: "Malformed input request: the model rejected this record, please reformat.",
+    408: "The model did not answer in time.",
+    429: "Too many requests, please wait before trying again.",
+    500: "An internal server error occurred.",
+    503: "The model is not available right now.",
+}
 
 
 async def _upload_lines(s3: Any, bucket: str, key: str, lines: list[str]) -> None:

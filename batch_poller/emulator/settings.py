@@ -65,6 +65,12 @@ class JobOptions(BaseModel):
 
     outcome: FinalOutcome = "Completed"
     error_rate: float = Field(0.0, ge=0, le=1, description="share of processed records failing")
+    error_code: int = Field(
+        400,
+        ge=400,
+        le=599,
+        description="the code of its error records: 400 (a validation error) or a retryable one",
+    )
     unprocessed_rate: float = Field(
         0.25, gt=0, lt=1, description="share of records a PartiallyCompleted job leaves out"
     )

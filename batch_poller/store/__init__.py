@@ -8,7 +8,7 @@ from batch_poller.store.guards import LeaseLost, StaleTransition, UnknownJobErro
 from batch_poller.store.jobs import JobStore, open_store
 from batch_poller.store.migrations import current_version, upgrade
 from batch_poller.store.reads import Activity
-from batch_poller.store.records import RecordScope, StoredRecord, WriteReport
+from batch_poller.store.records import RecordScope, RetryRecord, StoredRecord, WriteReport
 from batch_poller.store.text import stored_record_id, stored_text
 from batch_poller.store.transitions import Check
 
@@ -24,6 +24,7 @@ __all__ = [
     "RecordRow",
     "RecordScope",
     "RecordTotals",
+    "RetryRecord",
     "StaleTransition",
     "StoreError",
     "StoredRecord",

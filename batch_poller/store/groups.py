@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ColumnElement, case, func, select, update
+from sqlalchemy import ColumnElement, Select, Subquery, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from batch_poller.domain import (
@@ -29,12 +29,14 @@ from batch_poller.rows import GroupRow, JobRow
 from batch_poller.store.engine import dialect_insert
 from batch_poller.store.errors import store_operation
 from batch_poller.store.outbox import EventType, NewEvent, Outbox
+from batch_poller.store.tables import batch_records as _RECORDS
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
 from batch_poller.store.tables import job_groups as _GROUPS
 from batch_poller.store.transactions import Transactions
 
 _J = _JOBS.c
 _G = _GROUPS.c
+_R = _RECORDS.c
 
 
 class GroupError(Exception):
@@ -88,6 +90,28 @@ class GroupStore:
             if group is None:
                 raise GroupError(f"no group {name!r}", "unknown")
             return await self._read_back(conn, group, now, seal=True)
+
+        return await self._written(write)
+
+    @store_operation("put a resubmission in its group")
+    async def join_as_retry(self, name: str, arn: str, retries_of: str, now: datetime) -> GroupRow:
+        """Puts a tracked job that runs again records of the group's job `retries_of` in the
+        group, sealed or compiled as it may be: a compiled group is reopened, and compiled
+        again once the job settles, each record counted by its latest version."""
+
+        async def write(conn: AsyncConnection) -> GroupRow:
+            group = await _locked_group(conn, name)
+            if group is None:
+                raise GroupError(f"no group {name!r}", "unknown")
+            if await _newcomers(conn, [arn], name):
+                await _add_members(conn, [arn], name, now)
+            await conn.execute(
+                update(_JOBS).where(_J.batch_job_arn == arn).values(retries_of=retries_of)
+            )
+            await reopen(conn, name, now)
+            found = await _locked_group(conn, name)
+            assert found is not None
+            return found
 
         return await self._written(write)
 
@@ -238,6 +262,12 @@ async def compile_if_ready(
     cost, first_submitted, last_completed = totals[9:]
     if unsettled or not jobs:
         return None
+    if await _holds_retries(conn, name):
+        # A record run again counts once, as its latest version; tokens and cost count every
+        # run, as every run was billed.
+        total, ok = (await conn.execute(_latest_versions(name))).one()
+        error = total - ok
+        partial = error
     if failed:
         status = GroupStatus.FAILED
     elif partial:
@@ -268,6 +298,40 @@ async def compile_if_ready(
     assert compiled is not None
     await outbox.emit(conn, EventType.GROUP_COMPLETED, group_part(compiled), now, group_name=name)
     return compiled
+
+
+async def _holds_retries(conn: AsyncConnection, name: str) -> bool:
+    query = select(_J.batch_job_arn).where(_J.group_name == name, _J.retries_of.is_not(None))
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
+def latest_versions(jobs: ColumnElement[bool]) -> Subquery:
+    """The records of the jobs matching `jobs`, each numbered by how recent its version is
+    among those with its id (1: the latest): a resubmission's record replaces the one it ran
+    again. Jobs are ordered by when they were tracked, a resubmission after its original."""
+    return (
+        select(
+            _R.batch_job_arn,
+            _R.record_id,
+            _R.outcome,
+            _R.error_code,
+            _R.model_input,
+            func.row_number()
+            .over(
+                partition_by=_R.record_id,
+                order_by=(_J.created_at.desc(), _J.batch_job_arn.desc()),
+            )
+            .label("version"),
+        )
+        .join_from(_RECORDS, _JOBS, _R.batch_job_arn == _J.batch_job_arn)
+        .where(jobs)
+        .subquery()
+    )
+
+
+def _latest_versions(name: str) -> Select[int, int]:
+    ranked = latest_versions(_J.group_name == name)
+    return select(func.count(), _count(ranked.c.outcome == "ok")).where(ranked.c.version == 1)
 
 
 async def _locked_group(conn: AsyncConnection, name: str) -> GroupRow | None:

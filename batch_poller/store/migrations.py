@@ -254,7 +254,9 @@ def _m8_progress(conn: Connection) -> None:
 
 
 def _m9_submissions(conn: Connection) -> None:
-    """Jobs this project submits, recorded before they are created."""
+    """Jobs this project submits, recorded before they are created; a job that runs again
+    another's records names it."""
+    _add_columns(conn, "bedrock_batch_jobs", Column("retries_of", Text))
     Table(
         "submissions",
         MetaData(),
@@ -268,6 +270,7 @@ def _m9_submissions(conn: Connection) -> None:
         Column("timeout_hours", Integer),
         Column("tags", Text, nullable=False),
         Column("group_name", Text),
+        Column("retries_of", Text),
         Column("state", Text, nullable=False),
         Column("batch_job_arn", Text),
         Column("last_error", Text),

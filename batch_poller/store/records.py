@@ -3,7 +3,7 @@ check them against the manifest."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +16,7 @@ from batch_poller.domain import Step
 from batch_poller.rows import RecordRow, RecordTotals
 from batch_poller.store.bulk import postgres_upsert, sqlite_upsert
 from batch_poller.store.errors import store_operation
+from batch_poller.store.groups import latest_versions
 from batch_poller.store.guards import Tenancy, guarded_update
 from batch_poller.store.tables import batch_records as _RECORDS
 from batch_poller.store.tables import bedrock_batch_jobs as _JOBS
@@ -76,6 +77,16 @@ def _rounds(rows: Iterable[RecordRow]) -> list[list[RecordRow]]:
     return rounds
 
 
+@dataclass(frozen=True, slots=True)
+class RetryRecord:
+    """A record to run again: where its latest version is, and the input to run."""
+
+    batch_job_arn: str
+    record_id: str
+    error_code: str
+    model_input: str | None  # None: not kept ([results] store_error_input off)
+
+
 class RecordStore:
     tx: Transactions
     tenancy: Tenancy
@@ -122,6 +133,29 @@ class RecordStore:
             )
 
         await self.tx.write(write)
+
+    @store_operation("read records to run again")
+    async def records_to_retry(
+        self, arns: Sequence[str], codes: Collection[str]
+    ) -> list[RetryRecord]:
+        """The records of these jobs whose latest version (a resubmission's, where one ran
+        them again) is an error with one of the codes, by record id."""
+        ranked = latest_versions(_JOBS.c.batch_job_arn.in_(list(arns)))
+        query = (
+            select(ranked.c.batch_job_arn, ranked.c.record_id, ranked.c.error_code)
+            .add_columns(ranked.c.model_input)
+            .where(
+                ranked.c.version == 1,
+                ranked.c.outcome == "error",
+                ranked.c.error_code.in_([stored_text(code) for code in codes]),
+            )
+            .order_by(ranked.c.record_id)
+        )
+
+        async def read(conn: AsyncConnection) -> list[RetryRecord]:
+            return [RetryRecord(*row) for row in await conn.execute(query)]
+
+        return await self.tx.read(read)
 
     @store_operation("count records")
     async def record_counts(self, arn: str) -> RecordTotals:

@@ -102,6 +102,8 @@ bedrock_batch_jobs = Table(
     # Bedrock's own count of the records it has processed, of how many, while the job runs.
     Column("progress_processed", Integer),
     Column("progress_total", Integer),
+    # A resubmission: the job whose records it runs again (its group holds both).
+    Column("retries_of", Text),
     Index("ix_bedrock_batch_jobs_status_checked", "status", "last_checked_at"),
     Index("ix_bedrock_batch_jobs_job_id", "job_id"),
     Index("ix_bedrock_batch_jobs_claimed_by", "claimed_by"),
@@ -229,6 +231,8 @@ submissions = Table(
     Column("timeout_hours", Integer),
     Column("tags", Text, nullable=False),  # a JSON object
     Column("group_name", Text),
+    # A resubmission: the job whose records it runs again, and whose group it joins.
+    Column("retries_of", Text),
     Column("state", Text, nullable=False),
     Column("batch_job_arn", Text),
     Column("last_error", Text),

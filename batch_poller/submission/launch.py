@@ -15,6 +15,7 @@ from batch_poller.aws.errors import AwsError
 from batch_poller.domain import BedrockStatus
 from batch_poller.rows import SubmissionRow
 from batch_poller.runtime import Runtime
+from batch_poller.store import GroupError
 from batch_poller.tracking import TrackError, track_jobs
 
 log = structlog.get_logger("batch_poller.submit")
@@ -87,8 +88,8 @@ async def _launch(
             log.warning("submission_refused", job_name=row.job_name, error=str(error))
         return
     try:
-        await track_jobs(rt, [arn], row.input_folder, group=row.group_name)
-    except TrackError as error:
+        await _track(rt, row, arn)
+    except (TrackError, GroupError) as error:
         # Created: kept "creating", so that the next launch tracks it once tracking can.
         await rt.store.mark_submission(token, "creating", rt.clock.now(), arn=arn, error=str(error))
         report.refused[token] = f"{arn} was created but could not be tracked: {error}"
@@ -96,6 +97,15 @@ async def _launch(
     await rt.store.mark_submission(token, "tracked", rt.clock.now(), arn=arn)
     report.tracked[token] = arn
     log.info("job_submitted", job_arn=arn, job_name=row.job_name)
+
+
+async def _track(rt: Runtime, row: SubmissionRow, arn: str) -> None:
+    if row.retries_of is None or row.group_name is None:
+        await track_jobs(rt, [arn], row.input_folder, group=row.group_name)
+        return
+    # A resubmission joins its original's group even sealed or compiled: it reopens it.
+    await track_jobs(rt, [arn], row.input_folder)
+    await rt.store.join_as_retry(row.group_name, arn, row.retries_of, rt.clock.now())
 
 
 def _request(row: SubmissionRow) -> JobRequest:

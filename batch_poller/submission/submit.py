@@ -55,6 +55,9 @@ class SubmitRequest:
     group: str | None = None
     timeout_hours: int | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    # A resubmission: the job whose records it runs again (its group takes the new jobs
+    # even when sealed or compiled).
+    retries_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,7 @@ def _planned_jobs(request: SubmitRequest, plan: SubmissionPlan, folder: S3Uri) -
                 "group": request.group,
                 "timeout": request.timeout_hours,
                 "tags": dict(sorted(request.tags.items())),
+                "retries_of": request.retries_of,
                 "jobs": [(job.start, job.end) for job in plan.jobs],
                 "input": plan.digest,
             }
@@ -199,6 +203,7 @@ def _planned_jobs(request: SubmitRequest, plan: SubmissionPlan, folder: S3Uri) -
             timeout_hours=request.timeout_hours,
             tags=dict(request.tags),
             group_name=group,
+            retries_of=request.retries_of,
         )
         jobs.append(_PlannedJob(part, row))
     return jobs
