@@ -1,7 +1,10 @@
 """7. Many jobs finishing at once: jobs of a few hundred records, tracked while they ran, all
 completed before a pass, stored by that pass at each concurrency (`[poller]
 max_concurrent_jobs`, with as many result streams): jobs a second against concurrency, and the
-statements the pass runs for each job (its check, the fetch, the settle)."""
+statements the pass runs for each job (its check, the fetch, the settle).
+
+`python -m bench.many_jobs [JOBS [RECORDS [CONCURRENCY,...]]]` runs this section alone and prints
+those statements grouped by their SQL."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -17,10 +21,12 @@ from typing import Any
 
 from sqlalchemy import event
 
+import bench.runtime
 from batch_poller.app import build_supervisor, open_runtime
 from batch_poller.config import Settings
 from batch_poller.domain import JobStatus
 from batch_poller.emulator.control import EmulatorControl
+from batch_poller.emulator.process import EmulatorProcess
 from batch_poller.tracking import track_jobs
 from bench.data import write_output
 from bench.runtime import client, endpoints
@@ -139,11 +145,18 @@ async def _store_all(tracked: Path, jobs: int, concurrency: int) -> tuple[float,
     return seconds, statements, stored
 
 
+_PARAMS = re.compile(r"\((?:\?|\$\d+|%\(\w+\)s)(?:, (?:\?|\$\d+|%\(\w+\)s))*\)")
+_REPEATS = re.compile(
+    r"(WHEN \(\S+ = \?\) THEN \? )(?:WHEN \(\S+ = \?\) THEN \? )+|(\(\.\.\.\))(?:, \(\.\.\.\))+"
+)
+
+
 def _shape(sql: str) -> str:
-    """A statement's SQL on one line, without its IN lists' lengths (SQLAlchemy expands them
-    into one parameter each): statements that differ only in those are one shape."""
-    flat = " ".join(sql.split())
-    return re.sub(r"\((?:\?|\$\d+|%\(\w+\)s)(?:, (?:\?|\$\d+|%\(\w+\)s))*\)", "(...)", flat)
+    """A statement's SQL on one line, without the lengths of its lists (IN lists, the rows of a
+    multi-row INSERT, the jobs of a CASE): statements that differ only in those are one
+    shape."""
+    flat = _PARAMS.sub("(...)", " ".join(sql.split()))
+    return _REPEATS.sub(lambda m: m.group(1) + "... " if m.group(1) else "(...), ...", flat)
 
 
 def _print_statements(statements: Counter[str], jobs: int, concurrency: int) -> None:
@@ -151,3 +164,22 @@ def _print_statements(statements: Counter[str], jobs: int, concurrency: int) -> 
     for sql, n in statements.most_common():
         print(f"  {n / jobs:7.3f}  {n:6d}  {sql[:150]}")
     print(f"  {statements.total() / jobs:7.3f}  {statements.total():6d}  in all")
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    jobs = int(args[0]) if len(args) > 0 else 50
+    records = int(args[1]) if len(args) > 1 else 200
+    concurrencies = [int(c) for c in (args[2] if len(args) > 2 else "1,8,32").split(",")]
+    emulator = EmulatorProcess.start()
+    bench.runtime.ENDPOINTS = emulator.endpoints
+    try:
+        rows = asyncio.run(bench_many_jobs(jobs, records, concurrencies, by_statement=True))
+    finally:
+        emulator.stop()
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
