@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from batch_poller.aws.errors import AwsError, RetryPolicy, call
@@ -102,6 +103,26 @@ class S3:
         if len(data) > limit:
             raise ValueError(f"{uri} is larger than {limit} bytes")
         return data
+
+    async def download(self, uri: S3Uri, path: Path) -> int:
+        """Copies an object into a local file a chunk at a time; returns its size. AwsError
+        (not_found for a missing object) when it cannot."""
+        response = await self._retry.run(
+            "GetObject", lambda: self._client.get_object(Bucket=uri.bucket, Key=uri.key)
+        )
+        size = 0
+        body = response["Body"]
+        async with body:
+            with path.open("wb") as out:
+                while chunk := await call("GetObject", lambda: body.read(CHUNK_BYTES)):
+                    out.write(chunk)
+                    size += len(chunk)
+        expected = response.get("ContentLength")
+        if expected is not None and size != expected:
+            raise AwsError(
+                "GetObject", "IncompleteRead", f"{uri}: {size} of {expected} bytes", transient=True
+            )
+        return size
 
     async def upload(self, uri: S3Uri, parts: AsyncIterator[bytes]) -> int:
         """Writes an object from pieces as they come, never the whole in memory: one

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import math
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,28 +55,35 @@ class SubmissionPlan:
     digest: str
 
 
-def plan_submission(files: Iterable[Path], family: Family, limits: SubmitLimits) -> SubmissionPlan:
+def plan_submission(
+    files: Iterable[Path],
+    family: Family,
+    limits: SubmitLimits,
+    labels: Mapping[Path, str] | None = None,
+) -> SubmissionPlan:
     """Reads and checks every line of the files; InputError names the first bad line (its
-    file and line number) or why the input cannot make jobs Bedrock accepts."""
+    file, or the file's label such as the S3 URI it came from, and line number) or why the
+    input cannot make jobs Bedrock accepts."""
     paths = tuple(files)
     sizes = array("Q")  # each record's bytes: the split needs them, a line each is 8 bytes
-    ids: dict[str, tuple[Path, int]] = {}
+    ids: dict[str, tuple[str, int]] = {}
     unnamed: list[int] = []
     digest = hashlib.sha256()
-    for path, number, raw in input_lines(paths, limits.max_line_bytes):
+    for label, number, raw in input_lines(paths, limits.max_line_bytes, labels):
         digest.update(raw + b"\n")
-        where = f"{path} line {number}"
+        where = f"{label} line {number}"
         line = check_line(raw, where, family, limits.max_line_bytes)
         if line.record_id is None:
             unnamed.append(len(sizes))
-        elif (first := ids.setdefault(line.record_id, (path, number))) != (path, number):
+        elif (first := ids.setdefault(line.record_id, (label, number))) != (label, number):
             raise InputError(
                 f"{where}: recordId {line.record_id!r} is also on {first[0]} line {first[1]};"
                 " each record needs its own"
             )
         sizes.append(line.size + 1)
     if not sizes:
-        raise InputError(f"no records in {', '.join(map(str, paths))}")
+        names = [(labels or {}).get(path) or str(path) for path in paths]
+        raise InputError(f"no records in {', '.join(names)}")
     assigned = dict(zip(unnamed, _fresh_ids(ids), strict=False))
     jobs = split(sizes, limits)
     return SubmissionPlan(paths, len(sizes), sum(sizes), jobs, assigned, digest.hexdigest())
@@ -108,7 +115,7 @@ def split(sizes: array[int], limits: SubmitLimits) -> tuple[JobSlice, ...]:
     return tuple(jobs)
 
 
-def _fresh_ids(taken: dict[str, tuple[Path, int]]) -> Iterator[str]:
+def _fresh_ids(taken: Mapping[str, object]) -> Iterator[str]:
     """R0000000001, R0000000002, ...: ids of 11 characters, skipping any a line already has."""
     number = 0
     while True:
@@ -118,10 +125,14 @@ def _fresh_ids(taken: dict[str, tuple[Path, int]]) -> Iterator[str]:
             yield candidate
 
 
-def input_lines(paths: tuple[Path, ...], max_line_bytes: int) -> Iterator[tuple[Path, int, bytes]]:
-    """Each non-blank line of each file with its number, read a megabyte at a time; a line
-    over the limit is refused as soon as it is, never held whole."""
+def input_lines(
+    paths: tuple[Path, ...], max_line_bytes: int, labels: Mapping[Path, str] | None = None
+) -> Iterator[tuple[str, int, bytes]]:
+    """Each non-blank line of each file with the file's label (its path, unless labelled) and
+    its number, read a megabyte at a time; a line over the limit is refused as soon as it is,
+    never held whole."""
     for path in paths:
+        label = (labels or {}).get(path) or str(path)
         try:
             with path.open("rb") as stream:
                 number = 0
@@ -131,12 +142,11 @@ def input_lines(paths: tuple[Path, ...], max_line_bytes: int) -> Iterator[tuple[
                     for raw in whole:
                         number += 1
                         if raw.strip():
-                            yield path, number, raw.rstrip(b"\r")
+                            yield label, number, raw.rstrip(b"\r")
                     if len(pending) > max_line_bytes:
-                        raise InputError(
-                            f"{path} line {number + 1}: over the {max_line_bytes} limit of a record"
-                        )
+                        where = f"{label} line {number + 1}"
+                        raise InputError(f"{where}: over the {max_line_bytes} limit of a record")
                 if pending.strip():
-                    yield path, number + 1, pending.rstrip(b"\r")
+                    yield label, number + 1, pending.rstrip(b"\r")
         except OSError as error:
-            raise InputError(f"{path}: {error.strerror or error}") from None
+            raise InputError(f"{label}: {error.strerror or error}") from None

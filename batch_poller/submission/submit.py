@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,8 @@ TIMEOUT_HOURS = range(24, 169)
 
 @dataclass(frozen=True)
 class SubmitRequest:
-    inputs: tuple[Path, ...]
+    # Local files, or s3:// URIs of objects (copied to a scratch folder to be checked).
+    inputs: tuple[Path | str, ...]
     model_id: str
     role_arn: str
     # s3://bucket/prefix/: each job's input and output go in a folder of its own below it.
@@ -86,17 +88,18 @@ async def submit(
     the checks failed, saying which."""
     folder = _checked_request(rt, request)
     limits = limits or _limits(rt.settings.submit)
-    plan = await asyncio.to_thread(
-        plan_submission, request.inputs, family_for(request.model_id), limits
-    )
-    jobs = _planned_jobs(request, plan, folder)
-    tokens = [job.row.client_token for job in jobs]
-    earlier = {row.client_token: row for row in await rt.store.submissions(tokens)}
-    # Each job's input goes up before the job is recorded: a recorded job has its input.
-    await _upload_inputs(rt, plan, [job for job in jobs if job.row.client_token not in earlier])
-    await rt.store.record_submissions(
-        [job.row for job in jobs if job.row.client_token not in earlier], rt.clock.now()
-    )
+    with tempfile.TemporaryDirectory(prefix="batch-poller-submit-") as scratch:
+        files, labels = await _local_inputs(rt, request.inputs, Path(scratch))
+        plan = await asyncio.to_thread(
+            plan_submission, files, family_for(request.model_id), limits, labels
+        )
+        jobs = _planned_jobs(request, plan, folder)
+        tokens = [job.row.client_token for job in jobs]
+        earlier = {row.client_token: row for row in await rt.store.submissions(tokens)}
+        # Each job's input goes up before the job is recorded: a recorded job has its input.
+        waiting = [job for job in jobs if job.row.client_token not in earlier]
+        await _upload_inputs(rt, plan, waiting)
+    await rt.store.record_submissions([job.row for job in waiting], rt.clock.now())
     report = await launch_submissions(rt, tokens)
     rows = {row.client_token: row for row in await rt.store.submissions(tokens)}
     return [_outcome(job, rows[job.row.client_token], earlier, report) for job in jobs]
@@ -124,6 +127,32 @@ def _outcome(
         error=report.refused.get(token)
         or (row.last_error if state != "already submitted" else None),
     )
+
+
+async def _local_inputs(
+    rt: Runtime, inputs: tuple[Path | str, ...], scratch: Path
+) -> tuple[list[Path], dict[Path, str]]:
+    """The inputs as local files: an s3:// object is copied into the scratch folder (streamed,
+    never held in memory) and labelled with its URI, which every error names."""
+    files: list[Path] = []
+    labels: dict[Path, str] = {}
+    for number, given in enumerate(inputs):
+        if not str(given).startswith("s3://"):
+            files.append(Path(given))
+            continue
+        try:
+            uri = S3Uri.parse(str(given))
+        except ValueError as error:
+            raise InputError(f"{given}: {error}") from None
+        local = scratch / f"{number}.jsonl"
+        try:
+            await rt.s3.download(uri, local)
+        except AwsError as error:
+            what = "no such object" if error.not_found else str(error)
+            raise InputError(f"{given}: {what}") from None
+        files.append(local)
+        labels[local] = str(given)
+    return files, labels
 
 
 def _limits(settings: SubmitSettings) -> SubmitLimits:
@@ -212,7 +241,8 @@ def _planned_jobs(request: SubmitRequest, plan: SubmissionPlan, folder: S3Uri) -
 def _job_name_base(request: SubmitRequest, identity: str) -> str:
     """`{name}-{identity}`: the name given (or the first file's), made of what Bedrock
     allows in a job name, with room for the identity and a job's number."""
-    given = request.name or request.inputs[0].name.removesuffix(".jsonl")
+    first = str(request.inputs[0]).rstrip("/").rpartition("/")[2]
+    given = request.name or first.removesuffix(".jsonl")
     safe = _NAME_UNSAFE.sub("-", given).strip("-+.") or "batch"
     room = MAX_JOB_NAME - len(identity[:8]) - len("-") - len("-999")
     return f"{safe[:room].rstrip('-+.')}-{identity[:8]}"

@@ -31,7 +31,7 @@ def write_input(path: Path, count: int, **changes: Any) -> Path:
     return path
 
 
-def request(*files: Path, **extra: Any) -> SubmitRequest:
+def request(*files: Path | str, **extra: Any) -> SubmitRequest:
     return SubmitRequest(
         inputs=files,
         model_id=NOVA,
@@ -259,3 +259,22 @@ async def test_a_quota_exceeded_answer_queues_the_job(
     await control.configure(faults={"permanent_error": None})
     (arn,) = (await launch_submissions(runtime)).tracked.values()
     assert await runtime.store.get_job(arn) is not None
+
+
+async def test_an_s3_input_is_checked_and_submitted_and_its_errors_name_its_uri(
+    runtime: Runtime, s3: Any, tmp_path: Path
+) -> None:
+    good = write_input(tmp_path / "good.jsonl", 150)
+    bad = write_input(tmp_path / "bad.jsonl", 150, line12={"recordId": "q", "modelInput": 1})
+    await ensure_bucket(s3, BUCKET)
+    await s3.put_object(Bucket=BUCKET, Key="incoming/good.jsonl", Body=good.read_bytes())
+    await s3.put_object(Bucket=BUCKET, Key="incoming/bad.jsonl", Body=bad.read_bytes())
+
+    (job,) = await submit(runtime, request(f"s3://{BUCKET}/incoming/good.jsonl"))
+
+    assert (job.state, job.records) == ("submitted", 150)
+    assert job.name.startswith("good-")
+    with pytest.raises(InputError, match=rf"^s3://{BUCKET}/incoming/bad.jsonl line 12: modelInput"):
+        await submit(runtime, request(f"s3://{BUCKET}/incoming/bad.jsonl"))
+    with pytest.raises(InputError, match=rf"^s3://{BUCKET}/incoming/none.jsonl: no such object$"):
+        await submit(runtime, request(f"s3://{BUCKET}/incoming/none.jsonl"))
