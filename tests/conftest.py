@@ -1,5 +1,5 @@
 """Fixtures shared by every test: the emulator process (Bedrock emulator + moto server) and
-real aioboto3 clients pointed at it. State is reset between tests."""
+real clients, made as the daemon makes them, pointed at it. State is reset between tests."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aioboto3
 import aiohttp
 import pytest
 from botocore.config import Config
 
+from batch_poller.aws.session import AwsSession
 from batch_poller.aws.session import aws_session as daemon_session
 from batch_poller.emulator.control import EmulatorControl
 from batch_poller.emulator.process import EmulatorProcess
@@ -64,30 +64,24 @@ async def control(endpoints: Endpoints, session_control: EmulatorControl) -> Emu
 
 
 @pytest.fixture(scope="session")
-def aws_session() -> aioboto3.Session:
+def aws_session() -> AwsSession:
     return daemon_session(REGION)
 
 
 @pytest.fixture(scope="session")
-async def s3(
-    emulator_process: EmulatorProcess, aws_session: aioboto3.Session
-) -> AsyncIterator[Any]:
+async def s3(emulator_process: EmulatorProcess, aws_session: AwsSession) -> AsyncIterator[Any]:
     async with aws_session.client("s3", endpoint_url=emulator_process.endpoints.s3) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
-async def sqs(
-    emulator_process: EmulatorProcess, aws_session: aioboto3.Session
-) -> AsyncIterator[Any]:
+async def sqs(emulator_process: EmulatorProcess, aws_session: AwsSession) -> AsyncIterator[Any]:
     async with aws_session.client("sqs", endpoint_url=emulator_process.endpoints.s3) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
-async def bedrock(
-    emulator_process: EmulatorProcess, aws_session: aioboto3.Session
-) -> AsyncIterator[Any]:
+async def bedrock(emulator_process: EmulatorProcess, aws_session: AwsSession) -> AsyncIterator[Any]:
     async with aws_session.client(
         "bedrock", endpoint_url=emulator_process.endpoints.bedrock, config=NO_RETRIES
     ) as client:
@@ -96,7 +90,7 @@ async def bedrock(
 
 @pytest.fixture(scope="session")
 async def raw_bedrock(
-    emulator_process: EmulatorProcess, aws_session: aioboto3.Session
+    emulator_process: EmulatorProcess, aws_session: AwsSession
 ) -> AsyncIterator[Any]:
     """A client that sends what it is given, unchecked, so the emulator's validation is tested."""
     config = NO_RETRIES.merge(Config(parameter_validation=False))

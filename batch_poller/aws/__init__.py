@@ -1,1 +1,1 @@
-"""Thin adapters over aioboto3: Bedrock's batch control plane and S3, mapped to domain values."""
+"""Thin adapters over aiobotocore: Bedrock's batch control plane and S3, mapped to domain values."""

@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+import aioboto3
 from aiohttp import web
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -20,7 +21,6 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import make_server
 
-from batch_poller.aws.session import aws_session
 from batch_poller.cli_errors import CommandError
 from batch_poller.emulator.app import build_app
 from batch_poller.emulator.clock import EmulatorClock
@@ -97,7 +97,8 @@ async def running_emulator(
     moto = MotoServer(host, s3_port)
     try:
         s3_url = moto.url
-        session = aws_session(region, **EMULATOR_CREDENTIALS)
+        # aioboto3's session: its S3 client uploads a large output in parts (upload_fileobj).
+        session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
         async with (
             session.client("s3", endpoint_url=s3_url) as s3,
             session.client("sqs", endpoint_url=s3_url) as sqs,
@@ -163,7 +164,7 @@ async def serve_until_signalled(
 
 
 async def _create_events_queue(endpoints: Endpoints, region: str, name: str) -> None:
-    session = aws_session(region, **EMULATOR_CREDENTIALS)
+    session = aioboto3.Session(region_name=region, **EMULATOR_CREDENTIALS)
     async with session.client("sqs", endpoint_url=endpoints.s3) as sqs:
         queue_url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
     async with EmulatorControl(endpoints.bedrock) as control:

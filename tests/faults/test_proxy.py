@@ -1,4 +1,4 @@
-"""The fault proxy through a real aioboto3 S3 client, and the daemon's S3 layer behind it: every
+"""The fault proxy through a real S3 client, and the daemon's S3 layer behind it: every
 fault is either survived by the retries or raised as a clean transient AwsError."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aioboto3
 import pytest
 from botocore.config import Config
 
 from batch_poller.aws.bedrock import Bedrock
 from batch_poller.aws.errors import AwsError, RetryPolicy
 from batch_poller.aws.s3 import S3, S3Uri
+from batch_poller.aws.session import AwsSession
 from batch_poller.emulator.server import Endpoints
 from tests.faults.proxy import NO_FAULTS, FaultProxy, Faults
 from tests.helpers import BUCKET, create_job, ensure_bucket, make_records, put_input
@@ -47,7 +47,7 @@ async def proxy(endpoints: Endpoints, s3: Any) -> AsyncIterator[FaultProxy]:
 
 
 @pytest.fixture
-async def client(proxy: FaultProxy, aws_session: aioboto3.Session) -> AsyncIterator[Any]:
+async def client(proxy: FaultProxy, aws_session: AwsSession) -> AsyncIterator[Any]:
     # One attempt per call (the daemon's RetryPolicy retries) and a short read timeout.
     config = Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=0.5)
     async with aws_session.client("s3", endpoint_url=proxy.url, config=config) as client:
@@ -194,7 +194,7 @@ async def test_a_stall_within_the_read_timeout_only_delays_the_answer(
 
 
 async def test_bedrock_calls_survive_server_errors_and_stalls_at_a_seeded_rate(
-    endpoints: Endpoints, bedrock: Any, s3: Any, aws_session: aioboto3.Session
+    endpoints: Endpoints, bedrock: Any, s3: Any, aws_session: AwsSession
 ) -> None:
     uri = await put_input(s3, "proxy/input.jsonl", make_records(2))
     arn = await create_job(bedrock, uri)
