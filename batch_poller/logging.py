@@ -12,7 +12,23 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any, Literal
 
-import structlog
+
+def _import_structlog_without_rich() -> None:
+    """structlog imports rich, if it is installed, to draw logged exceptions in colour, and
+    rich brings pygments: some 3 MB the daemon never runs, since its exceptions are logged as
+    plain tracebacks (configure_logging). rich is hidden from that first import only; the
+    commands that draw tables import it as usual."""
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` fails meanwhile
+    try:
+        import structlog  # noqa: F401
+    finally:
+        del sys.modules["rich"]
+
+
+_import_structlog_without_rich()
+import structlog  # noqa: E402
 
 LogFormat = Literal["auto", "console", "json", "journald"]
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
@@ -57,7 +73,9 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+            )
             if chosen == "console"
             else structlog.processors.JSONRenderer(),
         ]
