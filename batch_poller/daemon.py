@@ -20,6 +20,7 @@ from batch_poller.events.consumer import EventConsumer
 from batch_poller.hooks.delivery import Deliverer
 from batch_poller.http.server import HttpServer, start_http
 from batch_poller.logging import configure_logging
+from batch_poller.memory import return_free_memory
 from batch_poller.runtime import Runtime
 from batch_poller.store import JobStore
 from batch_poller.store.daemon_lock import (
@@ -77,6 +78,7 @@ class Daemon:
         self.http: HttpServer | None = None
         # Set by SIGTERM/SIGINT from the first moment of run(); the runtime shares it.
         self._stopping = asyncio.Event()
+        self._passes = 0
 
     async def run(self, *, once: bool = False) -> int:
         # Handlers first: a stop during start-up, even while the database is awaited, exits 0.
@@ -288,6 +290,9 @@ class Daemon:
 
     async def _after_pass(self, report: PassReport) -> None:
         self.notifier.status(await self._status_line(report))
+        self._passes += 1
+        if self._passes == 1:  # start-up is over: what it freed goes back to the system
+            return_free_memory()
 
     async def _status_line(self, report: PassReport | None = None) -> str:
         assert self._rt is not None
