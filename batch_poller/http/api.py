@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from batch_poller.domain import JobStatus, Step, next_step, parse_group_status, parse_job_status
 from batch_poller.export import exported
@@ -26,6 +27,8 @@ from batch_poller.http.schemas import MAX_ACTIVITY_HOURS, MAX_OFFSET, MAX_SEARCH
 from batch_poller.ingest import Interrupted
 from batch_poller.rows import GroupRow, JobRow
 from batch_poller.store import GroupError, LeaseLost, RecordScope, StaleTransition, StoreError
+from batch_poller.submission.lines import InputError, SubmitError
+from batch_poller.submission.submit import SubmitRequest, submit
 from batch_poller.supervisor import JobHeld, Supervisor
 from batch_poller.tracker import Outcome
 from batch_poller.tracking import TrackError, track_jobs
@@ -64,6 +67,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/api/batch/activity", activity)
     r.add_get("/api/batch/jobs", list_jobs)
     r.add_post("/api/batch/jobs", track_job)
+    r.add_post("/api/batch/submissions", create_submission)
     # A job ARN holds a "/": the pattern takes it whole, encoded or not.
     r.add_post("/api/batch/jobs/{job:.+}/cleanup", cleanup_job)
     r.add_post("/api/batch/jobs/{job:.+}/retry", retry_job)
@@ -333,6 +337,47 @@ async def track_job(request: web.Request) -> web.Response:
     job = await rt.store.get_job(tracked[0].arn)
     assert job is not None
     return _json(job_document(job), status=201 if tracked[0].new else 200)
+
+
+class SubmissionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[StrictStr] = Field(min_length=1, max_length=100)
+    model_id: StrictStr
+    role_arn: StrictStr
+    bucket: StrictStr
+    name: StrictStr | None = None
+    group: StrictStr | None = None
+    timeout_hours: StrictInt | None = None
+    tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+
+async def create_submission(request: web.Request) -> web.Response:
+    """Submits JSONL objects in S3 as jobs. Only s3:// inputs: a request never makes the
+    daemon read a file of its host."""
+    body: SubmissionBody = await _body(request, SubmissionBody)
+    if local := [given for given in body.inputs if not given.startswith("s3://")]:
+        raise bad_request(
+            f"inputs: {local[0]!r} is not an s3:// URI; the daemon reads no file of its host"
+        )
+    submission = SubmitRequest(
+        inputs=tuple(body.inputs),
+        model_id=body.model_id,
+        role_arn=body.role_arn,
+        folder=body.bucket,
+        name=body.name,
+        group=body.group,
+        timeout_hours=body.timeout_hours,
+        tags=body.tags,
+    )
+    try:
+        jobs = await submit(_context(request).supervisor.rt, submission)
+    except InputError as error:
+        raise bad_request(str(error)) from None
+    except SubmitError as error:
+        raise ApiError(502, "cannot submit", str(error)) from None
+    made = any(job.state in ("submitted", "queued") for job in jobs)
+    return _json({"jobs": [dataclasses.asdict(job) for job in jobs]}, status=201 if made else 200)
 
 
 class CleanupBody(BaseModel):

@@ -214,6 +214,17 @@ def openapi_document() -> dict[str, Any]:
                     created=_json("Job", "The job, tracked now"),
                 ),
             },
+            "/api/batch/submissions": {
+                "post": _op(
+                    "Check JSONL objects in S3, submit them as jobs (split when over the"
+                    " per-job limits), track them; the same input again makes no new job",
+                    _json("Submission", "Every job submitted already"),
+                    502,
+                    body="SubmissionRequest",
+                    guarded=True,
+                    created=_json("Submission", "The jobs: submitted, or queued for quota"),
+                )
+            },
             "/api/batch/jobs/{job}": {
                 "get": _op("One job", _json("Job", "The job"), 404, 409, params=[_JOB_PARAM])
             },

@@ -63,6 +63,10 @@ _JOB_PROPERTIES: dict[str, Any] = {
     "input_s3_uri": _nullable("string"),
     "s3_folder": _nullable("string"),
     "output_s3_prefix": _nullable("string"),
+    "retries_of": {
+        **_nullable("string"),
+        "description": "A resubmission: the job whose records it runs again",
+    },
     "submitted_at": _TIME,
     "completed_at": _TIME,
     "results_fetched_at": _TIME,
@@ -291,6 +295,52 @@ SCHEMAS: dict[str, Any] = {
             "records": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
             "count": _COUNT,
             "next_cursor": _nullable("string"),
+        },
+    },
+    "SubmissionRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["inputs", "model_id", "role_arn", "bucket"],
+        "properties": {
+            "inputs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 100,
+                "items": {"type": "string", "pattern": "^s3://"},
+                "description": "JSONL objects in S3 (never files of the daemon's host)",
+            },
+            "model_id": {"type": "string"},
+            "role_arn": {"type": "string"},
+            "bucket": {
+                "type": "string",
+                "pattern": FOLDER_PATTERN,
+                "description": "s3://bucket/prefix/: each job's input and output go below it",
+            },
+            "name": {"type": "string"},
+            "group": {"type": "string", "pattern": GROUP_PATTERN},
+            "timeout_hours": {"type": "integer", "minimum": 24, "maximum": 168},
+            "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "Submission": {
+        "type": "object",
+        "required": ["jobs"],
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "records", "input_uri", "state", "arn", "error"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "records": {"type": "integer"},
+                        "input_uri": {"type": "string"},
+                        "state": {"enum": ["submitted", "already submitted", "queued", "refused"]},
+                        "arn": _nullable("string"),
+                        "error": _nullable("string"),
+                    },
+                },
+            }
         },
     },
     "TrackRequest": {

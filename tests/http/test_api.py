@@ -35,6 +35,7 @@ CHANGES = [
     ("/api/batch/jobs", {"batch_job_arn": UNKNOWN}),
     (f"/api/batch/jobs/{UNKNOWN}/cleanup", {}),
     (f"/api/batch/jobs/{UNKNOWN}/retry", None),
+    ("/api/batch/submissions", {"inputs": ["s3://b/x.jsonl"]}),
 ]
 
 
@@ -117,6 +118,56 @@ async def test_track_a_job_through_the_api(
     assert created[1]["s3_folder"] == f"s3://{BUCKET}/api/"
     assert again[0] == 200
     assert by_id == by_arn and by_id[0] == 200 and by_id[1]["auto_processing"] is True
+
+
+async def test_submit_through_the_api_from_s3_once(admin: Admin, runtime: Runtime, s3: Any) -> None:
+    await put_input(s3, "incoming/prompts.jsonl", make_records(120))
+    body = {
+        "inputs": [f"s3://{BUCKET}/incoming/prompts.jsonl"],
+        "model_id": "amazon.nova-lite-v1:0",
+        "role_arn": "arn:aws:iam::123456789012:role/BedrockBatch",
+        "bucket": f"s3://{BUCKET}/submitted/",
+        "tags": {"team": "search"},
+    }
+
+    created = await admin.call("POST", "/api/batch/submissions", json=body, auth=BEARER)
+    again = await admin.call("POST", "/api/batch/submissions", json=body, auth=BEARER)
+
+    assert created[0] == 201
+    (job,) = created[1]["jobs"]
+    assert (job["state"], job["records"]) == ("submitted", 120)
+    assert again[0] == 200 and again[1]["jobs"][0]["state"] == "already submitted"
+    tracked = await admin.call("GET", f"/api/batch/jobs/{job['arn']}")
+    assert tracked[0] == 200 and tracked[1]["s3_folder"].endswith("/input/")
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "words"),
+    [
+        ({"inputs": ["/etc/passwd"]}, 400, "'/etc/passwd' is not an s3:// URI"),
+        ({"inputs": []}, 400, "inputs"),
+        ({"role_arn": "root"}, 400, "not an IAM role ARN"),
+        ({"inputs": [f"s3://{BUCKET}/incoming/none.jsonl"]}, 400, "no such object"),
+        ({"timeout_hours": "24"}, 400, "timeout_hours"),
+        ({"colour": "blue"}, 400, "colour"),
+    ],
+)
+async def test_bad_submissions_are_refused_naming_the_problem(
+    admin: Admin, s3: Any, change: dict[str, Any], status: int, words: str
+) -> None:
+    await put_input(s3, "incoming/prompts.jsonl", make_records(120))
+    body = {
+        "inputs": [f"s3://{BUCKET}/incoming/prompts.jsonl"],
+        "model_id": "amazon.nova-lite-v1:0",
+        "role_arn": "arn:aws:iam::123456789012:role/BedrockBatch",
+        "bucket": f"s3://{BUCKET}/submitted/",
+        **change,
+    }
+
+    answer = await admin.call("POST", "/api/batch/submissions", json=body, auth=BEARER)
+
+    assert answer[0] == status
+    assert words in answer[1]["detail"]
 
 
 @pytest.mark.parametrize(

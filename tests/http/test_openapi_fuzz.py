@@ -73,7 +73,7 @@ async def test_generated_requests_get_documented_answers(
     code, output = await run_schemathesis(admin, tmp_path, f"Authorization: {BEARER}")
 
     assert code == 0, output
-    assert "22 selected / 22 total" in output, output
+    assert "23 selected / 23 total" in output, output
 
 
 async def test_without_the_token_answers_are_documented_too(admin: Admin, tmp_path: Path) -> None:
