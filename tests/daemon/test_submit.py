@@ -10,9 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+import batch_poller
 from batch_poller.aws.s3 import S3Uri
 from batch_poller.config import SubmitSettings
 from batch_poller.domain import JobStatus
+from batch_poller.emulator.server import Endpoints
 from batch_poller.runtime import Runtime
 from batch_poller.store import RecordScope
 from batch_poller.submission.launch import launch_submissions
@@ -21,6 +23,7 @@ from batch_poller.submission.plan import SubmitLimits
 from batch_poller.submission.submit import SubmitRequest, submit
 from batch_poller.supervisor import Supervisor
 from tests.helpers import BUCKET, NOVA, ROLE_ARN, ensure_bucket, make_records
+from tests.processes import query, write_config
 
 
 def write_input(path: Path, count: int, **changes: Any) -> Path:
@@ -278,3 +281,22 @@ async def test_an_s3_input_is_checked_and_submitted_and_its_errors_name_its_uri(
         await submit(runtime, request(f"s3://{BUCKET}/incoming/bad.jsonl"))
     with pytest.raises(InputError, match=rf"^s3://{BUCKET}/incoming/none.jsonl: no such object$"):
         await submit(runtime, request(f"s3://{BUCKET}/incoming/none.jsonl"))
+
+
+async def test_submitting_from_python_is_one_call(
+    endpoints: Endpoints, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    config = write_config(tmp_path, endpoints)
+    source = write_input(tmp_path / "from-python.jsonl", 110)
+
+    jobs = await batch_poller.submit(
+        [source],
+        model_id=NOVA,
+        role_arn=ROLE_ARN,
+        bucket=f"s3://{BUCKET}/python/",
+        config=str(config),
+    )
+
+    assert [(job.state, job.records) for job in jobs] == [("submitted", 110)]
+    assert query(tmp_path / "daemon.db", "SELECT count(*) FROM bedrock_batch_jobs") == [(1,)]
