@@ -152,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
         "--group", metavar="NAME", help="put the jobs in this group (default: one when split)"
     )
     submit.add_argument(
+        "--seal", action="store_true", help="seal --group once these jobs are tracked"
+    )
+    submit.add_argument(
         "--timeout-hours", type=int, metavar="N", help="Bedrock's job timeout, 24 to 168"
     )
     submit.add_argument(
@@ -367,6 +370,7 @@ def _submit(args: argparse.Namespace, settings: Settings | None) -> int:
             folder=args.bucket,
             name=args.name,
             group=args.group,
+            seal=args.seal,
             timeout_hours=args.timeout_hours,
             tags=args.tag,
             as_json=args.json,

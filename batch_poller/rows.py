@@ -178,6 +178,8 @@ class SubmissionRow:
     group_name: str | None = None
     # A resubmission: the job whose records it runs again, and whose group it joins.
     retries_of: str | None = None
+    # The group is sealed once every job of this submission is tracked.
+    seals_group: bool = False
     state: str = "queued"  # "queued", "creating", "tracked" or "refused"
     arn: str | None = None
     last_error: str | None = None
@@ -196,6 +198,7 @@ class SubmissionRow:
             "tags": json.dumps(dict(self.tags), sort_keys=True),
             "group_name": self.group_name,
             "retries_of": self.retries_of,
+            "seals_group": int(self.seals_group),
             "state": self.state,
             "batch_job_arn": self.arn,
             "last_error": self.last_error,
@@ -215,6 +218,7 @@ class SubmissionRow:
             tags=json.loads(row["tags"]),
             group_name=row["group_name"],
             retries_of=row["retries_of"],
+            seals_group=bool(row["seals_group"]),
             state=row["state"],
             arn=row["batch_job_arn"],
             last_error=row["last_error"],

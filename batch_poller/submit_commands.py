@@ -45,10 +45,13 @@ async def submit_files(
     folder: str,
     name: str | None,
     group: str | None,
+    seal: bool,
     timeout_hours: int | None,
     tags: list[str],
     as_json: bool,
 ) -> int:
+    if seal and group is None:
+        raise CommandError("--seal seals the group given with --group: name it")
     request = SubmitRequest(
         inputs=tuple(Path(file) for file in files),
         model_id=model_id,
@@ -56,6 +59,7 @@ async def submit_files(
         folder=folder,
         name=name,
         group=group,
+        seal=seal,
         timeout_hours=timeout_hours,
         tags=parse_tags(tags),
     )

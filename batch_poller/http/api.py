@@ -348,6 +348,7 @@ class SubmissionBody(BaseModel):
     bucket: StrictStr
     name: StrictStr | None = None
     group: StrictStr | None = None
+    seal: StrictBool = False
     timeout_hours: StrictInt | None = None
     tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
@@ -367,6 +368,7 @@ async def create_submission(request: web.Request) -> web.Response:
         folder=body.bucket,
         name=body.name,
         group=body.group,
+        seal=body.seal,
         timeout_hours=body.timeout_hours,
         tags=body.tags,
     )

@@ -318,6 +318,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "name": {"type": "string"},
             "group": {"type": "string", "pattern": GROUP_PATTERN},
+            "seal": {
+                "type": "boolean",
+                "default": False,
+                "description": "Seal the group once these jobs are tracked",
+            },
             "timeout_hours": {"type": "integer", "minimum": 24, "maximum": 168},
             "tags": {"type": "object", "additionalProperties": {"type": "string"}},
         },

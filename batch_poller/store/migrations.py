@@ -271,6 +271,7 @@ def _m9_submissions(conn: Connection) -> None:
         Column("tags", Text, nullable=False),
         Column("group_name", Text),
         Column("retries_of", Text),
+        Column("seals_group", Integer, nullable=False, server_default="0"),
         Column("state", Text, nullable=False),
         Column("batch_job_arn", Text),
         Column("last_error", Text),

@@ -233,6 +233,8 @@ submissions = Table(
     Column("group_name", Text),
     # A resubmission: the job whose records it runs again, and whose group it joins.
     Column("retries_of", Text),
+    # 1: the group is sealed once every job of this submission is tracked.
+    Column("seals_group", Integer, nullable=False, server_default="0"),
     Column("state", Text, nullable=False),
     Column("batch_job_arn", Text),
     Column("last_error", Text),

@@ -97,6 +97,24 @@ async def _launch(
     await rt.store.mark_submission(token, "tracked", rt.clock.now(), arn=arn)
     report.tracked[token] = arn
     log.info("job_submitted", job_arn=arn, job_name=row.job_name)
+    if row.seals_group and row.group_name is not None:
+        await _seal_when_all_tracked(rt, row.group_name)
+
+
+async def _seal_when_all_tracked(rt: Runtime, group: str) -> None:
+    """Seals a submission's group once none of its jobs waits to be created: only then is
+    the group whole, and compiled when they have all settled (their folders wait for it)."""
+    waiting = [
+        row for row in await rt.store.submissions(pending_only=True) if row.group_name == group
+    ]
+    if waiting:
+        return
+    try:
+        sealed = await rt.store.seal_group(group, rt.clock.now())
+    except GroupError as error:
+        log.warning("group_not_sealed", group=group, error=str(error))
+        return
+    log.info("group_sealed", group=group, jobs=sealed.jobs, detail="its submission is whole")
 
 
 async def _track(rt: Runtime, row: SubmissionRow, arn: str) -> None:

@@ -18,6 +18,7 @@ async def submit_files(
     bucket: str,
     name: str | None = None,
     group: str | None = None,
+    seal: bool = False,
     timeout_hours: int | None = None,
     tags: Mapping[str, str] | None = None,
     config: str | None = None,
@@ -39,6 +40,7 @@ async def submit_files(
         folder=bucket,
         name=name,
         group=group,
+        seal=seal,
         timeout_hours=timeout_hours,
         tags=dict(tags or {}),
     )

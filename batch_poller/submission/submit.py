@@ -60,6 +60,9 @@ class SubmitRequest:
     # A resubmission: the job whose records it runs again (its group takes the new jobs
     # even when sealed or compiled).
     retries_of: str | None = None
+    # Seal the named group once this submission's jobs are tracked. A group made because the
+    # input was split is always sealed so: it is this submission's.
+    seal: bool = False
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,7 @@ def _planned_jobs(request: SubmitRequest, plan: SubmissionPlan, folder: S3Uri) -
                 "timeout": request.timeout_hours,
                 "tags": dict(sorted(request.tags.items())),
                 "retries_of": request.retries_of,
+                "seal": request.seal,
                 "jobs": [(job.start, job.end) for job in plan.jobs],
                 "input": plan.digest,
             }
@@ -233,6 +237,7 @@ def _planned_jobs(request: SubmitRequest, plan: SubmissionPlan, folder: S3Uri) -
             tags=dict(request.tags),
             group_name=group,
             retries_of=request.retries_of,
+            seals_group=group is not None and (request.seal or request.group is None),
         )
         jobs.append(_PlannedJob(part, row))
     return jobs

@@ -13,7 +13,7 @@ import pytest
 import batch_poller
 from batch_poller.aws.s3 import S3Uri
 from batch_poller.config import SubmitSettings
-from batch_poller.domain import JobStatus
+from batch_poller.domain import GroupStatus, JobStatus
 from batch_poller.emulator.server import Endpoints
 from batch_poller.runtime import Runtime
 from batch_poller.store import RecordScope
@@ -130,8 +130,8 @@ async def test_a_job_created_but_not_tracked_is_found_again_by_its_token(
     assert [j.arn for j in listed if j.name == job.name] == [job.arn]
 
 
-async def test_input_over_the_record_limit_becomes_jobs_of_one_group(
-    runtime: Runtime, s3: Any, tmp_path: Path
+async def test_input_over_the_record_limit_becomes_jobs_of_one_sealed_group(
+    runtime: Runtime, supervisor: Supervisor, control: Any, s3: Any, tmp_path: Path
 ) -> None:
     await ensure_bucket(s3, BUCKET)
     source = write_input(tmp_path / "in.jsonl", 1_200)
@@ -143,8 +143,36 @@ async def test_input_over_the_record_limit_becomes_jobs_of_one_group(
     stored = [await runtime.store.get_job(job.arn or "") for job in jobs]
     groups = {job.group_name for job in stored if job is not None}
     assert len(groups) == 1 and None not in groups
-    group = await runtime.store.get_group(groups.pop() or "")
-    assert group is not None and group.jobs == 3
+    name = groups.pop() or ""
+    group = await runtime.store.get_group(name)
+    # The submission's own group: sealed once its three jobs are tracked.
+    assert group is not None and (group.jobs, group.status) == (3, GroupStatus.SEALED)
+
+    for job in jobs:
+        await control.finish(job.arn or "", "Completed")
+    await supervisor.run_pass()
+    await supervisor.run_pass()  # the jobs of a group are cleaned at the pass after its compile
+
+    compiled = await runtime.store.get_group(name)
+    assert compiled is not None and compiled.status is GroupStatus.COMPLETED
+    assert compiled.total_records == 1_200
+    assert await keys(s3, "submitted/") == []
+
+
+async def test_a_named_group_is_sealed_only_when_asked(
+    runtime: Runtime, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    first = write_input(tmp_path / "first.jsonl", 100)
+    last = write_input(tmp_path / "last.jsonl", 101)
+
+    await submit(runtime, request(first, group="nightly"))
+    open_group = await runtime.store.get_group("nightly")
+    await submit(runtime, request(last, group="nightly", seal=True))
+    sealed = await runtime.store.get_group("nightly")
+
+    assert open_group is not None and open_group.status is GroupStatus.OPEN
+    assert sealed is not None and (sealed.jobs, sealed.status) == (2, GroupStatus.SEALED)
 
 
 async def test_assigned_record_ids_are_in_the_uploaded_input_and_the_stored_records(
@@ -232,6 +260,9 @@ async def test_a_quota_of_two_jobs_queues_the_third_until_one_finishes(
 
     assert [job.state for job in jobs] == ["submitted", "submitted", "queued"]
     assert jobs[2].arn is None
+    first = await runtime.store.get_job(jobs[0].arn or "")
+    waiting_group = await runtime.store.get_group(first.group_name or "" if first else "")
+    assert waiting_group is not None and waiting_group.status is GroupStatus.OPEN
     waiting = await launch_submissions(runtime)
     assert waiting.queued and not waiting.tracked  # still no room
 
@@ -241,6 +272,9 @@ async def test_a_quota_of_two_jobs_queues_the_third_until_one_finishes(
     (arn,) = launched.tracked.values()
     stored = await runtime.store.get_job(arn)
     assert stored is not None and stored.job_name == jobs[2].name
+    # The group waited, open, for its queued job; sealed once that one was tracked.
+    group = await runtime.store.get_group(stored.group_name or "")
+    assert group is not None and (group.jobs, group.status) == (3, GroupStatus.SEALED)
 
 
 async def test_a_quota_exceeded_answer_queues_the_job(
