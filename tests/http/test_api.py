@@ -120,15 +120,20 @@ async def test_track_a_job_through_the_api(
     assert by_id == by_arn and by_id[0] == 200 and by_id[1]["auto_processing"] is True
 
 
-async def test_submit_through_the_api_from_s3_once(admin: Admin, runtime: Runtime, s3: Any) -> None:
-    await put_input(s3, "incoming/prompts.jsonl", make_records(120))
-    body = {
+def submission(**changes: Any) -> dict[str, Any]:
+    """A submission of 120 records in S3 (put there by the test), with these changes."""
+    return {
         "inputs": [f"s3://{BUCKET}/incoming/prompts.jsonl"],
         "model_id": "amazon.nova-lite-v1:0",
         "role_arn": "arn:aws:iam::123456789012:role/BedrockBatch",
         "bucket": f"s3://{BUCKET}/submitted/",
-        "tags": {"team": "search"},
+        **changes,
     }
+
+
+async def test_submit_through_the_api_from_s3_once(admin: Admin, runtime: Runtime, s3: Any) -> None:
+    await put_input(s3, "incoming/prompts.jsonl", make_records(120))
+    body = submission(tags={"team": "search"})
 
     created = await admin.call("POST", "/api/batch/submissions", json=body, auth=BEARER)
     again = await admin.call("POST", "/api/batch/submissions", json=body, auth=BEARER)
@@ -156,13 +161,7 @@ async def test_bad_submissions_are_refused_naming_the_problem(
     admin: Admin, s3: Any, change: dict[str, Any], status: int, words: str
 ) -> None:
     await put_input(s3, "incoming/prompts.jsonl", make_records(120))
-    body = {
-        "inputs": [f"s3://{BUCKET}/incoming/prompts.jsonl"],
-        "model_id": "amazon.nova-lite-v1:0",
-        "role_arn": "arn:aws:iam::123456789012:role/BedrockBatch",
-        "bucket": f"s3://{BUCKET}/submitted/",
-        **change,
-    }
+    body = submission(**change)
 
     answer = await admin.call("POST", "/api/batch/submissions", json=body, auth=BEARER)
 
