@@ -5,6 +5,7 @@ restarting, SQLite busy, a deadlock) is retried with backoff before it becomes a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Generic, TypeVar
@@ -113,7 +114,9 @@ class Coalesced(Generic[K, V, T]):
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._waiting.append((key, value, done))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._write_rounds())
+            # In a context of its own: a round is no one caller's (the log's bound job_arn).
+            loop = asyncio.get_running_loop()
+            self._writer = loop.create_task(self._write_rounds(), context=contextvars.Context())
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:
