@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from batch_poller.adoption import adopt_jobs, untracked_jobs
 from batch_poller.cli import main
@@ -131,29 +132,23 @@ async def test_submit_refuses_bad_options_in_one_line(
 
 
 async def test_the_daemon_warns_once_a_day_of_jobs_running_untracked(
-    runtime: Runtime,
-    supervisor: Supervisor,
-    clock: FakeClock,
-    bedrock: Any,
-    s3: Any,
-    capsys: pytest.CaptureFixture[str],
+    runtime: Runtime, supervisor: Supervisor, clock: FakeClock, bedrock: Any, s3: Any
 ) -> None:
     await make_jobs(bedrock, s3, "forgotten-job")
     runtime.settings = runtime.settings.model_copy(
         update={"poller": runtime.settings.poller.model_copy(update={"warn_untracked": True})}
     )
 
-    def warnings() -> list[str]:
-        return [line for line in capsys.readouterr().out.splitlines() if "untracked_jobs" in line]
+    async def warnings() -> list[dict[str, Any]]:
+        with capture_logs() as logged:
+            await supervisor.run_pass()
+        return [entry for entry in logged if entry["event"] == "untracked_jobs_running"]
 
-    await supervisor.run_pass()
-    first = warnings()
-    await supervisor.run_pass()
-    same_day = warnings()
+    first = await warnings()
+    same_day = await warnings()
     clock.current += timedelta(days=1)
-    await supervisor.run_pass()
-    next_day = warnings()
+    next_day = await warnings()
 
-    assert len(first) == 1 and "count=1" in first[0] and "forgotten-job" in first[0]
+    assert [(entry["count"], entry["jobs"]) for entry in first] == [(1, ["forgotten-job"])]
     assert same_day == []
     assert len(next_day) == 1
