@@ -17,6 +17,7 @@ from batch_poller.extras import require_extra
 from batch_poller.logging import configure_logging
 
 EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130  # as a shell reports a command stopped by SIGINT
 JSON_HELP = "print JSON instead of text"
 MAX_LIMIT = 100_000
 LIMIT_HELP = f"at most this many, 1 to {MAX_LIMIT:,} (default 100)"
@@ -56,7 +57,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         print(f"batch-poller: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        # What was committed stays; a command run again picks up from there.
+        print(f"batch-poller: {args.command_name} interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as error:
+        # Loaded by any command that asked AWS: not imported here, the CLI starts light.
+        aws = sys.modules.get("batch_poller.aws.errors")
+        if aws is not None and isinstance(error, aws.AwsError):
+            print(f"batch-poller: {error}", file=sys.stderr)
+            return EXIT_ERROR
         failure = _database_failure(args.command_name, error)
         if failure is None:
             raise

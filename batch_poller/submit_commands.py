@@ -110,6 +110,8 @@ async def adopt_command(
     as_json: bool,
 ) -> int:
     after = parse_since(since)
+    if name_prefix is not None and not name_prefix:
+        raise CommandError("--name-prefix '': give the start of the jobs' names")
     if dry_run and missing_sqlite_file(settings.database.url) is not None:
         # Nothing tracked yet, and a dry run creates nothing: every job is untracked.
         store = await open_store("sqlite://")
@@ -177,11 +179,15 @@ async def resubmit_command(
             raise CommandError(f"no group {group!r}, or a group with no jobs")
         try:
             plan = await plan_resubmission(rt, jobs, codes)
-            counts = ", ".join(f"{n} {code}" for code, n in sorted(plan.counts().items()))
-            print(
-                f"{len(plan.records)} records to run again from {len(plan.jobs)} job(s)"
-                + (f": {counts}" if counts else "")
-            )
+            by_code = dict(sorted(plan.counts().items()))
+            if as_json and dry_run:
+                print(json.dumps({"records": len(plan.records), "by_code": by_code}))
+            elif not as_json:
+                counts = ", ".join(f"{n} {code}" for code, n in by_code.items())
+                print(
+                    f"{len(plan.records)} records to run again from {len(plan.jobs)} job(s)"
+                    + (f": {counts}" if counts else "")
+                )
             if dry_run:
                 if not plan.records:
                     raise CommandError("nothing to run again")

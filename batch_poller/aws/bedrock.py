@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +11,12 @@ from typing import Any
 from batch_poller.aws.errors import RetryPolicy
 from batch_poller.domain import BedrockStatus, job_id_from_arn
 from batch_poller.rows import NO_PROGRESS, Progress
+
+# The s3Uri Bedrock's model takes for a job's input and output: a bucket name and a key of
+# letters, digits and -!_*'(). between single slashes.
+S3_URI_PATTERN = re.compile(
+    r"^s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?$"
+)
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,18 @@ class S3:
                 await self._abort_upload(uri, upload_id)
             raise
 
+    async def abort_unfinished_uploads(self, uri: S3Uri) -> int:
+        """Aborts the multipart uploads of this key left unfinished (their process killed):
+        their parts are billed until then. Returns how many."""
+        response = await self._retry.run(
+            "ListMultipartUploads",
+            lambda: self._client.list_multipart_uploads(Bucket=uri.bucket, Prefix=uri.key),
+        )
+        unfinished = [u for u in response.get("Uploads", []) if u.get("Key") == uri.key]
+        for upload in unfinished:
+            await self._abort_upload(uri, str(upload["UploadId"]))
+        return len(unfinished)
+
     async def _start_upload(self, uri: S3Uri) -> str:
         response = await self._retry.run(
             "CreateMultipartUpload",

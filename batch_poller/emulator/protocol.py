@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from batch_poller.aws.bedrock import S3_URI_PATTERN
 from batch_poller.emulator.lifecycle import EmulatedJob
 
 _STATUS_OF = {
@@ -100,9 +101,6 @@ def job_document(job: EmulatedJob, *, summary: bool = False) -> dict[str, Any]:
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9+\-.])*$")
 ROLE_PATTERN = re.compile(r"^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$")
-S3_URI_PATTERN = re.compile(
-    r"^s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?$"
-)
 TOKEN_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 TAG_PATTERN = re.compile(r"^[a-zA-Z0-9\s._:/=+@-]*$")
 

@@ -357,6 +357,8 @@ async def create_submission(request: web.Request) -> web.Response:
     """Submits JSONL objects in S3 as jobs. Only s3:// inputs: a request never makes the
     daemon read a file of its host."""
     body: SubmissionBody = await _body(request, SubmissionBody)
+    if body.seal and body.group is None:
+        raise bad_request("seal: it seals the group named in group; name one")
     if local := [given for given in body.inputs if not given.startswith("s3://")]:
         raise bad_request(
             f"inputs: {local[0]!r} is not an s3:// URI; the daemon reads no file of its host"
@@ -378,6 +380,10 @@ async def create_submission(request: web.Request) -> web.Response:
         raise bad_request(str(error)) from None
     except SubmitError as error:
         raise ApiError(502, "cannot submit", str(error)) from None
+    if refused := [job for job in jobs if job.state == "refused"]:
+        # Bedrock refused a job (the others, if any, are made and tracked: the same request
+        # again makes none of them twice).
+        raise ApiError(502, "cannot submit", f"{refused[0].name}: {refused[0].error}")
     made = any(job.state in ("submitted", "queued") for job in jobs)
     return _json({"jobs": [dataclasses.asdict(job) for job in jobs]}, status=201 if made else 200)
 

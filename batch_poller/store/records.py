@@ -136,10 +136,11 @@ class RecordStore:
 
     @store_operation("read records to run again")
     async def records_to_retry(
-        self, arns: Sequence[str], codes: Collection[str]
+        self, arns: Sequence[str], codes: Collection[str], of_jobs: Sequence[str] | None = None
     ) -> list[RetryRecord]:
-        """The records of these jobs whose latest version (a resubmission's, where one ran
-        them again) is an error with one of the codes, by record id."""
+        """The records of these jobs whose latest version among them (a resubmission's, where
+        one ran them again) is an error with one of the codes, by record id; only the ids that
+        `of_jobs` hold, when named."""
         ranked = latest_versions(_JOBS.c.batch_job_arn.in_(list(arns)))
         query = (
             select(ranked.c.batch_job_arn, ranked.c.record_id, ranked.c.error_code)
@@ -151,6 +152,9 @@ class RecordStore:
             )
             .order_by(ranked.c.record_id)
         )
+        if of_jobs is not None:
+            held = select(_RECORDS.c.record_id).where(_RECORDS.c.batch_job_arn.in_(list(of_jobs)))
+            query = query.where(ranked.c.record_id.in_(held))
 
         async def read(conn: AsyncConnection) -> list[RetryRecord]:
             return [RetryRecord(*row) for row in await conn.execute(query)]

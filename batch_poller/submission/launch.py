@@ -35,6 +35,8 @@ class LaunchReport:
     tracked: dict[str, str] = field(default_factory=dict)  # client token -> job ARN
     queued: list[str] = field(default_factory=list)  # client tokens waiting for room
     refused: dict[str, str] = field(default_factory=dict)  # client token -> why
+    # Why none could be launched now, when Bedrock could not be asked.
+    unavailable: str | None = None
 
 
 async def launch_submissions(rt: Runtime, tokens: list[str] | None = None) -> LaunchReport:
@@ -90,10 +92,18 @@ async def _launch(
     try:
         await _track(rt, row, arn)
     except (TrackError, GroupError) as error:
-        # Created: kept "creating", so that the next launch tracks it once tracking can.
-        await rt.store.mark_submission(token, "creating", rt.clock.now(), arn=arn, error=str(error))
-        report.refused[token] = f"{arn} was created but could not be tracked: {error}"
-        return
+        if not (isinstance(error, TrackError) and error.kind == "conflict"):
+            # Kept "creating": the next launch asks for it again and tracks it then.
+            await rt.store.mark_submission(
+                token, "creating", rt.clock.now(), arn=arn, error=str(error)
+            )
+            report.refused[token] = f"{arn} was created but could not be tracked: {error}"
+            return
+        # Its group was sealed meanwhile: a job made is never left untracked.
+        await track_jobs(rt, [arn], row.input_folder)
+        log.warning(
+            "submitted_outside_its_group", job_arn=arn, group=row.group_name, error=str(error)
+        )
     await rt.store.mark_submission(token, "tracked", rt.clock.now(), arn=arn)
     report.tracked[token] = arn
     log.info("job_submitted", job_arn=arn, job_name=row.job_name)

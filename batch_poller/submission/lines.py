@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from batch_poller.model_families import Family
+from batch_poller.store.text import MAX_RECORD_ID_BYTES
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -47,6 +48,12 @@ def check_line(raw: bytes, where: str, family: Family, max_line_bytes: int) -> I
     record_id = item.get("recordId")
     if "recordId" in item and (not isinstance(record_id, str) or not record_id.strip()):
         raise InputError(f"{where}: recordId must be a non-empty string, not {_shown(record_id)}")
+    if isinstance(record_id, str) and "\x00" in record_id:
+        raise InputError(f"{where}: recordId holds a NUL character, which no database keeps")
+    if isinstance(record_id, str) and len(record_id.encode()) > MAX_RECORD_ID_BYTES:
+        raise InputError(
+            f"{where}: recordId is over {MAX_RECORD_ID_BYTES} bytes, more than the store keeps"
+        )
     if "modelInput" not in item:
         raise InputError(f"{where}: no modelInput")
     model_input = item["modelInput"]

@@ -134,6 +134,9 @@ def input_lines(
     for path in paths:
         label = (labels or {}).get(path) or str(path)
         try:
+            # A pipe, a FIFO or a device cannot be read twice (checked, then uploaded).
+            if path.exists() and not path.is_file():
+                raise InputError(f"{label}: not a regular file; give a file, or an s3:// object")
             with path.open("rb") as stream:
                 number = 0
                 pending = b""

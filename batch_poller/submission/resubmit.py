@@ -67,13 +67,25 @@ async def plan_resubmission(
     (default: RETRYABLE_CODES). SubmitError when none of the jobs has finished."""
     finished = [job for job in jobs if job.status in FINISHED]
     if not finished:
-        states = ", ".join(sorted({job.status.value for job in jobs})) or "none"
+        states = {job.status for job in jobs}
+        if states <= {JobStatus.FAILED}:
+            raise SubmitError(
+                "nothing to run again: a FAILED job's records were never stored; "
+                "submit its input again"
+            )
+        shown = ", ".join(sorted(status.value for status in states)) or "none"
         raise SubmitError(
-            f"no job here has finished with its records stored (theirs: {states}): "
+            f"no job here has finished with its records stored (theirs: {shown}): "
             "there is nothing to run again yet"
         )
     codes = frozenset({NOT_PROCESSED, *(RETRYABLE_CODES if errors is None else errors)})
-    records = await rt.store.records_to_retry([job.batch_job_arn for job in finished], codes)
+    arns = [job.batch_job_arn for job in finished]
+    # A record is judged by its latest version in the group: one a resubmission already ran
+    # again (and got right) is not run a third time.
+    scope = list(arns)
+    for group in sorted({job.group_name for job in finished if job.group_name}):
+        scope += [job.batch_job_arn for job in await rt.store.group_members(group)]
+    records = await rt.store.records_to_retry(sorted(set(scope)), codes, of_jobs=arns)
     return Resubmission(finished, records, codes)
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import orjson
 
+from batch_poller.aws.bedrock import S3_URI_PATTERN
 from batch_poller.aws.errors import AwsError
 from batch_poller.aws.s3 import S3Uri
 from batch_poller.cleanup import CleanupRefused, checked_prefix
 from batch_poller.config import SubmitSettings
-from batch_poller.domain import check_group_name
+from batch_poller.domain import GroupStatus, check_group_name
 from batch_poller.model_families import family_for
 from batch_poller.rows import SubmissionRow
 from batch_poller.runtime import Runtime
@@ -90,6 +91,12 @@ async def submit(
     request is refused: then nothing was uploaded or created; SubmitError when a step after
     the checks failed, saying which."""
     folder = _checked_request(rt, request)
+    if request.group is not None and request.retries_of is None:
+        group = await rt.store.get_group(request.group)
+        if group is not None and group.status is not GroupStatus.OPEN:
+            raise InputError(
+                f"group {request.group!r} is {group.status.value.lower()}: it takes no more jobs"
+            )
     limits = limits or _limits(rt.settings.submit)
     with tempfile.TemporaryDirectory(prefix="batch-poller-submit-") as scratch:
         files, labels = await _local_inputs(rt, request.inputs, Path(scratch))
@@ -103,7 +110,11 @@ async def submit(
         waiting = [job for job in jobs if job.row.client_token not in earlier]
         await _upload_inputs(rt, plan, waiting)
     await rt.store.record_submissions([job.row for job in waiting], rt.clock.now())
-    report = await launch_submissions(rt, tokens)
+    try:
+        report = await launch_submissions(rt, tokens)
+    except AwsError as error:
+        # Recorded and uploaded: the daemon's passes create them once Bedrock answers.
+        report = LaunchReport(queued=list(tokens), unavailable=str(error))
     rows = {row.client_token: row for row in await rt.store.submissions(tokens)}
     return [_outcome(job, rows[job.row.client_token], earlier, report) for job in jobs]
 
@@ -128,7 +139,7 @@ def _outcome(
         state=state,
         arn=row.arn,
         error=report.refused.get(token)
-        or (row.last_error if state != "already submitted" else None),
+        or (row.last_error or report.unavailable if state == "queued" else None),
     )
 
 
@@ -190,6 +201,17 @@ def _checked_request(rt: Runtime, request: SubmitRequest) -> S3Uri:
         raise InputError(f"--bucket: {error}") from None
     if not request.folder.endswith("/"):
         raise InputError(f"--bucket {request.folder}: a folder ends with '/'")
+    if not S3_URI_PATTERN.match(request.folder) or "//" in request.folder.removeprefix("s3://"):
+        raise InputError(
+            f"--bucket {request.folder!r}: Bedrock takes a bucket name of lower-case letters, "
+            "digits, '.' and '-', and folder names of letters, digits and -!_*'(). only"
+        )
+    seen: set[str] = set()
+    for given in request.inputs:
+        key = str(given) if str(given).startswith("s3://") else str(Path(given).resolve())
+        if key in seen:
+            raise InputError(f"{given} is given twice: its records would run twice")
+        seen.add(key)
     try:
         # Cleanup deletes the input folders made here, one a job below this folder: one that
         # it would refuse to delete is refused now, not after the jobs have run.
@@ -263,8 +285,11 @@ async def _upload_inputs(rt: Runtime, plan: SubmissionPlan, jobs: list[_PlannedJ
         if job is None:
             await asyncio.to_thread(reader.skip_to, part.end)
             continue
+        target = S3Uri.parse(job.row.input_uri)
         try:
-            await rt.s3.upload(S3Uri.parse(job.row.input_uri), reader.pieces(part.end))
+            # Parts a killed upload of this input left behind are billed until aborted.
+            await rt.s3.abort_unfinished_uploads(target)
+            await rt.s3.upload(target, reader.pieces(part.end))
         except AwsError as error:
             raise SubmitError(f"uploading {job.row.input_uri}: {error}") from None
     await asyncio.to_thread(reader.skip_to, plan.records)

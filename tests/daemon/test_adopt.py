@@ -152,3 +152,22 @@ async def test_the_daemon_warns_once_a_day_of_jobs_running_untracked(
     assert [(entry["count"], entry["jobs"]) for entry in first] == [(1, ["forgotten-job"])]
     assert same_day == []
     assert len(next_day) == 1
+
+
+async def test_adopt_says_in_one_line_when_bedrock_refuses_the_listing(
+    capsys: Any, config: Path, control: Any
+) -> None:
+    await control.configure(
+        faults={
+            "permanent_error": "AccessDeniedException",
+            "operations": ["ListModelInvocationJobs"],
+        }
+    )
+
+    code, _, err = await cli(capsys, config, "adopt", "--dry-run")
+
+    assert code == 1
+    assert err.startswith("batch-poller: ListModelInvocationJobs: AccessDeniedException")
+    assert len(err.strip().splitlines()) == 1
+    empty = await cli(capsys, config, "adopt", "--name-prefix", "")
+    assert empty[0] != 0 and "--name-prefix ''" in empty[2]

@@ -99,6 +99,10 @@ async def test_a_partial_job_s_unprocessed_and_throttled_records_run_again_and_r
     assert await error_codes(runtime, arn) == before
     again = await plan_resubmission(runtime, await runtime.store.group_members(group.name))
     assert again.records == []
+    # Asked of the original job alone, the same: its records' latest versions are right.
+    original = await runtime.store.get_job(arn)
+    assert original is not None
+    assert (await plan_resubmission(runtime, [original])).records == []
     with pytest.raises(SubmitError, match="nothing to run again"):
         await resubmit(runtime, again, folder=FOLDER)
 

@@ -35,13 +35,13 @@ def write_input(path: Path, count: int, **changes: Any) -> Path:
 
 
 def request(*files: Path | str, **extra: Any) -> SubmitRequest:
-    return SubmitRequest(
-        inputs=files,
-        model_id=NOVA,
-        role_arn=ROLE_ARN,
-        folder=f"s3://{BUCKET}/submitted/",
+    values: dict[str, Any] = {
+        "model_id": NOVA,
+        "role_arn": ROLE_ARN,
+        "folder": f"s3://{BUCKET}/submitted/",
         **extra,
-    )
+    }
+    return SubmitRequest(inputs=files, **values)
 
 
 async def keys(s3: Any, prefix: str) -> list[str]:
@@ -334,3 +334,109 @@ async def test_submitting_from_python_is_one_call(
 
     assert [(job.state, job.records) for job in jobs] == [("submitted", 110)]
     assert query(tmp_path / "daemon.db", "SELECT count(*) FROM bedrock_batch_jobs") == [(1,)]
+
+
+async def test_a_sealed_group_is_refused_before_anything_is_uploaded(
+    runtime: Runtime, control: Any, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    await submit(runtime, request(write_input(tmp_path / "a.jsonl", 100), group="g", seal=True))
+    created = (await control.calls()).get("CreateModelInvocationJob", 0)
+    uploaded = await keys(s3, "submitted/")
+
+    with pytest.raises(InputError, match=r"^group 'g' is sealed: it takes no more jobs$"):
+        await submit(runtime, request(write_input(tmp_path / "b.jsonl", 100), group="g"))
+
+    assert (await control.calls()).get("CreateModelInvocationJob", 0) == created
+    assert await keys(s3, "submitted/") == uploaded
+
+
+@pytest.mark.parametrize(
+    ("folder", "problem"),
+    [
+        (f"s3://{BUCKET}/with space/", "Bedrock takes a bucket name"),
+        (f"s3://{BUCKET}//double/", "Bedrock takes a bucket name"),
+        ("s3://Upper_Case/x/", "Bedrock takes a bucket name"),
+    ],
+)
+async def test_a_folder_bedrock_would_refuse_is_refused_before_the_upload(
+    runtime: Runtime, s3: Any, tmp_path: Path, folder: str, problem: str
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+
+    with pytest.raises(InputError, match=problem):
+        await submit(runtime, request(write_input(tmp_path / "in.jsonl", 100), folder=folder))
+
+    assert await keys(s3, "") == []
+
+
+async def test_the_same_file_twice_is_refused(runtime: Runtime, tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", 100)
+
+    with pytest.raises(InputError, match="is given twice: its records would run twice"):
+        await submit(runtime, request(source, tmp_path / "." / "in.jsonl"))
+
+
+async def test_bedrock_not_answering_leaves_the_jobs_queued_for_the_daemon(
+    runtime: Runtime, supervisor: Supervisor, control: Any, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    await control.configure(
+        faults={
+            "permanent_error": "AccessDeniedException",
+            "operations": ["ListModelInvocationJobs", "CreateModelInvocationJob"],
+        }
+    )
+
+    (job,) = await submit(runtime, request(write_input(tmp_path / "in.jsonl", 100)))
+
+    assert job.state == "queued" and job.error is not None and "AccessDenied" in job.error
+    await control.configure(faults={"permanent_error": None})
+    await supervisor.run_pass()
+    (row,) = await runtime.store.submissions()
+    assert row.state == "tracked" and row.arn is not None
+
+
+async def test_parts_a_killed_upload_left_are_aborted_by_the_next(
+    runtime: Runtime, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    source = write_input(tmp_path / "in.jsonl", 100)
+    with pytest.raises(KeyboardInterrupt):
+        original = runtime.s3.upload
+
+        async def killed(uri: S3Uri, parts: AsyncIterator[bytes]) -> int:
+            await s3.create_multipart_upload(Bucket=uri.bucket, Key=uri.key)
+            raise KeyboardInterrupt  # the process dies with a part uploaded
+
+        runtime.s3.upload = killed  # type: ignore[method-assign]
+        try:
+            await submit(runtime, request(source))
+        finally:
+            runtime.s3.upload = original  # type: ignore[method-assign]
+
+    (job,) = await submit(runtime, request(source))
+
+    assert job.state == "submitted"
+    unfinished = await s3.list_multipart_uploads(Bucket=BUCKET)
+    assert unfinished.get("Uploads", []) == []
+
+
+async def test_a_queued_job_whose_group_was_sealed_meanwhile_is_still_tracked(
+    runtime: Runtime, control: Any, s3: Any, tmp_path: Path
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    runtime.settings = runtime.settings.model_copy(
+        update={"submit": SubmitSettings(max_concurrent_jobs_per_model=1)}
+    )
+    (first,) = await submit(runtime, request(write_input(tmp_path / "a.jsonl", 100), group="g"))
+    (second,) = await submit(runtime, request(write_input(tmp_path / "b.jsonl", 101), group="g"))
+    assert (first.state, second.state) == ("submitted", "queued")
+    await runtime.store.seal_group("g", runtime.clock.now())
+
+    await control.finish(first.arn or "", "Completed")
+    (arn,) = (await launch_submissions(runtime)).tracked.values()
+
+    job = await runtime.store.get_job(arn)
+    assert job is not None and job.group_name is None  # made, so tracked, outside the group
+    assert job.s3_folder is not None

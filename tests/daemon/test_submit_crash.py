@@ -61,3 +61,34 @@ async def test_a_submit_killed_before_it_heard_back_leaves_one_job_tracked_at_th
     ]
     (folder,) = query(database, "SELECT s3_folder FROM bedrock_batch_jobs")
     assert folder[0].endswith("/input/")
+
+
+async def test_a_submit_interrupted_says_so_in_one_line_and_a_run_again_makes_one_job(
+    tmp_path: Path, endpoints: Endpoints, control: Any, bedrock: Any, s3: Any
+) -> None:
+    await ensure_bucket(s3, BUCKET)
+    config = write_config(tmp_path, endpoints)
+    source = tmp_path / "prompts.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in make_records(150)))
+    await control.configure(
+        faults={"answer_delay_ms": 600_000, "operations": ["CreateModelInvocationJob"]}
+    )
+    args = ("--config", str(config), "submit", str(source), "--model", NOVA, "--role", ROLE_ARN)
+    args += ("--bucket", f"s3://{BUCKET}/submitted/")
+    submitting = await asyncio.create_subprocess_exec(
+        *PYTHON_MODULE, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not await listed_jobs(bedrock):
+        assert time.monotonic() < deadline, "gave up waiting for the job to be made"
+        await asyncio.sleep(0.02)
+    submitting.send_signal(signal.SIGINT)
+    _, stderr = await submitting.communicate()
+    await control.configure(faults={"answer_delay_ms": 0})
+
+    assert submitting.returncode == 130
+    assert stderr.decode().strip().splitlines()[-1] == "batch-poller: submit interrupted"
+    assert b"Traceback" not in stderr
+    again = run_command(*args)
+    assert again.returncode == 0, again.stderr
+    assert len(await listed_jobs(bedrock)) == 1

@@ -3,6 +3,7 @@ records split over jobs within Bedrock's per-job limits."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,14 @@ def test_an_overlong_line_is_refused_before_it_is_held_whole(tmp_path: Path) -> 
         plan_submission([source], Family.NOVA, SubmitLimits(min_records=1))
 
 
+def test_a_fifo_is_refused_without_waiting_on_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+
+    with pytest.raises(InputError, match=rf"^{fifo}: not a regular file"):
+        plan_submission([fifo], Family.NOVA, SubmitLimits())
+
+
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="No such file or directory"):
         plan_submission([tmp_path / "nope.jsonl"], Family.NOVA, SubmitLimits())
@@ -155,8 +164,10 @@ def test_each_family_s_input_shape_is_checked(
         (b'{"recordId": " ", "modelInput": {}}', "recordId must be a non-empty string"),
         (b'{"recordId": "a", "modelInput": "x"}', 'modelInput must be a JSON object, not "x"'),
         (b"\xff\xfe{}", "not valid JSON"),
+        (b'{"recordId": "a\\u0000b", "modelInput": {}}', "recordId holds a NUL character"),
+        (b'{"recordId": "' + b"x" * 1025 + b'", "modelInput": {}}', "recordId is over 1024 bytes"),
     ],
 )
 def test_lines_that_are_not_records_are_refused(raw: bytes, problem: str) -> None:
     with pytest.raises(InputError, match=f"^f line 1: {problem}"):
-        check_line(raw, "f line 1", Family.NOVA, 1024)
+        check_line(raw, "f line 1", Family.NOVA, 4096)
