@@ -116,17 +116,12 @@ async def submit(
         # Recorded and uploaded: the daemon's passes create them once Bedrock answers.
         report = LaunchReport(queued=list(tokens), unavailable=str(error))
     rows = {row.client_token: row for row in await rt.store.submissions(tokens)}
-    return [_outcome(job, rows[job.row.client_token], earlier, report) for job in jobs]
+    return [_outcome(job, rows[job.row.client_token], report) for job in jobs]
 
 
-def _outcome(
-    job: _PlannedJob,
-    row: SubmissionRow,
-    earlier: dict[str, SubmissionRow],
-    report: LaunchReport,
-) -> SubmittedJob:
+def _outcome(job: _PlannedJob, row: SubmissionRow, report: LaunchReport) -> SubmittedJob:
     token = row.client_token
-    if token in report.refused:
+    if token in report.refused or row.state == "refused":
         state = "refused"
     elif row.state == "tracked":
         state = "submitted" if token in report.tracked else "already submitted"
@@ -139,7 +134,7 @@ def _outcome(
         state=state,
         arn=row.arn,
         error=report.refused.get(token)
-        or (row.last_error or report.unavailable if state == "queued" else None),
+        or (row.last_error or report.unavailable if state in ("queued", "refused") else None),
     )
 
 
