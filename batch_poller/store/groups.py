@@ -308,7 +308,8 @@ async def _holds_retries(conn: AsyncConnection, name: str) -> bool:
 def latest_versions(jobs: ColumnElement[bool]) -> Subquery:
     """The records of the jobs matching `jobs`, each numbered by how recent its version is
     among those with its id (1: the latest): a resubmission's record replaces the one it ran
-    again. Jobs are ordered by when they were tracked, a resubmission after its original."""
+    again. Jobs are ordered by when they were tracked, and a resubmission after an original
+    tracked at the same instant (a clock that does not move, in tests)."""
     return (
         select(
             _R.batch_job_arn,
@@ -319,7 +320,11 @@ def latest_versions(jobs: ColumnElement[bool]) -> Subquery:
             func.row_number()
             .over(
                 partition_by=_R.record_id,
-                order_by=(_J.created_at.desc(), _J.batch_job_arn.desc()),
+                order_by=(
+                    _J.created_at.desc(),
+                    case((_J.retries_of.is_(None), 0), else_=1).desc(),
+                    _J.batch_job_arn.desc(),
+                ),
             )
             .label("version"),
         )

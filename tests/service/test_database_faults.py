@@ -339,7 +339,9 @@ async def test_a_full_disk_loses_no_job_and_the_job_completes_once_space_is_free
             daemon.wait_for(lambda: _events(daemon, "daemon_started"), "the start")
             arn = await _track(config, bedrock, s3, "full", records)
             filler = folder / "filler"
-            with filler.open("wb") as out, contextlib.suppress(OSError):
+            # Unbuffered, and the close inside the suppress too: a buffered close flushes into
+            # the full disk and fails again.
+            with contextlib.suppress(OSError), filler.open("wb", buffering=0) as out:
                 while True:
                     out.write(b"\0" * 65536)
             await control.finish(arn, "Completed")
