@@ -57,4 +57,16 @@ async def bench_idle(jobs: int, seconds: float) -> dict[str, Any]:
         "seconds": seconds,
         "peak RSS MB": round(peak / 1e6, 1),
         "CPU, % of a core": round(cpu * 100, 2),
+        "batch-poller --help s": round(_help_seconds(), 2),
     }
+
+
+def _help_seconds(runs: int = 3) -> float:
+    """`batch-poller --help`, start to exit, the median of a few runs."""
+    script = Path(sys.executable).with_name("batch-poller")
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([str(script), "--help"], stdout=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]

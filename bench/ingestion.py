@@ -60,6 +60,7 @@ class IngestFigures:
     ingest_rps: float
     ingest_mbps: float
     ingest_rss_mb: float
+    ingest_cpu_us: float  # the ingesting process's CPU a record, all its threads
     parse_rps: float
     store_rps: float | None
     naive_rps: float | None
@@ -77,6 +78,7 @@ class IngestFigures:
             "ingest rec/s": round(self.ingest_rps),
             "MB/s": round(self.ingest_mbps, 1),
             "peak RSS growth MB": round(self.ingest_rss_mb, 1),
+            "CPU µs/record": round(self.ingest_cpu_us, 1),
             "parse-only (orjson) rec/s": round(self.parse_rps),
             "store-only (driver) rec/s": round(self.store_rps) if self.store_rps else "n/a",
             "ingest / min(parse, store)": round(self.ingest_rps / self.limit, 2),
@@ -109,7 +111,7 @@ async def bench_ingestion(
             url = f"sqlite:///{Path(folder) / 'ingest.db'}" if database == "sqlite" else PG_URL
             ingest = [_ingest_in_a_fresh_process(url, Path(folder), i) for i in range(runs)]
             store = [await _store_only(source, url, Path(folder), i) for i in range(runs)]
-            ingest_seconds = median([s for s, _ in ingest])
+            ingest_seconds = median([s for s, _, _ in ingest])
             figures.append(
                 IngestFigures(
                     database=database,
@@ -119,7 +121,8 @@ async def bench_ingestion(
                     megabytes=size / 1e6,
                     ingest_rps=records / ingest_seconds,
                     ingest_mbps=size / 1e6 / ingest_seconds,
-                    ingest_rss_mb=max(r for _, r in ingest) / 1e6,
+                    ingest_rss_mb=max(r for _, r, _ in ingest) / 1e6,
+                    ingest_cpu_us=median([c for _, _, c in ingest]) / records * 1e6,
                     parse_rps=records / median(parse),
                     store_rps=records / median(store),
                     naive_rps=records / median(naive) if naive else None,
@@ -145,7 +148,7 @@ async def _upload(s3: Any, source: Path, records: int) -> None:
     await s3.put_object(Bucket=BUCKET, Key=folder + "manifest.json.out", Body=json.dumps(manifest))
 
 
-def _ingest_in_a_fresh_process(url: str, folder: Path, run: int) -> tuple[float, int]:
+def _ingest_in_a_fresh_process(url: str, folder: Path, run: int) -> tuple[float, int, float]:
     """Each ingest runs in a new process, so its RSS growth is its own, not the leftovers of
     the steps before it; each into a new database (a new file, a new schema)."""
     from bench.runtime import endpoints
@@ -158,8 +161,8 @@ def _ingest_in_a_fresh_process(url: str, folder: Path, run: int) -> tuple[float,
         text=True,
         check=True,
     )
-    seconds, growth = result.stdout.split()
-    return float(seconds), int(growth)
+    seconds, growth, cpu = result.stdout.split()
+    return float(seconds), int(growth), float(cpu)
 
 
 @contextlib.asynccontextmanager
@@ -182,7 +185,7 @@ async def _fresh_store(url: str) -> AsyncIterator[JobStore]:
             await connection.close()
 
 
-async def _ingest(url: str) -> tuple[float, int]:
+async def _ingest(url: str) -> tuple[float, int, float]:
     """The project's path: S3 stream -> parse -> batched upserts, checked against the manifest."""
     from bench.runtime import bench_s3
 
@@ -210,7 +213,7 @@ async def _ingest(url: str) -> tuple[float, int]:
             with measured() as sample:
                 totals, _ = await ingest_job(job, False, context)
     assert totals.ok == totals.total
-    return sample.seconds, sample.peak_rss_growth
+    return sample.seconds, sample.peak_rss_growth, sample.cpu_seconds
 
 
 def _parse_only(source: Path) -> float:
@@ -318,5 +321,5 @@ if __name__ == "__main__":
     from batch_poller.emulator.server import Endpoints
 
     bench.runtime.ENDPOINTS = Endpoints(sys.argv[1], sys.argv[2])
-    seconds, growth = asyncio.run(_ingest(sys.argv[3]))
-    print(seconds, growth)
+    seconds, growth, cpu = asyncio.run(_ingest(sys.argv[3]))
+    print(seconds, growth, cpu)

@@ -31,6 +31,7 @@ def cpu_seconds(pid: int | str = "self") -> float:
 class Sample:
     seconds: float = 0.0
     peak_rss_growth: int = 0
+    cpu_seconds: float = 0.0  # this process's, every thread's
 
 
 @contextmanager
@@ -49,10 +50,12 @@ def measured() -> Iterator[Sample]:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.perf_counter()
+    cpu = time.process_time()
     try:
         yield sample
     finally:
         sample.seconds = time.perf_counter() - started
+        sample.cpu_seconds = time.process_time() - cpu
         done.set()
         watcher.join()
         sample.peak_rss_growth = max(peak, rss_bytes()) - baseline
