@@ -9,12 +9,12 @@ written in it: the fence and the rows commit together, or not at all."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import StaticPool
 
@@ -34,17 +34,25 @@ _SQLITE_UPSERT = (
     " WHERE batch_records.source_file IS excluded.source_file"
     " AND batch_records.line_number IS excluded.line_number"
 )
-_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
-_PG_TYPES = {c.name: c.type.compile(dialect=_PG_DIALECT) for c in _RECORDS.c}
-_PG_UPSERT = (
-    f"INSERT INTO batch_records ({', '.join(_COLUMNS)})"
-    " SELECT * FROM unnest("
-    + ", ".join(f"${n}::{_PG_TYPES[c]}[]" for n, c in enumerate(_COLUMNS, start=1))
-    + f") ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {_REPLACED}"
-    " WHERE batch_records.source_file IS NOT DISTINCT FROM excluded.source_file"
-    " AND batch_records.line_number IS NOT DISTINCT FROM excluded.line_number"
-    " RETURNING record_id"
-)
+
+
+@functools.cache
+def _pg_upsert() -> str:
+    """The PostgreSQL upsert of arrays, made when first needed: a SQLite store never loads the
+    PostgreSQL dialect."""
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    types = {c.name: c.type.compile(dialect=dialect) for c in _RECORDS.c}
+    return (
+        f"INSERT INTO batch_records ({', '.join(_COLUMNS)})"
+        " SELECT * FROM unnest("
+        + ", ".join(f"${n}::{types[c]}[]" for n, c in enumerate(_COLUMNS, start=1))
+        + f") ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {_REPLACED}"
+        " WHERE batch_records.source_file IS NOT DISTINCT FROM excluded.source_file"
+        " AND batch_records.line_number IS NOT DISTINCT FROM excluded.line_number"
+        " RETURNING record_id"
+    )
 
 
 def _tuples(
@@ -133,5 +141,5 @@ async def postgres_upsert(
         await driver.execute("RELEASE SAVEPOINT batch_records_copy")
         return set()
     columns = list(zip(*tuples, strict=True))
-    written = await driver.fetch(_PG_UPSERT, *(list(column) for column in columns))
+    written = await driver.fetch(_pg_upsert(), *(list(column) for column in columns))
     return {row.record_id for row in rows}.difference(record["record_id"] for record in written)

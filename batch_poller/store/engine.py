@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -16,6 +16,9 @@ from sqlalchemy.pool import StaticPool
 
 from batch_poller.database_url import ASYNC_DRIVERS
 from batch_poller.masking import mask_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql
 
 _SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
@@ -223,5 +226,8 @@ def dialect_insert(dialect_name: str, table: Table) -> sqlite.Insert | postgresq
     if dialect_name == "sqlite":
         return sqlite.insert(table)
     if dialect_name == "postgresql":
-        return postgresql.insert(table)
+        # Imported here: a SQLite store never loads the PostgreSQL dialect (3 MB).
+        from sqlalchemy.dialects import postgresql as pg
+
+        return pg.insert(table)
     raise ValueError(f"unsupported dialect {dialect_name!r}")

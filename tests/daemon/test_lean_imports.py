@@ -38,3 +38,6 @@ def test_run_imports_neither_rich_nor_aioboto3(endpoints: Endpoints, tmp_path: P
     imported = {name.partition(".")[0] for name in outcome["modules"]}
     assert "botocore" in imported and "structlog" in imported  # the pass did run
     assert imported.isdisjoint(NOT_IMPORTED), sorted(imported & set(NOT_IMPORTED))
+    # A SQLite configuration never loads the PostgreSQL dialect nor its driver.
+    postgres = [m for m in outcome["modules"] if "postgresql" in m or m.startswith("asyncpg")]
+    assert postgres == []
