@@ -1,5 +1,5 @@
-"""A `submit` killed (SIGKILL) after Bedrock made its job and before it heard back: one job,
-found by its client token and tracked at the daemon's next start."""
+"""A `submit` stopped (SIGKILL, SIGINT) after Bedrock made its job and before it heard back:
+one job, found by its client token, tracked at the daemon's next start or the next submit."""
 
 from __future__ import annotations
 
@@ -21,23 +21,22 @@ async def listed_jobs(bedrock: Any) -> list[dict[str, Any]]:
     return list(page.get("invocationJobSummaries", []))
 
 
-async def test_a_submit_killed_before_it_heard_back_leaves_one_job_tracked_at_the_next_start(
-    tmp_path: Path, endpoints: Endpoints, control: Any, bedrock: Any, s3: Any
-) -> None:
+async def stopped_after_the_job_was_made(
+    tmp_path: Path, endpoints: Endpoints, control: Any, bedrock: Any, s3: Any, stop: int
+) -> tuple[tuple[str, ...], int | None, bytes]:
+    """Runs `submit` while Bedrock holds its answer to CreateModelInvocationJob, sends it
+    `stop` once the job is made, and returns its arguments, exit code and stderr."""
     await ensure_bucket(s3, BUCKET)
     config = write_config(tmp_path, endpoints)
     source = tmp_path / "prompts.jsonl"
     source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in make_records(150)))
-    # Bedrock makes the job, then holds its answer: the process dies meanwhile.
     await control.configure(
         faults={"answer_delay_ms": 600_000, "operations": ["CreateModelInvocationJob"]}
     )
+    args = ("--config", str(config), "submit", str(source), "--model", NOVA, "--role", ROLE_ARN)
+    args += ("--bucket", f"s3://{BUCKET}/submitted/")
     submitting = await asyncio.create_subprocess_exec(
-        *PYTHON_MODULE,
-        *("--config", str(config), "submit", str(source), "--model", NOVA, "--role", ROLE_ARN),
-        *("--bucket", f"s3://{BUCKET}/submitted/"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        *PYTHON_MODULE, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     try:
         deadline = time.monotonic() + 60
@@ -45,14 +44,23 @@ async def test_a_submit_killed_before_it_heard_back_leaves_one_job_tracked_at_th
             assert submitting.returncode is None, "submit ended before its job was made"
             assert time.monotonic() < deadline, "gave up waiting for the job to be made"
             await asyncio.sleep(0.02)
-        submitting.send_signal(signal.SIGKILL)
+        submitting.send_signal(stop)
     finally:
-        await submitting.wait()
-    await control.configure(faults={"answer_delay_ms": 0})
+        _, stderr = await submitting.communicate()
+        await control.configure(faults={"answer_delay_ms": 0})
+    return args, submitting.returncode, stderr
+
+
+async def test_a_submit_killed_before_it_heard_back_leaves_one_job_tracked_at_the_next_start(
+    tmp_path: Path, endpoints: Endpoints, control: Any, bedrock: Any, s3: Any
+) -> None:
+    args, _, _ = await stopped_after_the_job_was_made(
+        tmp_path, endpoints, control, bedrock, s3, signal.SIGKILL
+    )
     database = tmp_path / "daemon.db"
     assert query(database, "SELECT state, batch_job_arn FROM submissions") == [("creating", None)]
 
-    restarted = run_command("--config", str(config), "run", "--once")
+    restarted = run_command(*args[:2], "run", "--once")
 
     assert restarted.returncode == 0, restarted.stderr
     (job,) = await listed_jobs(bedrock)
@@ -66,27 +74,11 @@ async def test_a_submit_killed_before_it_heard_back_leaves_one_job_tracked_at_th
 async def test_a_submit_interrupted_says_so_in_one_line_and_a_run_again_makes_one_job(
     tmp_path: Path, endpoints: Endpoints, control: Any, bedrock: Any, s3: Any
 ) -> None:
-    await ensure_bucket(s3, BUCKET)
-    config = write_config(tmp_path, endpoints)
-    source = tmp_path / "prompts.jsonl"
-    source.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in make_records(150)))
-    await control.configure(
-        faults={"answer_delay_ms": 600_000, "operations": ["CreateModelInvocationJob"]}
+    args, code, stderr = await stopped_after_the_job_was_made(
+        tmp_path, endpoints, control, bedrock, s3, signal.SIGINT
     )
-    args = ("--config", str(config), "submit", str(source), "--model", NOVA, "--role", ROLE_ARN)
-    args += ("--bucket", f"s3://{BUCKET}/submitted/")
-    submitting = await asyncio.create_subprocess_exec(
-        *PYTHON_MODULE, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while not await listed_jobs(bedrock):
-        assert time.monotonic() < deadline, "gave up waiting for the job to be made"
-        await asyncio.sleep(0.02)
-    submitting.send_signal(signal.SIGINT)
-    _, stderr = await submitting.communicate()
-    await control.configure(faults={"answer_delay_ms": 0})
 
-    assert submitting.returncode == 130
+    assert code == 130
     assert stderr.decode().strip().splitlines()[-1] == "batch-poller: submit interrupted"
     assert b"Traceback" not in stderr
     again = run_command(*args)
