@@ -54,7 +54,8 @@ async def launch_submissions(rt: Runtime, tokens: list[str] | None = None) -> La
             room[row.model_id] -= 1
         await _launch(rt, row, report, room)
     if report.queued:
-        log.info("submissions_queued", count=len(report.queued), reason="model quota full")
+        # Each one's last_error says why: the model's quota full, or Bedrock not answering.
+        log.info("submissions_queued", count=len(report.queued))
     return report
 
 
