@@ -12,6 +12,8 @@ from batch_poller.aws.errors import RetryPolicy
 from batch_poller.domain import BedrockStatus, job_id_from_arn
 from batch_poller.rows import NO_PROGRESS, Progress
 
+# The roleArn Bedrock's model takes.
+ROLE_PATTERN = re.compile(r"^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$")
 # The s3Uri Bedrock's model takes for a job's input and output: a bucket name and a key of
 # letters, digits and -!_*'(). between single slashes.
 S3_URI_PATTERN = re.compile(

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from batch_poller.aws.bedrock import S3_URI_PATTERN
+from batch_poller.aws.bedrock import ROLE_PATTERN, S3_URI_PATTERN
 from batch_poller.emulator.lifecycle import EmulatedJob
 
 _STATUS_OF = {
@@ -100,7 +100,6 @@ def job_document(job: EmulatedJob, *, summary: bool = False) -> dict[str, Any]:
 
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9+\-.])*$")
-ROLE_PATTERN = re.compile(r"^arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/.+$")
 TOKEN_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
 TAG_PATTERN = re.compile(r"^[a-zA-Z0-9\s._:/=+@-]*$")
 

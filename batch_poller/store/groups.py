@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Subquery, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -305,18 +306,17 @@ async def _holds_retries(conn: AsyncConnection, name: str) -> bool:
     return (await conn.execute(query.limit(1))).first() is not None
 
 
-def latest_versions(jobs: ColumnElement[bool]) -> Subquery:
-    """The records of the jobs matching `jobs`, each numbered by how recent its version is
-    among those with its id (1: the latest): a resubmission's record replaces the one it ran
-    again. Jobs are ordered by when they were tracked, and a resubmission after an original
-    tracked at the same instant (a clock that does not move, in tests)."""
+def latest_versions(jobs: ColumnElement[bool], *carried: ColumnElement[Any]) -> Subquery:
+    """The records of the jobs matching `jobs` (their record id, outcome and the `carried`
+    columns: only those, as the window sorts whatever it carries), each numbered by how recent
+    its version is among those with its id (1: the latest): a resubmission's record replaces
+    the one it ran again. Jobs are ordered by when they were tracked, and a resubmission after
+    an original tracked at the same instant (a clock that does not move, in tests)."""
     return (
         select(
-            _R.batch_job_arn,
             _R.record_id,
             _R.outcome,
-            _R.error_code,
-            _R.model_input,
+            *carried,
             func.row_number()
             .over(
                 partition_by=_R.record_id,

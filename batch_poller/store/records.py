@@ -141,7 +141,10 @@ class RecordStore:
         """The records of these jobs whose latest version among them (a resubmission's, where
         one ran them again) is an error with one of the codes, by record id; only the ids that
         `of_jobs` hold, when named."""
-        ranked = latest_versions(_JOBS.c.batch_job_arn.in_(list(arns)))
+        r = _RECORDS.c
+        ranked = latest_versions(
+            _JOBS.c.batch_job_arn.in_(list(arns)), r.batch_job_arn, r.error_code, r.model_input
+        )
         query = (
             select(ranked.c.batch_job_arn, ranked.c.record_id, ranked.c.error_code)
             .add_columns(ranked.c.model_input)

@@ -132,9 +132,13 @@ async def _track(rt: Runtime, row: SubmissionRow, arn: str) -> None:
     if row.retries_of is None or row.group_name is None:
         await track_jobs(rt, [arn], row.input_folder, group=row.group_name)
         return
-    # A resubmission joins its original's group even sealed or compiled: it reopens it.
+    # A resubmission joins its original's group even sealed or compiled: it reopens it. An
+    # original outside any group gets one, sealed: it takes no other job.
     await track_jobs(rt, [arn], row.input_folder)
-    await rt.store.join_as_retry(row.group_name, arn, row.retries_of, rt.clock.now())
+    now = rt.clock.now()
+    if await rt.store.get_group(row.group_name) is None:
+        await rt.store.group_jobs([row.retries_of], row.group_name, now, seal=True)
+    await rt.store.join_as_retry(row.group_name, arn, row.retries_of, now)
 
 
 def _request(row: SubmissionRow) -> JobRequest:

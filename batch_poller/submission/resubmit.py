@@ -111,7 +111,7 @@ async def resubmit(
         raise SubmitError(
             f"the jobs ran several models ({', '.join(models)}): resubmit them job by job"
         )
-    group = await _group_of(rt, plan.jobs)
+    group = _group_of(plan.jobs)
     with tempfile.TemporaryDirectory(prefix="batch-poller-resubmit-") as scratch:
         source = Path(scratch) / "retry.jsonl"
         source.write_bytes(b"".join(map(_input_line, plan.records)))
@@ -139,9 +139,9 @@ def _input_line(record: RetryRecord) -> bytes:
     )
 
 
-async def _group_of(rt: Runtime, jobs: list[JobRow]) -> str:
-    """The jobs' group, or for one job outside any, a group made for it and its retries
-    (sealed: it takes no other job, and compiles as soon as they have all settled)."""
+def _group_of(jobs: list[JobRow]) -> str:
+    """The jobs' group, or for one job outside any, the name of a group for it and its
+    retries, made (sealed, with the job in it) when the retry is created."""
     groups = {job.group_name for job in jobs}
     if len(groups) == 1 and (name := groups.pop()) is not None:
         return name
@@ -150,11 +150,9 @@ async def _group_of(rt: Runtime, jobs: list[JobRow]) -> str:
     job = jobs[0]
     name = f"{job.job_name or job.job_id}-with-retries"
     try:
-        check_group_name(name)
+        return check_group_name(name)
     except ValueError:
-        name = f"{job.job_id}-with-retries"
-    await rt.store.group_jobs([job.batch_job_arn], name, rt.clock.now(), seal=True)
-    return name
+        return f"{job.job_id}-with-retries"
 
 
 async def _role_of(rt: Runtime, job: JobRow) -> str:

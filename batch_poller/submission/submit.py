@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from batch_poller.aws.bedrock import S3_URI_PATTERN
+from batch_poller.aws.bedrock import ROLE_PATTERN, S3_URI_PATTERN
 from batch_poller.aws.errors import AwsError
 from batch_poller.aws.s3 import S3Uri
 from batch_poller.cleanup import CleanupRefused, checked_prefix
@@ -38,7 +38,6 @@ from batch_poller.submission.plan import (
     plan_submission,
 )
 
-_ROLE_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9+.-]+")
 PIECE_BYTES = 1024 * 1024  # read and handed to the upload a megabyte at a time
 # Bedrock's limits on a job's name and its timeout.
@@ -179,7 +178,7 @@ def _checked_request(rt: Runtime, request: SubmitRequest) -> S3Uri:
         raise InputError("no input file given")
     if not request.model_id.strip():
         raise InputError("no model id given")
-    if not _ROLE_ARN.match(request.role_arn):
+    if not ROLE_PATTERN.match(request.role_arn):
         raise InputError(
             f"not an IAM role ARN: {request.role_arn!r} (arn:aws:iam::ACCOUNT:role/NAME)"
         )
